@@ -1,0 +1,1 @@
+"""Reading raw formats into typed examples, validation, featurization and batching."""

@@ -1,0 +1,41 @@
+"""Errors that the command line turns into a one-line message and exit status 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class XstiltsError(Exception):
+    """A problem the user can fix; the CLI prints it without a traceback and exits with 2."""
+
+    exit_code = 2
+
+
+class DataFormatError(XstiltsError):
+    """A malformed input file: names the file, the line (1-based, when known) and what was expected."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        line: int | None,
+        expected: str,
+        found: str | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.line = line
+        self.expected = expected
+        self.found = found
+        where = f"{self.path}:{line}" if line is not None else str(self.path)
+        message = f"{where}: expected {expected}"
+        if found is not None:
+            shown = found if len(found) <= 120 else found[:117] + "..."
+            message += f", found {shown}"
+        super().__init__(message)
+
+
+class ConfigError(XstiltsError):
+    """An invalid configuration value; the message says what is allowed."""
+
+
+class MissingDataError(XstiltsError):
+    """Data that a command needs is not present; the message says what is missing and how to get it."""
