@@ -28,7 +28,18 @@ app = typer.Typer(
 )
 
 # One module per command (or command group); each defines register(app).
-COMMAND_MODULES = ("tasks",)
+COMMAND_MODULES = (
+    "tasks",
+    "data",
+    "score",
+    "model",
+    "predict",
+    "run",
+    "code_eval",
+    "study",
+    "report",
+    "demo",
+)
 
 
 @app.callback()

@@ -1,0 +1,1 @@
+"""Metrics (XTREME semantics), zero-shot prediction, retrieval, sandboxed code execution."""

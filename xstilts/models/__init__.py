@@ -1,0 +1,1 @@
+"""Encoders (hub id, local folder, the offline default), heads per task kind."""

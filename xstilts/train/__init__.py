@@ -1,0 +1,1 @@
+"""The training loop (Accelerate), schedules, checkpoints and exact resume, MLM."""
