@@ -4,8 +4,8 @@ from xstilts.tasks.base import Task, TaskKind, TaskRegistry
 
 REGISTRY = TaskRegistry()
 
-from xstilts.tasks import xtreme  # noqa: E402  (registers the XTREME targets)
+from xstilts.tasks import code, intermediate, xtreme  # noqa: E402  (each registers its tasks)
 
 get_task = REGISTRY.get
 
-__all__ = ["REGISTRY", "Task", "TaskKind", "TaskRegistry", "get_task", "xtreme"]
+__all__ = ["REGISTRY", "Task", "TaskKind", "TaskRegistry", "code", "get_task", "intermediate", "xtreme"]

@@ -1,0 +1,1 @@
+"""Code-generation tasks (NL → code) as intermediate tasks and evaluation sets."""

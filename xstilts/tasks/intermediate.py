@@ -1,0 +1,1 @@
+"""The paper's English intermediate tasks (Phang et al. 2020)."""
