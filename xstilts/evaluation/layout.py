@@ -1,0 +1,412 @@
+"""XTREME's submission layout: where prediction and label files live and what is in them.
+
+Both predictions and gold labels use the layout of XTREME's ``evaluate.py``::
+
+    ROOT/{task}/test-{lang}.tsv    xnli, pawsx: one label per line
+                                   udpos, panx: one tag per line, a blank line after each sentence
+                                   bucc2018:    ``src_id<TAB>tgt_id`` per line
+                                   tatoeba:     one plain integer (target index) per line
+    ROOT/{task}/test-{lang}.json   xquad, mlqa, tydiqa: predictions ``{qid: answer text}``;
+                                   labels: the SQuAD-format dataset file itself
+
+The file *format* follows the task kind (and, for retrieval, the task's metric), so new tasks of
+an existing kind need nothing here. In-memory forms (what :func:`read_predictions` returns and
+what :mod:`xstilts.evaluation.scorer` consumes):
+
+=========  ==========================================  =========================================
+format     predictions                                 gold
+=========  ==========================================  =========================================
+label      ``list[str]``                               ``list[str]``
+tags       ``list[list[str]]``                         ``list[list[str]]``
+qa         ``dict[qid, str]``                          ``list[tuple[qid, list[answer text]]]``
+pairs      ``list[tuple[str, str]]``                   ``list[tuple[str, str]]``
+index      ``list[int]``                               ``list[int]``
+=========  ==========================================  =========================================
+
+Reading replicates ``evaluate.py`` (lines are stripped; in tag files every blank line closes a
+sentence, so two blank lines make an empty sentence) but refuses what it would silently
+mis-score: blank label lines, BUCC lines without exactly two fields, Tatoeba lines that are not
+plain integers. Every refusal is a :class:`~xstilts.errors.DataFormatError` naming file and line.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from xstilts.errors import DataFormatError
+from xstilts.tasks import Task, TaskKind, get_task
+
+LABEL = "label"
+TAGS = "tags"
+QA = "qa"
+PAIRS = "pairs"
+INDEX = "index"
+
+QAGold = list[tuple[str, list[str]]]
+
+_PLAIN_INT = re.compile(r"(?:0|[1-9][0-9]*)")
+
+
+def _task(task: Task | str) -> Task:
+    return task if isinstance(task, Task) else get_task(task)
+
+
+def file_format(task: Task | str) -> str:
+    """The submission format of a task: ``label``, ``tags``, ``qa``, ``pairs`` or ``index``."""
+    t = _task(task)
+    if t.kind in (TaskKind.SENTENCE_PAIR, TaskKind.MULTIPLE_CHOICE):
+        return LABEL
+    if t.kind is TaskKind.TAGGING:
+        return TAGS
+    if t.kind is TaskKind.QA:
+        return QA
+    if t.kind is TaskKind.RETRIEVAL:
+        if t.metric == "bucc_f1" or t.name.startswith("bucc"):
+            return PAIRS
+        return INDEX
+    raise ValueError(f"task {t.name!r} of kind {t.kind.value} has no XTREME submission format")
+
+
+def suffix(task: Task | str) -> str:
+    """``json`` for QA tasks, ``tsv`` for the rest (as evaluate.py names them)."""
+    return "json" if file_format(task) == QA else "tsv"
+
+
+def prediction_path(root: str | Path, task: Task | str, lang: str) -> Path:
+    """``root/{task}/test-{lang}.{tsv|json}``."""
+    t = _task(task)
+    return Path(root) / t.name / f"test-{lang}.{suffix(t)}"
+
+
+# Label files use exactly the same layout (XTREME's label folder mirrors the prediction folder).
+label_path = prediction_path
+
+
+def languages_in(root: str | Path, task: Task | str) -> list[str]:
+    """Languages that have a ``test-{lang}`` file for ``task`` under ``root`` (sorted)."""
+    t = _task(task)
+    folder = Path(root) / t.name
+    if not folder.is_dir():
+        return []
+    ext = suffix(t)
+    langs = []
+    for p in folder.glob(f"test-*.{ext}"):
+        langs.append(p.name[len("test-") : -len(ext) - 1])
+    return sorted(langs)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+
+
+def _read_lines(path: Path) -> list[str]:
+    """The file's lines, stripped as evaluate.py strips them; encoding errors name the line."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataFormatError(path, None, "an existing file", "no such file") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataFormatError(path, line, "UTF-8 text", f"undecodable byte {raw[exc.start]:#04x}") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    # open(...) iteration in evaluate.py splits on \n (universal newlines); strip() removes \r.
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line.strip() for line in lines]
+
+
+def _read_labels_tsv(path: Path) -> list[str]:
+    out = []
+    for i, line in enumerate(_read_lines(path), 1):
+        if not line:
+            raise DataFormatError(path, i, "one label per line", "an empty line")
+        out.append(line)
+    return out
+
+
+def _tag_of(line: str) -> str:
+    # XTREME's download files carry "token<TAB>tag"; label/prediction files carry the tag alone.
+    return line.rsplit("\t", 1)[-1].strip() if "\t" in line else line
+
+
+def _read_tags(path: Path) -> list[list[str]]:
+    sentences: list[list[str]] = []
+    current: list[str] = []
+    for line in _read_lines(path):
+        if line:
+            current.append(_tag_of(line))
+        else:
+            sentences.append(current)
+            current = []
+    if current:
+        sentences.append(current)
+    return sentences
+
+
+def _read_pairs(path: Path) -> list[tuple[str, str]]:
+    out = []
+    for i, line in enumerate(_read_lines(path), 1):
+        fields = line.split("\t")
+        if len(fields) != 2 or not fields[0] or not fields[1]:
+            raise DataFormatError(path, i, "'source_id<TAB>target_id'", repr(line))
+        out.append((fields[0], fields[1]))
+    return out
+
+
+def _read_indices(path: Path) -> list[int]:
+    out = []
+    for i, line in enumerate(_read_lines(path), 1):
+        if not _PLAIN_INT.fullmatch(line):
+            raise DataFormatError(path, i, "a plain non-negative integer (target index)", repr(line))
+        out.append(int(line))
+    return out
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise DataFormatError(path, None, "an existing file", "no such file") from None
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(path, None, "UTF-8 JSON", f"undecodable byte at offset {exc.start}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataFormatError(path, exc.lineno, "valid JSON", exc.msg) from None
+
+
+def _read_qa_predictions(path: Path) -> dict[str, str]:
+    data = _load_json(path)
+    if not isinstance(data, dict):
+        raise DataFormatError(path, None, "a JSON object {question id: answer text}", type(data).__name__)
+    for qid, answer in data.items():
+        if not isinstance(answer, str):
+            raise DataFormatError(
+                path, None, f"a string answer for question {qid!r}", type(answer).__name__
+            )
+    return data
+
+
+def _read_qa_gold(path: Path) -> QAGold:
+    """(qid, answer texts) for every question of a SQuAD-format file, in file order.
+
+    Like evaluate.py's ``read_squad`` it takes ``{"data": [...]}`` or the bare article list.
+    """
+    data = _load_json(path)
+    articles = data.get("data") if isinstance(data, dict) else data
+    if not isinstance(articles, list):
+        raise DataFormatError(path, None, "SQuAD-format JSON with a 'data' list of articles", type(articles).__name__)
+    gold: QAGold = []
+    for a, article in enumerate(articles):
+        paragraphs = article.get("paragraphs") if isinstance(article, dict) else None
+        if not isinstance(paragraphs, list):
+            raise DataFormatError(path, None, f"a 'paragraphs' list in article {a}", _short(article))
+        for p, paragraph in enumerate(paragraphs):
+            qas = paragraph.get("qas") if isinstance(paragraph, dict) else None
+            if not isinstance(qas, list):
+                raise DataFormatError(path, None, f"a 'qas' list in article {a} paragraph {p}", _short(paragraph))
+            for qa in qas:
+                qid = qa.get("id") if isinstance(qa, dict) else None
+                answers = qa.get("answers") if isinstance(qa, dict) else None
+                if not isinstance(qid, str) or not isinstance(answers, list):
+                    raise DataFormatError(
+                        path, None, f"a question with 'id' and 'answers' in article {a} paragraph {p}", _short(qa)
+                    )
+                texts = []
+                for ans in answers:
+                    if not isinstance(ans, dict) or not isinstance(ans.get("text"), str):
+                        raise DataFormatError(path, None, f"answers with a 'text' string for question {qid}", _short(ans))
+                    texts.append(ans["text"])
+                if not texts:
+                    # evaluate.py would crash on max([]): a test question needs at least one answer.
+                    raise DataFormatError(path, None, f"at least one gold answer for question {qid}", "none")
+                gold.append((qid, texts))
+    return gold
+
+
+def _short(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)[:100]
+
+
+def read_predictions(path: str | Path, task: Task | str) -> Any:
+    """Read one prediction file in the task's format (see the module docstring)."""
+    path = Path(path)
+    fmt = file_format(task)
+    if fmt == LABEL:
+        return _read_labels_tsv(path)
+    if fmt == TAGS:
+        return _read_tags(path)
+    if fmt == QA:
+        return _read_qa_predictions(path)
+    if fmt == PAIRS:
+        return _read_pairs(path)
+    return _read_indices(path)
+
+
+def read_labels(path: str | Path, task: Task | str) -> Any:
+    """Read one XTREME gold-label file into the scorer's in-memory gold form."""
+    path = Path(path)
+    if file_format(task) == QA:
+        return _read_qa_gold(path)
+    return read_predictions(path, task)
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------
+
+
+def _write_text(path: Path, lines: Iterable[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="\n") as f:
+        for line in lines:
+            f.write(line + "\n")
+
+
+def _check_field(value: str, what: str) -> str:
+    value = str(value)
+    if not value.strip() or value != value.strip() or "\n" in value or "\t" in value:
+        raise ValueError(f"{what} {value!r} cannot be written as one field of a line")
+    return value
+
+
+def _tag_lines(sentences: Sequence[Sequence[str]]) -> Iterable[str]:
+    for sentence in sentences:
+        for tag in sentence:
+            yield _check_field(tag, "tag")
+        yield ""
+
+
+def write_predictions(root: str | Path, task: Task | str, lang: str, predictions: Any) -> Path:
+    """Write one language's predictions at :func:`prediction_path`; returns the path."""
+    t = _task(task)
+    path = prediction_path(root, t, lang)
+    fmt = file_format(t)
+    if fmt == LABEL:
+        _write_text(path, (_check_field(p, "label") for p in predictions))
+    elif fmt == TAGS:
+        _write_text(path, _tag_lines(predictions))
+    elif fmt == QA:
+        if not isinstance(predictions, dict):
+            raise TypeError("QA predictions must be a dict {question id: answer text}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({str(k): str(v) for k, v in predictions.items()}, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    elif fmt == PAIRS:
+        _write_text(path, (f"{_check_field(s, 'id')}\t{_check_field(g, 'id')}" for s, g in predictions))
+    else:
+        out = []
+        for p in predictions:
+            if isinstance(p, bool) or int(p) != p or int(p) < 0:
+                raise ValueError(f"Tatoeba predictions are non-negative integers, got {p!r}")
+            out.append(str(int(p)))
+        _write_text(path, out)
+    return path
+
+
+def gold_from_examples(task: Task | str, examples: Sequence[Any]) -> Any:
+    """The scorer's in-memory gold for the examples a reader returned (see the module table).
+
+    Retrieval tasks take the one-element list of a :class:`BitextExample` that the readers give
+    (or the example itself). Tatoeba gold is the position of the gold target in the example's
+    target order: predictions index the same order.
+    """
+    t = _task(task)
+    fmt = file_format(t)
+    if fmt == LABEL:
+        gold = []
+        for ex in examples:
+            label = ex.label
+            if label is None:
+                raise ValueError(f"example {ex.id} has no gold label")
+            gold.append(str(label))
+        return gold
+    if fmt == TAGS:
+        out = []
+        for ex in examples:
+            if ex.tags is None:
+                raise ValueError(f"example {ex.id} has no gold tags")
+            out.append(list(ex.tags))
+        return out
+    if fmt == QA:
+        return [(ex.id, [a.text for a in ex.answers]) for ex in examples]
+    bitext = _one_bitext(examples)
+    if fmt == PAIRS:
+        return sorted(bitext.gold)
+    position = {tid: i for i, tid in enumerate(bitext.target)}
+    gold_of: dict[str, int] = {}
+    for src, tgt in bitext.gold:
+        if tgt not in position:
+            raise ValueError(f"gold target {tgt!r} is not among the targets of {bitext.id}")
+        gold_of[src] = position[tgt]
+    missing = [s for s in bitext.source if s not in gold_of]
+    if missing:
+        raise ValueError(f"{len(missing)} Tatoeba sources have no gold target (first: {missing[0]!r})")
+    return [gold_of[s] for s in bitext.source]
+
+
+def _one_bitext(examples: Any) -> Any:
+    if hasattr(examples, "source") and hasattr(examples, "gold"):
+        return examples
+    if len(examples) != 1:
+        raise ValueError(f"retrieval tasks have one BitextExample per language, got {len(examples)}")
+    return examples[0]
+
+
+def write_labels(root: str | Path, task: Task | str, lang: str, examples: Sequence[Any]) -> Path:
+    """Write XTREME gold-label files (the layout of XTREME's label folder); returns the path.
+
+    QA labels are written as a SQuAD v1.1 dataset (consecutive examples with the same title
+    and context share an article/paragraph), which is what evaluate.py reads.
+    """
+    t = _task(task)
+    path = label_path(root, t, lang)
+    fmt = file_format(t)
+    if fmt != QA:
+        gold = gold_from_examples(t, examples)
+        return write_predictions(root, t, lang, gold)
+    articles: list[dict[str, Any]] = []
+    for ex in examples:
+        if not articles or articles[-1]["title"] != ex.title:
+            articles.append({"title": ex.title, "paragraphs": []})
+        paragraphs = articles[-1]["paragraphs"]
+        if not paragraphs or paragraphs[-1]["context"] != ex.context:
+            paragraphs.append({"context": ex.context, "qas": []})
+        paragraphs[-1]["qas"].append(
+            {
+                "id": ex.id,
+                "question": ex.question,
+                "answers": [{"text": a.text, "answer_start": a.answer_start} for a in ex.answers],
+            }
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"version": "1.1", "data": articles}, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+__all__ = [
+    "INDEX",
+    "LABEL",
+    "PAIRS",
+    "QA",
+    "QAGold",
+    "TAGS",
+    "file_format",
+    "gold_from_examples",
+    "label_path",
+    "languages_in",
+    "prediction_path",
+    "read_labels",
+    "read_predictions",
+    "suffix",
+    "write_labels",
+    "write_predictions",
+]
