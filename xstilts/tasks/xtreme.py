@@ -80,9 +80,10 @@ UDPOS = REGISTRY.register(
         metric="seqeval_f1",
         labels=tuple(UPOS_LABELS),
         files={
-            "train": ("udpos/train-{lang}.tsv",),
-            "dev": ("udpos/dev-{lang}.tsv",),
-            "test": ("udpos/test-{lang}.tsv",),
+            # XTREME's preprocessed files first; else every raw UD treebank of the language.
+            "train": ("udpos/train-{lang}.tsv", "UD_*/{lang}_*-ud-train.conllu"),
+            "dev": ("udpos/dev-{lang}.tsv", "UD_*/{lang}_*-ud-dev.conllu"),
+            "test": ("udpos/test-{lang}.tsv", "UD_*/{lang}_*-ud-test.conllu"),
         },
         hub="universal_dependencies",
         description="Universal Dependencies v2.5 part-of-speech tagging (17 UPOS tags).",
@@ -150,12 +151,13 @@ TYDIQA = REGISTRY.register(
         splits={"train": EN, "test": TYDIQA_LANGS},
         metric="squad",
         files={
+            # utils_preprocess.py writes tydiqa.goldp.{lang}.{train,dev}.json.
             "train": (
-                "tydiqa/tydiqa-goldp-v1.1-train/tydiqa.{lang}.train.json",
+                "tydiqa/tydiqa-goldp-v1.1-train/tydiqa.goldp.{lang}.train.json",
                 "tydiqa/train-{lang}.json",
             ),
             "test": (
-                "tydiqa/tydiqa-goldp-v1.1-dev/tydiqa.{lang}.dev.json",
+                "tydiqa/tydiqa-goldp-v1.1-dev/tydiqa.goldp.{lang}.dev.json",
                 "tydiqa/test-{lang}.json",
             ),
         },
@@ -171,8 +173,9 @@ BUCC = REGISTRY.register(
         splits={"dev": BUCC_LANGS, "test": BUCC_LANGS},
         metric="bucc_f1",
         files={
-            "dev": ("bucc2018/{lang}-en.dev.{lang}",),
-            "test": ("bucc2018/{lang}-en.test.{lang}",),
+            # XTREME renames the BUCC archives' sample -> dev and training -> test.
+            "dev": ("bucc2018/{lang}-en.dev.{lang}", "{lang}-en.sample.{lang}"),
+            "test": ("bucc2018/{lang}-en.test.{lang}", "{lang}-en.training.{lang}"),
         },
         description="BUCC 2018 parallel sentence mining (xx–en); threshold tuned on dev, F1 on test.",
         extra={"mining": "margin"},
@@ -185,7 +188,8 @@ TATOEBA = REGISTRY.register(
         kind=TaskKind.RETRIEVAL,
         splits={"test": TATOEBA_LANGS},
         metric="tatoeba_accuracy",
-        files={"test": ("tatoeba/v1/tatoeba.{lang3}-eng.{lang3}", "tatoeba.{lang3}-eng.{lang3}")},
+        # LASER's files (line i <-> line i) first; XTREME's copy sorts the English side.
+        files={"test": ("tatoeba.{lang3}-eng.{lang3}", "tatoeba/{lang}-en.{lang}")},
         description="Tatoeba sentence retrieval (xx → en nearest neighbour), top-1 accuracy.",
         extra={"mining": "nearest"},
     )

@@ -1,0 +1,791 @@
+"""Readers for the XTREME target tasks: find a task's files below a data directory and parse them.
+
+Files are located by the task's ``files`` patterns (see :class:`xstilts.tasks.base.Task`): a
+pattern matches any file whose path *ends* with it, so ``xquad/xquad.{lang}.json`` finds
+``DIR/xquad/xquad.de.json`` as well as ``DIR/mirror/xquad/xquad.de.json``. The first pattern
+of a split that matches wins (the registry lists XTREME's preprocessed layout before the source
+layouts). A pattern may use ``*`` for one path segment's characters (raw UD CoNLL-U treebanks:
+every treebank of a language is read, as XTREME merges them).
+
+Formats read (each validated; a malformed record raises :class:`DataFormatError` naming the file,
+the 1-based line and what was expected):
+
+* sentence pairs (XNLI, PAWS-X) — XTREME's ``{split}-{lang}.tsv``: ``text_a<TAB>text_b[<TAB>label]``
+  written by ``csv.writer`` (fields with ``"`` are quoted); test files carry no label.
+* tagging (UDPOS, PAN-X) — ``token<TAB>tag`` per line, a blank line between sentences; files
+  without tags (XTREME's unlabelled test files) give ``tags=None``. Raw UD ``*.conllu`` too.
+* extractive QA (XQuAD, MLQA, TyDiQA-GoldP, SQuAD) — SQuAD v1.1/v2.0 JSON.
+* retrieval — BUCC 2018 (``{lg}-en.{split}.{lg|en}`` with ``id<TAB>sentence`` lines and a
+  ``.gold`` file of ``src_id<TAB>tgt_id``) and Tatoeba (LASER's ``tatoeba.{xxx}-eng.{xxx|eng}``,
+  line i ↔ line i; or XTREME's ``{lg}-en.{lg|en}`` with its gold in ``test-{lg}.tsv``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Union
+
+from xstilts.data.examples import (
+    BitextExample,
+    QAAnswer,
+    QAExample,
+    SentencePairExample,
+    TaggingExample,
+)
+from xstilts.errors import ConfigError, DataFormatError, MissingDataError
+from xstilts.languages import TATOEBA_ISO3
+from xstilts.tasks import get_task
+from xstilts.tasks.base import Task, TaskKind
+
+Example = Union[SentencePairExample, TaggingExample, QAExample, BitextExample]
+
+__all__ = [
+    "Example",
+    "ProblemSink",
+    "available",
+    "find_file",
+    "find_files",
+    "read_examples",
+    "read_path",
+    "count_unit",
+]
+
+# --------------------------------------------------------------------------------------------
+# Locating files
+# --------------------------------------------------------------------------------------------
+
+_SKIP_DIRS = {".git", "__pycache__", ".venv", "node_modules", ".ipynb_checkpoints"}
+
+
+@dataclass
+class _Listing:
+    """All files below one data directory, as ``/``-joined paths that start with the directory's
+    own name (so a pattern ``mlqa/test-{lang}.json`` still matches when DIR itself is ``mlqa``)."""
+
+    root: Path
+    dir_mtimes: dict[str, int]
+    files: list[str]
+    by_name: dict[str, list[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for rel in self.files:
+            self.by_name.setdefault(rel.rsplit("/", 1)[-1], []).append(rel)
+
+    def still_valid(self) -> bool:
+        """True when no directory changed since the listing was made (a new or removed file or
+        sub-directory changes its parent's mtime), so the cached listing can be reused."""
+        for directory, mtime in self.dir_mtimes.items():
+            try:
+                if os.stat(directory).st_mtime_ns != mtime:
+                    return False
+            except OSError:
+                return False
+        return True
+
+    def path(self, rel: str) -> Path:
+        return self.root.parent / rel
+
+
+def _walk(root: Path) -> _Listing:
+    prefix = root.name
+    dir_mtimes: dict[str, int] = {}
+    files: list[str] = []
+    for current, dirs, names in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS)
+        dir_mtimes[current] = os.stat(current).st_mtime_ns
+        rel_dir = os.path.relpath(current, root)
+        base = prefix if rel_dir == "." else f"{prefix}/{rel_dir.replace(os.sep, '/')}"
+        files.extend(f"{base}/{name}" for name in sorted(names))
+    return _Listing(root=root, dir_mtimes=dir_mtimes, files=files)
+
+
+class _ListingCache:
+    """Keeps the listing of the few data directories a process reads, re-walking a tree only
+    when one of its directories changed. A full XTREME download has thousands of files and
+    ``available`` asks for hundreds of (split, language) pairs: walking once matters."""
+
+    def __init__(self, size: int = 8) -> None:
+        self.size = size
+        self.entries: dict[Path, _Listing] = {}
+
+    def get(self, data_dir: Path) -> _Listing:
+        root = data_dir.resolve()
+        listing = self.entries.get(root)
+        if listing is None or not listing.still_valid():
+            if not root.is_dir():
+                raise MissingDataError(f"data directory not found: {data_dir}")
+            listing = _walk(root)
+            self.entries.pop(root, None)
+            self.entries[root] = listing
+            while len(self.entries) > self.size:
+                self.entries.pop(next(iter(self.entries)))
+        return listing
+
+
+_LISTINGS = _ListingCache()
+
+
+def _as_task(task: Task | str) -> Task:
+    return task if isinstance(task, Task) else get_task(task)
+
+
+def _expand(pattern: str, split: str, lang: str) -> str | None:
+    """Fill ``{lang}``, ``{lang3}`` and ``{split}``; None when a code is unknown for ``lang``."""
+    values = {"lang": lang, "split": split}
+    if "{lang3}" in pattern:
+        code = TATOEBA_ISO3.get(lang)
+        if code is None:
+            return None
+        values["lang3"] = code
+    try:
+        return pattern.format(**values)
+    except (KeyError, IndexError) as exc:
+        raise ConfigError(f"file pattern {pattern!r} uses an unknown placeholder {exc}") from None
+
+
+def _suffix_regex(pattern: str) -> re.Pattern[str]:
+    body = "".join(
+        "[^/]*" if ch == "*" else "[^/]" if ch == "?" else re.escape(ch) for ch in pattern
+    )
+    return re.compile(rf"(?:^|/){body}$")
+
+
+def _match(listing: _Listing, pattern: str) -> list[str]:
+    """Paths in the listing that end with ``pattern`` (closest to the root first)."""
+    last = pattern.rsplit("/", 1)[-1]
+    if "*" in last or "?" in last:
+        candidates: Iterable[str] = listing.files
+    else:
+        candidates = listing.by_name.get(last, ())
+    regex = _suffix_regex(pattern)
+    hits = [rel for rel in candidates if regex.search(rel)]
+    return sorted(hits, key=lambda rel: (rel.count("/"), rel))
+
+
+def _patterns(task: Task, split: str) -> tuple[str, ...]:
+    if split not in task.files:
+        known = ", ".join(task.files) or "none"
+        raise ConfigError(f"task {task.name} has no split {split!r}; its splits: {known}")
+    return task.files[split]
+
+
+def _locate(task: Task, listing: _Listing, split: str, lang: str) -> list[Path]:
+    for pattern in _patterns(task, split):
+        expanded = _expand(pattern, split, lang)
+        if expanded is None:
+            continue
+        hits = _match(listing, expanded)
+        if hits:
+            if _is_multi_file(expanded):
+                return [listing.path(rel) for rel in sorted(hits)]
+            return [listing.path(hits[0])]
+    return []
+
+
+def _is_multi_file(pattern: str) -> bool:
+    """Raw UD treebanks: every ``{lang}_*-ud-{split}.conllu`` of a language is read together."""
+    return pattern.endswith(".conllu") and "*" in pattern
+
+
+def find_files(task: Task | str, data_dir: str | Path, split: str, lang: str) -> list[Path]:
+    """All files that make up (task, split, lang): one, or several raw UD treebanks."""
+    task = _as_task(task)
+    return _locate(task, _LISTINGS.get(Path(data_dir)), split, lang)
+
+
+def find_file(task: Task | str, data_dir: str | Path, split: str, lang: str) -> Path | None:
+    """The file holding (task, split, lang) below ``data_dir``, or None when absent."""
+    found = find_files(task, data_dir, split, lang)
+    return found[0] if found else None
+
+
+def available(task: Task | str, data_dir: str | Path) -> dict[str, list[str]]:
+    """Split → the registry's languages of that split whose files are present below ``data_dir``."""
+    task = _as_task(task)
+    listing = _LISTINGS.get(Path(data_dir))
+    present: dict[str, list[str]] = {}
+    for split, langs in task.splits.items():
+        if split not in task.files:
+            continue
+        found = [lang for lang in langs if _locate(task, listing, split, lang)]
+        if found:
+            present[split] = found
+    return present
+
+
+# --------------------------------------------------------------------------------------------
+# Problems: raise at the first one (reading) or collect them all (``xstilts data check``)
+# --------------------------------------------------------------------------------------------
+
+
+class ProblemSink:
+    """Where readers report malformed records. Strict (the default for reading) raises the first
+    one; collecting mode keeps going past a bad record so a check can list every problem."""
+
+    def __init__(self, strict: bool = True, limit: int = 200) -> None:
+        self.strict = strict
+        self.limit = limit
+        self.problems: list[DataFormatError] = []
+        self.dropped = 0
+
+    def add(self, error: DataFormatError) -> None:
+        if self.strict:
+            raise error
+        if len(self.problems) < self.limit:
+            self.problems.append(error)
+        else:
+            self.dropped += 1
+
+
+class _FatalFileError(Exception):
+    """A problem after which the rest of a file cannot be read (bad JSON, bad encoding)."""
+
+
+def _fatal(sink: ProblemSink, error: DataFormatError) -> _FatalFileError:
+    sink.add(error)
+    return _FatalFileError()
+
+
+def _read_text(path: Path, sink: ProblemSink) -> str:
+    """The whole file as text; a byte that is not UTF-8 is reported with its line number."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        bad = data[exc.start : exc.start + 4]
+        raise _fatal(
+            sink,
+            DataFormatError(path, line, "UTF-8 text", f"byte {bad[:1].hex(' ')} ({exc.reason})"),
+        ) from None
+
+
+def _lines(text: str) -> Iterator[tuple[int, str]]:
+    """(1-based number, line without its end) — lines end at ``\\n`` only, so a stray ``\\r`` or
+    U+2028 inside a sentence does not split it."""
+    parts = text.split("\n")
+    if parts and parts[-1] == "":
+        parts.pop()
+    for number, line in enumerate(parts, start=1):
+        yield number, line[:-1] if line.endswith("\r") else line
+
+
+# --------------------------------------------------------------------------------------------
+# Sentence pairs: XNLI, PAWS-X
+# --------------------------------------------------------------------------------------------
+
+_LABEL_ALIASES = {"contradictory": "contradiction"}  # XNLI's raw spelling; XTREME renames it
+
+
+def _unquote(field: str) -> str:
+    """Undo ``csv.writer``'s minimal quoting of one field (XTREME writes its TSVs with it)."""
+    if len(field) >= 2 and field[0] == '"' and field[-1] == '"':
+        return field[1:-1].replace('""', '"')
+    return field
+
+
+def _read_pair_tsv(
+    path: Path, task: Task, split: str, lang: str, sink: ProblemSink
+) -> list[SentencePairExample]:
+    labels = set(task.labels or ())
+    examples: list[SentencePairExample] = []
+    width: int | None = 3 if split in ("train", "dev") else None
+    width_line = 0
+    for number, line in _lines(_read_text(path, sink)):
+        if not line.strip():
+            sink.add(DataFormatError(path, number, "text_a<TAB>text_b<TAB>label", "an empty line"))
+            continue
+        fields = line.split("\t")
+        if width is None and len(fields) in (2, 3):
+            width, width_line = len(fields), number
+        if len(fields) != width:
+            if width == 3 and width_line == 0:
+                expected = f"3 tab-separated fields (text_a, text_b, label) in a {split} file"
+            elif width is None:
+                expected = "2 or 3 tab-separated fields (text_a, text_b[, label])"
+            else:
+                expected = f"{width} tab-separated fields, as on line {width_line}"
+            sink.add(DataFormatError(path, number, expected, f"{len(fields)}"))
+            continue
+        label: str | None = None
+        if width == 3:
+            label = _LABEL_ALIASES.get(fields[2].strip(), fields[2].strip())
+            if labels and label not in labels:
+                allowed = ", ".join(sorted(labels))
+                sink.add(DataFormatError(path, number, f"a label in {{{allowed}}}", repr(label)))
+                continue
+        examples.append(
+            SentencePairExample(
+                id=f"{split}-{lang}-{len(examples)}",
+                text_a=_unquote(fields[0]),
+                text_b=_unquote(fields[1]),
+                label=label,
+            )
+        )
+    return examples
+
+
+# --------------------------------------------------------------------------------------------
+# Tagging: UDPOS, PAN-X (XTREME TSV) and raw UD CoNLL-U
+# --------------------------------------------------------------------------------------------
+
+
+def _check_tag(
+    tag: str, labels: set[str], path: Path, number: int, sink: ProblemSink
+) -> bool:
+    if labels and tag not in labels:
+        sink.add(DataFormatError(path, number, f"a tag in {{{', '.join(sorted(labels))}}}", repr(tag)))
+        return False
+    return True
+
+
+def _read_tag_tsv(
+    path: Path, task: Task, split: str, lang: str, sink: ProblemSink
+) -> list[TaggingExample]:
+    labels = set(task.labels or ())
+    examples: list[TaggingExample] = []
+    tokens: list[str] = []
+    tags: list[str] = []
+    width: int | None = None
+    width_line = 0
+
+    def flush() -> None:
+        if tokens:
+            examples.append(
+                TaggingExample(
+                    id=f"{split}-{lang}-{len(examples)}",
+                    tokens=list(tokens),
+                    tags=list(tags) if width == 2 else None,
+                )
+            )
+        tokens.clear()
+        tags.clear()
+
+    for number, line in _lines(_read_text(path, sink)):
+        if not line.strip() or line.startswith("-DOCSTART-"):
+            flush()
+            continue
+        fields = line.split("\t")
+        if width is None and len(fields) in (1, 2):
+            width, width_line = len(fields), number
+        if len(fields) != width:
+            expected = (
+                f"{width} tab-separated field{'s' if width == 2 else ''} "
+                f"(token{'<TAB>tag' if width == 2 else ''}) as on line {width_line}"
+                if width
+                else "token<TAB>tag (or a token alone in an unlabelled file)"
+            )
+            sink.add(DataFormatError(path, number, expected, f"{len(fields)} fields: {line!r}"))
+            continue
+        token = fields[0].strip()
+        if not token:
+            sink.add(DataFormatError(path, number, "a non-empty token", repr(line)))
+            continue
+        if width == 2:
+            tag = fields[1].strip()
+            if not _check_tag(tag, labels, path, number, sink):
+                continue
+            tags.append(tag)
+        tokens.append(token)
+    flush()
+    return examples
+
+
+def _read_conllu(
+    path: Path, task: Task, split: str, lang: str, sink: ProblemSink, start: int = 0
+) -> list[TaggingExample]:
+    """UD CoNLL-U: FORM and UPOS of each word line. Comment lines, multiword-token ranges
+    (``1-2``) and empty nodes (``1.1``) are skipped. Like XTREME's ``udpos_preprocess``, spaces
+    and ZWNJ (U+200C) inside a form are removed, and sentences whose forms are all (or all but
+    one) ``_`` — treebanks distributed without their text — are left out."""
+    labels = set(task.labels or ())
+    examples: list[TaggingExample] = []
+    tokens: list[str] = []
+    tags: list[str] = []
+
+    def flush() -> None:
+        if tokens:
+            empty = sum(token == "_" for token in tokens)
+            if empty == 0 or empty < len(tokens) - 1:
+                examples.append(
+                    TaggingExample(
+                        id=f"{split}-{lang}-{start + len(examples)}",
+                        tokens=list(tokens),
+                        tags=list(tags),
+                    )
+                )
+        tokens.clear()
+        tags.clear()
+
+    for number, line in _lines(_read_text(path, sink)):
+        if not line.strip():
+            flush()
+            continue
+        if line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        if len(fields) != 10:
+            sink.add(
+                DataFormatError(
+                    path, number, "10 tab-separated CoNLL-U columns", f"{len(fields)}: {line!r}"
+                )
+            )
+            continue
+        word_id = fields[0]
+        if "-" in word_id or "." in word_id:
+            continue
+        if not word_id.isdigit():
+            sink.add(DataFormatError(path, number, "a word ID (1, 2, ...) in column 1", repr(word_id)))
+            continue
+        form = "".join(fields[1].replace("\u200c", "").split(" "))
+        tag = fields[3].strip()
+        if not _check_tag(tag, labels, path, number, sink):
+            continue
+        tokens.append(form)
+        tags.append(tag)
+    flush()
+    return examples
+
+
+# --------------------------------------------------------------------------------------------
+# Extractive QA: SQuAD-format JSON (XQuAD, MLQA, TyDiQA-GoldP, SQuAD v1.1 / v2.0)
+# --------------------------------------------------------------------------------------------
+
+
+class _LineFinder:
+    """Maps a question id to the line where it appears in the raw JSON text, so structural
+    problems (an answer that does not match its context) still name a line."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def line_of(self, value: str) -> int | None:
+        for needle in (json.dumps(value), json.dumps(value, ensure_ascii=False)):
+            pos = self.text.find(needle)
+            if pos >= 0:
+                return self.text.count("\n", 0, pos) + 1
+        return None
+
+
+def _read_squad(
+    path: Path, task: Task, split: str, lang: str, sink: ProblemSink
+) -> list[QAExample]:
+    text = _read_text(path, sink)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _fatal(
+            sink,
+            DataFormatError(path, exc.lineno, "valid JSON", f"{exc.msg} at column {exc.colno}"),
+        ) from None
+    finder = _LineFinder(text)
+    articles = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(articles, list):
+        raise _fatal(
+            sink, DataFormatError(path, 1, 'a SQuAD JSON object with a "data" list', type(data).__name__)
+        )
+    examples: list[QAExample] = []
+    for a_index, article in enumerate(articles):
+        paragraphs = article.get("paragraphs") if isinstance(article, dict) else None
+        if not isinstance(paragraphs, list):
+            sink.add(DataFormatError(path, None, f'data[{a_index}] with a "paragraphs" list', None))
+            continue
+        title = str(article.get("title", ""))
+        for p_index, paragraph in enumerate(paragraphs):
+            where = f"data[{a_index}].paragraphs[{p_index}]"
+            if not isinstance(paragraph, dict) or not isinstance(paragraph.get("context"), str):
+                sink.add(DataFormatError(path, None, f'{where} with a "context" string', None))
+                continue
+            qas = paragraph.get("qas")
+            if not isinstance(qas, list):
+                sink.add(DataFormatError(path, None, f'{where} with a "qas" list', None))
+                continue
+            context = paragraph["context"]
+            for qa in qas:
+                example = _qa_example(qa, context, title, path, where, finder, sink)
+                if example is not None:
+                    examples.append(example)
+    return examples
+
+
+def _qa_example(
+    qa: object,
+    context: str,
+    title: str,
+    path: Path,
+    where: str,
+    finder: _LineFinder,
+    sink: ProblemSink,
+) -> QAExample | None:
+    if not isinstance(qa, dict) or "id" not in qa or not isinstance(qa.get("question"), str):
+        sink.add(DataFormatError(path, None, f'each question in {where} with "id" and "question"', None))
+        return None
+    qid = str(qa["id"])
+    line = finder.line_of(qid)
+    answers: list[QAAnswer] = []
+    raw_answers = qa.get("answers", [])
+    if not isinstance(raw_answers, list):
+        sink.add(DataFormatError(path, line, f'an "answers" list for question {qid}', type(raw_answers).__name__))
+        return None
+    for answer in raw_answers:
+        if (
+            not isinstance(answer, dict)
+            or not isinstance(answer.get("text"), str)
+            or not isinstance(answer.get("answer_start"), int)
+        ):
+            sink.add(
+                DataFormatError(
+                    path, line, f'answers of question {qid} with "text" and integer "answer_start"', repr(answer)
+                )
+            )
+            return None
+        start, answer_text = answer["answer_start"], answer["text"]
+        if answer_text == "":
+            continue  # XTREME blanks test answers ({"answer_start": 0, "text": ""}): no gold
+        span = context[start : start + len(answer_text)] if start >= 0 else None
+        if span != answer_text:
+            sink.add(
+                DataFormatError(
+                    path,
+                    line,
+                    f"answer {answer_text!r} of question {qid} at context[{start}:{start + len(answer_text)}]",
+                    repr(span),
+                )
+            )
+            return None
+        answers.append(QAAnswer(text=answer_text, answer_start=start))
+    return QAExample(
+        id=qid,
+        question=qa["question"],
+        context=context,
+        answers=answers,
+        title=title,
+        is_impossible=bool(qa.get("is_impossible", False)),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Retrieval: BUCC 2018 and Tatoeba
+# --------------------------------------------------------------------------------------------
+
+_BUCC_NAME = re.compile(r"^(?P<stem>(?P<src>[a-z]{2})-en\.(?P<part>[a-z]+))\.(?P=src)$")
+
+
+def _read_id_sentences(path: Path, sink: ProblemSink) -> dict[str, str]:
+    sentences: dict[str, str] = {}
+    for number, line in _lines(_read_text(path, sink)):
+        fields = line.split("\t")
+        if len(fields) != 2 or not fields[0].strip():
+            sink.add(DataFormatError(path, number, "id<TAB>sentence", f"{len(fields)} fields: {line!r}"))
+            continue
+        key = fields[0].strip()
+        if key in sentences:
+            sink.add(DataFormatError(path, number, "a sentence id not seen before", repr(key)))
+            continue
+        sentences[key] = fields[1].strip()
+    return sentences
+
+
+def _read_gold_pairs(
+    path: Path, sink: ProblemSink, source: dict[str, str] | None, target: dict[str, str] | None
+) -> set[tuple[str, str]]:
+    gold: set[tuple[str, str]] = set()
+    for number, line in _lines(_read_text(path, sink)):
+        if not line.strip():
+            continue
+        fields = line.strip().split("\t")
+        if len(fields) != 2:
+            sink.add(DataFormatError(path, number, "src_id<TAB>tgt_id", f"{len(fields)} fields: {line!r}"))
+            continue
+        src, tgt = fields[0].strip(), fields[1].strip()
+        if source is not None and src not in source:
+            sink.add(DataFormatError(path, number, "a source id present in the source file", repr(src)))
+            continue
+        if target is not None and tgt not in target:
+            sink.add(DataFormatError(path, number, "a target id present in the English file", repr(tgt)))
+            continue
+        gold.add((src, tgt))
+    return gold
+
+
+def _read_bucc(
+    path: Path, task: Task, split: str, lang: str, sink: ProblemSink, listing: _Listing | None
+) -> list[BitextExample]:
+    match = _BUCC_NAME.match(path.name)
+    stem = match.group("stem") if match else path.name.rsplit(".", 1)[0]
+    english = path.with_name(f"{stem}.en")
+    if not english.is_file():
+        raise MissingDataError(f"BUCC English side not found: {english} (next to {path})")
+    source = _read_id_sentences(path, sink)
+    target = _read_id_sentences(english, sink)
+    gold: set[tuple[str, str]] = set()
+    gold_file = path.with_name(f"{stem}.gold")
+    if not gold_file.is_file() and listing is not None and split == "test":
+        # XTREME deletes the test gold; a labels folder holds it as bucc2018/test-{lang}.tsv.
+        hits = _match(listing, f"bucc2018/test-{lang}.tsv")
+        gold_file = listing.path(hits[0]) if hits else gold_file
+    if gold_file.is_file():
+        gold = _read_gold_pairs(gold_file, sink, source, target)
+    return [BitextExample(id=f"{task.name}-{split}-{lang}", source=source, target=target, gold=gold)]
+
+
+def _plain_lines(path: Path, sink: ProblemSink) -> list[str]:
+    return [line.strip() for _, line in _lines(_read_text(path, sink))]
+
+
+def _read_tatoeba(
+    path: Path, task: Task, split: str, lang: str, sink: ProblemSink, listing: _Listing | None
+) -> list[BitextExample]:
+    name = path.name
+    if name.startswith("tatoeba.") and "-eng." in name:
+        english = path.with_name(name.rsplit(".", 1)[0] + ".eng")  # LASER: tatoeba.deu-eng.eng
+        aligned = True
+    else:
+        english = path.with_name(name.rsplit(".", 1)[0] + ".en")  # XTREME: de-en.en (sorted)
+        aligned = False
+    if not english.is_file():
+        raise MissingDataError(f"Tatoeba English side not found: {english} (next to {path})")
+    source_lines = _plain_lines(path, sink)
+    target_lines = _plain_lines(english, sink)
+    source = {str(i): s for i, s in enumerate(source_lines)}
+    target = {str(i): s for i, s in enumerate(target_lines)}
+    gold: set[tuple[str, str]] = set()
+    if aligned:
+        if len(source_lines) != len(target_lines):
+            sink.add(
+                DataFormatError(
+                    english,
+                    None,
+                    f"{len(source_lines)} lines, one per line of {path.name}",
+                    f"{len(target_lines)} lines",
+                )
+            )
+        gold = {(str(i), str(i)) for i in range(min(len(source_lines), len(target_lines)))}
+    elif listing is not None:
+        # XTREME sorts the English side; the gold index of each line is in test-{lang}.tsv.
+        hits = _match(listing, f"tatoeba/test-{lang}.tsv")
+        if hits:
+            gold_path = listing.path(hits[0])
+            for number, line in _lines(_read_text(gold_path, sink)):
+                value = line.strip()
+                if not value.isdigit() or int(value) >= len(target_lines):
+                    sink.add(
+                        DataFormatError(
+                            gold_path, number, f"an index 0..{len(target_lines) - 1} into {english.name}", repr(value)
+                        )
+                    )
+                    continue
+                gold.add((str(number - 1), value))
+    return [BitextExample(id=f"{task.name}-{split}-{lang}", source=source, target=target, gold=gold)]
+
+
+# --------------------------------------------------------------------------------------------
+# Dispatch
+# --------------------------------------------------------------------------------------------
+
+_RETRIEVAL_READERS = {"bucc2018": "bucc", "tatoeba": "tatoeba"}
+
+
+def _reader_name(task: Task, path: Path) -> str:
+    if task.reader:
+        return task.reader
+    if task.kind is TaskKind.SENTENCE_PAIR:
+        return "pair-tsv"
+    if task.kind is TaskKind.TAGGING:
+        return "conllu" if path.suffix == ".conllu" else "tag-tsv"
+    if task.kind is TaskKind.QA:
+        return "squad"
+    if task.kind is TaskKind.RETRIEVAL:
+        return _RETRIEVAL_READERS.get(task.name, "tatoeba")
+    raise ConfigError(f"no reader for task {task.name} of kind {task.kind.value}")
+
+
+def read_path(
+    task: Task | str,
+    path: str | Path,
+    split: str = "test",
+    lang: str = "",
+    *,
+    sink: ProblemSink | None = None,
+    data_dir: str | Path | None = None,
+) -> list[Example]:
+    """Parse one file of ``task`` (its format follows from the task's kind and the file name).
+
+    ``data_dir`` lets the retrieval readers find gold kept apart from the sentences (XTREME's
+    Tatoeba labels); ``sink`` collects problems instead of raising at the first one.
+    """
+    task = _as_task(task)
+    path = Path(path)
+    sink = sink or ProblemSink(strict=True)
+    listing = _LISTINGS.get(Path(data_dir)) if data_dir is not None else None
+    reader = _reader_name(task, path)
+    try:
+        if reader == "pair-tsv":
+            return list(_read_pair_tsv(path, task, split, lang, sink))
+        if reader == "tag-tsv":
+            return list(_read_tag_tsv(path, task, split, lang, sink))
+        if reader == "conllu":
+            return list(_read_conllu(path, task, split, lang, sink))
+        if reader == "squad":
+            return list(_read_squad(path, task, split, lang, sink))
+        if reader == "bucc":
+            return list(_read_bucc(path, task, split, lang, sink, listing))
+        if reader == "tatoeba":
+            return list(_read_tatoeba(path, task, split, lang, sink, listing))
+    except _FatalFileError:
+        return []
+    raise ConfigError(f"unknown reader {reader!r} for task {task.name}")
+
+
+def read_examples(
+    task: Task | str,
+    data_dir: str | Path,
+    split: str,
+    lang: str,
+    *,
+    sink: ProblemSink | None = None,
+) -> list[Example]:
+    """The examples of (task, split, lang) found below ``data_dir``, in file order.
+
+    Returns the kind's example class; for retrieval tasks a one-element list holding a
+    :class:`BitextExample`. Raises :class:`MissingDataError` when no file matches and
+    :class:`DataFormatError` (file, line, what was expected) at the first malformed record.
+    """
+    task = _as_task(task)
+    listing = _LISTINGS.get(Path(data_dir))
+    paths = _locate(task, listing, split, lang)
+    if not paths:
+        patterns = ", ".join(
+            p for p in (_expand(q, split, lang) for q in _patterns(task, split)) if p
+        )
+        raise MissingDataError(
+            f"no {task.name} {split} file for language {lang!r} below {data_dir} "
+            f"(looked for a path ending in: {patterns})"
+        )
+    sink = sink or ProblemSink(strict=True)
+    if len(paths) == 1:
+        return read_path(task, paths[0], split, lang, sink=sink, data_dir=data_dir)
+    examples: list[Example] = []
+    for path in paths:  # several raw UD treebanks of one language, merged as XTREME does
+        try:
+            part = _read_conllu(path, task, split, lang, sink, start=len(examples))
+        except _FatalFileError:
+            continue
+        examples.extend(part)
+    return examples
+
+
+def count_unit(task: Task | str) -> str:
+    """What one example of the task counts as, for reports."""
+    kind = _as_task(task).kind
+    return {
+        TaskKind.SENTENCE_PAIR: "pairs",
+        TaskKind.TAGGING: "sentences",
+        TaskKind.QA: "questions",
+        TaskKind.RETRIEVAL: "source sentences",
+    }.get(kind, "examples")
