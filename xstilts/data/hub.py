@@ -1,0 +1,318 @@
+"""XTREME target tasks from the Hugging Face hub, converted into xstilts examples.
+
+With ``datasets`` 4+/5.x hub datasets are parquet files (loading scripts are gone), so one
+generic loader serves every task; what differs per task is declared in :data:`HUB_SPECS`: the
+dataset id, the config name per language, the split names and which column holds which field.
+Passing ``data_files`` reads local parquet files through the same conversion (that is how the
+tests exercise it without a network).
+
+BUCC 2018 has no hub copy with its distractor sentences (the hub versions keep only the gold
+pairs, which makes mining trivial), so it is read from the BUCC files only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xstilts.data.examples import (
+    BitextExample,
+    QAAnswer,
+    QAExample,
+    SentencePairExample,
+    TaggingExample,
+)
+from xstilts.errors import ConfigError, DataFormatError
+from xstilts.languages import TATOEBA_ISO3
+from xstilts.tasks import get_task
+from xstilts.tasks.base import Task, TaskKind
+
+
+@dataclass(frozen=True)
+class HubSpec:
+    """Where a task lives on the hub and how its columns map onto our example fields.
+
+    ``columns`` maps an example field (``text_a``, ``text_b``, ``label``, ``tokens``, ``tags``,
+    ``id``, ``question``, ``context``, ``answers``, ``title``, ``source``, ``target``) to the
+    hub column. ``label_names`` names integer labels when the column's features do not (a
+    plain parquet file has no ClassLabel metadata). ``config`` is a template with ``{lang}``
+    / ``{lang3}``; ``configs`` overrides it per language. ``id_prefix`` keeps only rows whose
+    id starts with the given per-language prefix (TyDiQA stores all languages in one config).
+    ``skip_tags`` drops tokens with these tags (UD's multiword-token surface rows, tagged ``_``).
+    """
+
+    path: str
+    config: str | None
+    splits: Mapping[str, str]
+    columns: Mapping[str, str]
+    label_names: tuple[str, ...] | None = None
+    configs: Mapping[str, str] = field(default_factory=dict)
+    id_prefix: Mapping[str, str] = field(default_factory=dict)
+    skip_tags: tuple[str, ...] = ()
+
+    def config_for(self, lang: str) -> str | None:
+        if lang in self.configs:
+            return self.configs[lang]
+        if self.config is None:
+            return None
+        return self.config.format(lang=lang, lang3=TATOEBA_ISO3.get(lang, lang))
+
+
+_DEV_TEST = {"train": "train", "dev": "validation", "test": "test"}
+
+# The universal_dependencies loader is per treebank; XTREME merges all treebanks of a language,
+# the hub loader takes the main one (pass ``config=`` for another).
+_UD_TREEBANKS = {
+    "af": "af_afribooms", "ar": "ar_padt", "bg": "bg_btb", "de": "de_gsd", "el": "el_gdt",
+    "en": "en_ewt", "es": "es_ancora", "et": "et_edt", "eu": "eu_bdt", "fa": "fa_seraji",
+    "fi": "fi_tdt", "fr": "fr_gsd", "he": "he_htb", "hi": "hi_hdtb", "hu": "hu_szeged",
+    "id": "id_gsd", "it": "it_isdt", "ja": "ja_gsd", "kk": "kk_ktb", "ko": "ko_kaist",
+    "mr": "mr_ufal", "nl": "nl_alpino", "pt": "pt_bosque", "ru": "ru_syntagrus", "ta": "ta_ttb",
+    "te": "te_mtg", "th": "th_pud", "tl": "tl_trg", "tr": "tr_imst", "ur": "ur_udtb",
+    "vi": "vi_vtb", "yo": "yo_ytb", "zh": "zh_gsd",
+}  # fmt: skip
+
+_TYDIQA_NAMES = {
+    "ar": "arabic", "bn": "bengali", "en": "english", "fi": "finnish", "id": "indonesian",
+    "ko": "korean", "ru": "russian", "sw": "swahili", "te": "telugu",
+}  # fmt: skip
+
+_QA_COLUMNS = {
+    "id": "id",
+    "question": "question",
+    "context": "context",
+    "answers": "answers",
+    "title": "title",
+}
+
+HUB_SPECS: dict[str, HubSpec] = {
+    "xnli": HubSpec(
+        path="facebook/xnli",
+        config="{lang}",
+        splits=_DEV_TEST,
+        columns={"text_a": "premise", "text_b": "hypothesis", "label": "label"},
+        label_names=("entailment", "neutral", "contradiction"),
+    ),
+    "pawsx": HubSpec(
+        path="google-research-datasets/paws-x",
+        config="{lang}",
+        splits=_DEV_TEST,
+        columns={"id": "id", "text_a": "sentence1", "text_b": "sentence2", "label": "label"},
+        label_names=("0", "1"),
+    ),
+    "udpos": HubSpec(
+        path="universal-dependencies/universal_dependencies",
+        config=None,
+        configs=_UD_TREEBANKS,
+        splits=_DEV_TEST,
+        columns={"id": "idx", "tokens": "tokens", "tags": "upos"},
+        label_names=(
+            "NOUN", "PUNCT", "ADP", "NUM", "SYM", "SCONJ", "ADJ", "PART", "DET", "CCONJ",
+            "PROPN", "PRON", "X", "_", "ADV", "INTJ", "VERB", "AUX",
+        ),  # fmt: skip
+        skip_tags=("_",),
+    ),
+    "panx": HubSpec(
+        path="unimelb-nlp/wikiann",
+        config="{lang}",
+        splits=_DEV_TEST,
+        columns={"tokens": "tokens", "tags": "ner_tags"},
+        label_names=("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"),
+    ),
+    "xquad": HubSpec(
+        path="google/xquad",
+        config="xquad.{lang}",
+        splits={"test": "validation"},
+        columns={k: v for k, v in _QA_COLUMNS.items() if k != "title"},
+    ),
+    "mlqa": HubSpec(
+        path="facebook/mlqa",
+        config="mlqa.{lang}.{lang}",
+        splits={"dev": "validation", "test": "test"},
+        columns={k: v for k, v in _QA_COLUMNS.items() if k != "title"},
+    ),
+    "tydiqa": HubSpec(
+        path="google-research-datasets/tydiqa",
+        config="secondary_task",
+        splits={"train": "train", "test": "validation"},
+        columns=_QA_COLUMNS,
+        id_prefix={lang: f"{name}-" for lang, name in _TYDIQA_NAMES.items()},
+    ),
+    "tatoeba": HubSpec(
+        path="mteb/tatoeba-bitext-mining",
+        config="{lang3}-eng",
+        splits={"test": "test"},
+        columns={"source": "sentence1", "target": "sentence2"},
+    ),
+}
+
+
+def hub_spec(task: Task | str) -> HubSpec:
+    name = task.name if isinstance(task, Task) else task
+    try:
+        return HUB_SPECS[name]
+    except KeyError:
+        known = ", ".join(sorted(HUB_SPECS))
+        raise ConfigError(f"no hub dataset is declared for task {name!r}; hub tasks: {known}") from None
+
+
+def load_hub(
+    task: Task | str,
+    split: str,
+    lang: str,
+    *,
+    data_files: str | Path | Sequence[str | Path] | None = None,
+    config: str | None = None,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+) -> list[Any]:
+    """Load (task, split, lang) from the hub — or from local parquet ``data_files`` — as examples.
+
+    Malformed rows raise :class:`DataFormatError` naming ``hub:ID/CONFIG[SPLIT]`` (or the
+    parquet file) and the 1-based row.
+    """
+    import datasets  # heavy; only commands that load hub data pay for it
+
+    task = task if isinstance(task, Task) else get_task(task)
+    spec = hub_spec(task)
+    if split not in spec.splits:
+        raise ConfigError(f"{task.name} has no hub split for {split!r}; hub splits: {', '.join(spec.splits)}")
+    hub_split = spec.splits[split]
+    if data_files is not None:
+        files = [str(data_files)] if isinstance(data_files, (str, Path)) else [str(f) for f in data_files]
+        dataset = datasets.load_dataset(
+            "parquet",
+            data_files={hub_split: files},
+            split=hub_split,
+            cache_dir=str(cache_dir) if cache_dir else None,
+        )
+        source = files[0] if len(files) == 1 else f"{files[0]} (+{len(files) - 1})"
+    else:
+        name = config or spec.config_for(lang)
+        dataset = datasets.load_dataset(
+            spec.path,
+            name,
+            split=hub_split,
+            revision=revision,
+            cache_dir=str(cache_dir) if cache_dir else None,
+        )
+        source = f"hub:{spec.path}/{name}[{hub_split}]"
+    return convert_rows(task, spec, dataset, split, lang, source=source)
+
+
+def _names_of(features: Any, column: str) -> list[str] | None:
+    """ClassLabel names of a column (or of a list column's items), when the features carry them."""
+    if features is None or column not in features:
+        return None
+    feature = features[column]
+    feature = getattr(feature, "feature", feature)
+    names = getattr(feature, "names", None)
+    return list(names) if names else None
+
+
+def _label_text(value: Any, names: Sequence[str] | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        return str(value)
+    if value < 0:
+        return None  # datasets' convention for a missing label
+    if names is None:
+        return str(value)
+    return names[value] if value < len(names) else str(value)
+
+
+def convert_rows(
+    task: Task, spec: HubSpec, rows: Any, split: str, lang: str, *, source: str = "hub"
+) -> list[Any]:
+    """Turn hub rows (a ``datasets.Dataset`` or any iterable of dicts) into the kind's examples."""
+    features = getattr(rows, "features", None)
+    cols = spec.columns
+    labels = set(task.labels or ())
+    prefix = spec.id_prefix.get(lang)
+
+    def problem(row: int, expected: str, found: str | None) -> DataFormatError:
+        return DataFormatError(source, row, expected, found)
+
+    def column(row_number: int, row: Mapping[str, Any], field_name: str) -> Any:
+        name = cols[field_name]
+        if name not in row:
+            raise problem(row_number, f"a column {name!r} ({field_name})", ", ".join(row))
+        return row[name]
+
+    if task.kind is TaskKind.RETRIEVAL:
+        src: dict[str, str] = {}
+        tgt: dict[str, str] = {}
+        for i, row in enumerate(rows):
+            src[str(i)] = str(column(i + 1, row, "source")).strip()
+            tgt[str(i)] = str(column(i + 1, row, "target")).strip()
+        gold = {(k, k) for k in src}
+        return [BitextExample(id=f"{task.name}-{split}-{lang}", source=src, target=tgt, gold=gold)]
+
+    names = spec.label_names
+    if "label" in cols:
+        names = tuple(_names_of(features, cols["label"]) or names or ()) or None
+    if "tags" in cols:
+        names = tuple(_names_of(features, cols["tags"]) or names or ()) or None
+
+    examples: list[Any] = []
+    for i, row in enumerate(rows):
+        number = i + 1
+        row_id = str(row[cols["id"]]) if "id" in cols and cols["id"] in row else f"{split}-{lang}-{i}"
+        if prefix is not None and not row_id.startswith(prefix):
+            continue
+        if task.kind is TaskKind.SENTENCE_PAIR:
+            label = _label_text(column(number, row, "label"), names) if "label" in cols else None
+            if label is not None and labels and label not in labels:
+                raise problem(number, f"a label in {{{', '.join(sorted(labels))}}}", repr(label))
+            examples.append(
+                SentencePairExample(
+                    id=row_id,
+                    text_a=str(column(number, row, "text_a")),
+                    text_b=str(column(number, row, "text_b")),
+                    label=label,
+                )
+            )
+        elif task.kind is TaskKind.TAGGING:
+            tokens = [str(t) for t in column(number, row, "tokens")]
+            raw_tags = column(number, row, "tags")
+            tags = [_label_text(t, names) for t in raw_tags]
+            if len(tags) != len(tokens):
+                raise problem(number, f"one tag per token ({len(tokens)})", f"{len(tags)} tags")
+            kept = [(tok, tag) for tok, tag in zip(tokens, tags) if tag not in spec.skip_tags]
+            for _, tag in kept:
+                if labels and tag not in labels:
+                    raise problem(number, f"a tag in {{{', '.join(sorted(labels))}}}", repr(tag))
+            examples.append(
+                TaggingExample(id=row_id, tokens=[t for t, _ in kept], tags=[str(g) for _, g in kept])
+            )
+        elif task.kind is TaskKind.QA:
+            context = str(column(number, row, "context"))
+            answers_raw = column(number, row, "answers") or {}
+            texts = list(answers_raw.get("text", []))
+            starts = list(answers_raw.get("answer_start", []))
+            if len(texts) != len(starts):
+                raise problem(number, "as many answer starts as answer texts", f"{len(starts)} and {len(texts)}")
+            answers = []
+            for text, start in zip(texts, starts):
+                if context[start : start + len(text)] != text:
+                    raise problem(
+                        number,
+                        f"answer {text!r} of question {row_id} at context[{start}:{start + len(text)}]",
+                        repr(context[start : start + len(text)]),
+                    )
+                answers.append(QAAnswer(text=text, answer_start=int(start)))
+            examples.append(
+                QAExample(
+                    id=row_id,
+                    question=str(column(number, row, "question")),
+                    context=context,
+                    answers=answers,
+                    title=str(row.get(cols.get("title", ""), "") or ""),
+                )
+            )
+        else:
+            raise ConfigError(f"no hub conversion for task kind {task.kind.value}")
+    return examples
