@@ -1,0 +1,114 @@
+"""Settings of one training phase and what a finished phase reports.
+
+Kept free of torch imports so that configs can be built and validated without loading torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from xstilts.errors import ConfigError
+
+MixedPrecision = Literal["auto", "no", "bf16", "fp16"]
+
+
+@dataclass
+class TrainConfig:
+    """Everything :func:`xstilts.train.loop.train` needs to know besides the model and the data.
+
+    ``batch_size`` is per device and per micro-batch; the effective batch of one optimizer step
+    is ``batch_size * grad_accum * number of processes``. ``epochs`` is a whole number of passes
+    unless ``max_steps`` (optimizer steps) is set, which then wins.
+    """
+
+    learning_rate: float = 2e-5
+    batch_size: int = 8
+    grad_accum: int = 1
+    epochs: int = 1
+    max_steps: int | None = None
+    warmup_ratio: float = 0.0
+    warmup_steps: int | None = None  # wins over warmup_ratio when set
+    weight_decay: float = 0.0
+    adam_epsilon: float = 1e-8
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    max_grad_norm: float | None = 1.0
+    schedule: Literal["linear", "constant"] = "linear"
+    mixed_precision: MixedPrecision = "auto"
+    seed: int = 1
+    group_by_length: bool = True
+    mega_batch_mult: int = 50  # length groups are formed inside windows of this many batches
+    shuffle: bool = True
+    eval_every: int = 0  # optimizer steps; 0 = at the end of every epoch
+    patience: int | None = None  # evaluations without improvement before stopping; None = never
+    metric_for_best: str = "loss"
+    greater_is_better: bool | None = None  # None: True unless the metric name contains "loss"
+    load_best_at_end: bool = True
+    checkpoint_every: int = 0  # optimizer steps; 0 = at the end of every epoch only
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    progress: bool = True
+    tensorboard: bool = True
+    cpu: bool = False  # force CPU even where an accelerator is present
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        def need(cond: bool, what: str) -> None:
+            if not cond:
+                raise ConfigError(f"training setting {what}")
+
+        need(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
+        need(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        need(self.grad_accum >= 1, f"grad_accum must be >= 1, got {self.grad_accum}")
+        need(self.epochs >= 1 or self.max_steps is not None, f"epochs must be >= 1, got {self.epochs}")
+        need(self.max_steps is None or self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}")
+        need(0.0 <= self.warmup_ratio < 1.0, f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        need(self.mixed_precision in ("auto", "no", "bf16", "fp16"),
+             f"mixed_precision must be one of auto, no, bf16, fp16; got {self.mixed_precision!r}")
+        need(self.schedule in ("linear", "constant"),
+             f"schedule must be linear or constant; got {self.schedule!r}")
+        need(self.patience is None or self.patience >= 1, f"patience must be >= 1, got {self.patience}")
+        need(self.keep_checkpoints >= 1, f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
+        need(self.mega_batch_mult >= 1, f"mega_batch_mult must be >= 1, got {self.mega_batch_mult}")
+
+    @property
+    def higher_is_better(self) -> bool:
+        if self.greater_is_better is not None:
+            return self.greater_is_better
+        return "loss" not in self.metric_for_best
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["adam_betas"] = list(self.adam_betas)
+        return d
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or early-stopped) training run reports; written to ``result.json``."""
+
+    out_dir: Path
+    global_step: int
+    epochs_completed: int
+    train_loss: float | None
+    best_metric: float | None = None
+    best_step: int | None = None
+    stopped_early: bool = False
+    resumed_from_step: int | None = None
+    eval_history: list[dict[str, float]] = field(default_factory=list)
+    train_seconds: float = 0.0
+    examples_per_second: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["out_dir"] = str(self.out_dir)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainResult:
+        d = dict(d)
+        d["out_dir"] = Path(d["out_dir"])
+        return cls(**d)

@@ -1,0 +1,453 @@
+"""The training loop: one function, the same code on one CPU, one GPU or many (Accelerate).
+
+``train`` owns the optimizer, the schedule, the batches, evaluation, early stopping, logging
+and checkpoints; the model is any ``nn.Module`` whose ``forward(**batch)`` returns an object
+with ``.loss`` or a mapping with ``"loss"``. Calling ``train`` again with the same arguments
+and ``out_dir`` resumes from the last checkpoint, or returns at once if the run had finished.
+
+Files under ``out_dir``::
+
+    checkpoints/step-NNNNNNNN/  model.pt optimizer.pt scheduler.pt [scaler.pt] rng-R.pt state.json
+    checkpoints/latest          name of the newest complete checkpoint
+    best/                       model.pt + meta.json of the best evaluation so far
+    final/                      model.pt + meta.json of the weights train() returned with
+    log.jsonl                   one line per logged step and per evaluation
+    tensorboard/                SummaryWriter events
+    result.json                 TrainResult (written last: its presence means finished)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from xstilts.errors import ConfigError
+from xstilts.train import checkpoint as ck
+from xstilts.train.batching import BatchPlanner, LengthGroupedPlanner, feature_length
+from xstilts.train.config import TrainConfig, TrainResult
+from xstilts.train.schedule import build_scheduler, warmup_steps_for
+
+EvalFn = Callable[[Any], Mapping[str, float]]
+
+
+def resolve_mixed_precision(setting: str, cpu: bool = False) -> str:
+    """``auto`` -> bf16 on a GPU that has it, fp16 on other GPUs, none on CPU."""
+    if setting != "auto":
+        return setting
+    import torch
+
+    if cpu or not torch.cuda.is_available():
+        return "no"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def get_loss(output: Any):
+    """The loss from a model output (attribute or mapping); a clear error when absent."""
+    loss = getattr(output, "loss", None)
+    if loss is None and isinstance(output, Mapping):
+        loss = output.get("loss")
+    if loss is None:
+        raise ValueError("the model returned no loss: does the batch contain labels?")
+    return loss
+
+
+def move_to_device(batch: Mapping[str, Any], device) -> dict[str, Any]:
+    import torch
+
+    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+
+
+def parameter_groups(model, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on matrices only: biases and LayerNorm weights are not decayed (BERT recipe)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name or name.endswith(".bias"):
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return groups
+
+
+def build_accelerator(config: TrainConfig, find_unused_parameters: bool = False):
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    handlers = []
+    if find_unused_parameters:
+        handlers.append(DistributedDataParallelKwargs(find_unused_parameters=True))
+    return Accelerator(
+        mixed_precision=resolve_mixed_precision(config.mixed_precision, config.cpu),
+        cpu=config.cpu,
+        kwargs_handlers=handlers,
+    )
+
+
+class _Logger:
+    """log.jsonl + TensorBoard, on the main process only; truncated to the resume step."""
+
+    def __init__(self, out_dir: Path, enabled: bool, tensorboard: bool, resume_step: int) -> None:
+        self.enabled = enabled
+        self.path = out_dir / "log.jsonl"
+        self.writer = None
+        if not enabled:
+            return
+        if self.path.exists():  # drop lines written after the checkpoint we resume from
+            kept = [
+                line for line in self.path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= resume_step
+            ]
+            self.path.write_text("".join(k + "\n" for k in kept))
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(
+                    log_dir=str(out_dir / "tensorboard"),
+                    purge_step=resume_step + 1 if resume_step > 0 else None,
+                )
+            except ImportError:  # tensorboard is a dependency, but logging must not kill training
+                self.writer = None
+
+    def log(self, record: dict[str, Any], prefix: str) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(record, sort_keys=True) + "\n")
+        if self.writer is not None:
+            step = record["step"]
+            for k, v in record.items():
+                if k not in ("step", "epoch", "kind") and isinstance(v, (int, float)):
+                    self.writer.add_scalar(f"{prefix}/{k}", v, step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
+            self.writer.close()
+
+
+def _fresh_state() -> dict[str, Any]:
+    return {
+        "global_step": 0,
+        "epoch": 0,
+        "batch_in_epoch": 0,
+        "best_metric": None,
+        "best_step": None,
+        "bad_evals": 0,
+        "eval_history": [],
+        "epoch_loss_sum": 0.0,
+        "epoch_loss_steps": 0,
+        "last_epoch_loss": None,
+        "stopped_early": False,
+        "last_eval_step": None,
+    }
+
+
+def train(
+    model,
+    train_features: Sequence[Any],
+    collate_fn: Callable[[list[Any]], Mapping[str, Any]],
+    config: TrainConfig,
+    eval_fn: EvalFn | None = None,
+    out_dir: str | Path = "train_out",
+    *,
+    planner: BatchPlanner | None = None,
+    accelerator=None,
+    find_unused_parameters: bool = False,
+    description: str = "train",
+) -> TrainResult:
+    """Train ``model`` in place and return what happened; resumes from ``out_dir`` when it can.
+
+    ``eval_fn(model) -> {metric: value}`` is called with the unwrapped model in eval mode (on
+    the main process; the result is shared with the others). ``planner`` decides the batches
+    of each epoch (default: length-grouped batches of ``config.batch_size``).
+    """
+    import torch
+    from accelerate.utils import broadcast_object_list, set_seed
+
+    config.validate()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_root = out_dir / "checkpoints"
+
+    if accelerator is None:
+        accelerator = build_accelerator(config, find_unused_parameters)
+    is_main = accelerator.is_main_process
+
+    # A finished run: load its final weights and report, without training again.
+    result_path = out_dir / "result.json"
+    if result_path.is_file() and (out_dir / "final" / "model.pt").is_file():
+        model.load_state_dict(ck.load_weights(out_dir / "final"))
+        model.to(accelerator.device)
+        return TrainResult.from_dict(json.loads(result_path.read_text()))
+
+    if len(train_features) == 0:
+        raise ConfigError(f"{description}: no training examples")
+
+    set_seed(config.seed)
+    if planner is None:
+        planner = LengthGroupedPlanner(
+            [feature_length(f) for f in train_features],
+            config.batch_size,
+            seed=config.seed,
+            group_by_length=config.group_by_length,
+            shuffle=config.shuffle,
+            mega_batch_mult=config.mega_batch_mult,
+            world_size=accelerator.num_processes,
+            rank=accelerator.process_index,
+        )
+    batches_per_epoch = len(planner.plan(0))
+    if batches_per_epoch == 0:
+        raise ConfigError(
+            f"{description}: {len(train_features)} examples make no batch on "
+            f"{accelerator.num_processes} processes"
+        )
+    steps_per_epoch = math.ceil(batches_per_epoch / config.grad_accum)
+    if config.max_steps is not None:
+        total_steps = config.max_steps
+        num_epochs = math.ceil(total_steps / steps_per_epoch)
+    else:
+        total_steps = config.epochs * steps_per_epoch
+        num_epochs = config.epochs
+    warmup = warmup_steps_for(total_steps, config.warmup_ratio, config.warmup_steps)
+
+    device = accelerator.device
+    model.to(device)
+    fused = device.type == "cuda"
+    optimizer = torch.optim.AdamW(
+        parameter_groups(model, config.weight_decay),
+        lr=config.learning_rate,
+        betas=tuple(config.adam_betas),
+        eps=config.adam_epsilon,
+        fused=fused,
+    )
+    # The scheduler is not handed to accelerate: its wrapper would step it once per process.
+    scheduler = build_scheduler(optimizer, kind=config.schedule, total_steps=total_steps, warmup=warmup)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    raw_model = accelerator.unwrap_model(model)
+
+    run_signature = {
+        "planner": planner.describe(),
+        "num_processes": accelerator.num_processes,
+        "total_steps": total_steps,
+        "grad_accum": config.grad_accum,
+    }
+
+    state = _fresh_state()
+    resumed_from: int | None = None
+    if is_main:
+        ck.clean_temporaries(ckpt_root)
+        ck.recover_folder(out_dir / "best")
+    accelerator.wait_for_everyone()
+    ckpt = ck.latest_checkpoint(ckpt_root, clean=False)
+    if ckpt is not None:
+        saved = ck.read_state(ckpt)
+        if saved.get("signature") != run_signature:
+            raise ConfigError(
+                f"{description}: cannot resume from {ckpt}: it was written with different data or "
+                f"settings ({saved.get('signature')} != {run_signature}); use a new output folder"
+            )
+        raw_model.load_state_dict(torch.load(ckpt / "model.pt", map_location=device, weights_only=True))
+        optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=device, weights_only=True))
+        scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=True))
+        if accelerator.scaler is not None and (ckpt / "scaler.pt").exists():
+            accelerator.scaler.load_state_dict(torch.load(ckpt / "scaler.pt", weights_only=True))
+        rng_file = ckpt / f"rng-{accelerator.process_index}.pt"
+        ck.restore_rng_state(torch.load(rng_file, weights_only=False))
+        state = saved["trainer"]
+        resumed_from = state["global_step"]
+
+    logger = _Logger(out_dir, is_main, config.tensorboard, state["global_step"])
+    higher = config.higher_is_better
+
+    def evaluate() -> dict[str, float]:
+        metrics_box: list[Any] = [None]
+        if is_main:
+            raw_model.eval()
+            with torch.no_grad(), accelerator.autocast():
+                metrics_box[0] = {k: float(v) for k, v in eval_fn(raw_model).items()}
+            raw_model.train()
+        if accelerator.num_processes > 1:
+            broadcast_object_list(metrics_box)
+        metrics = metrics_box[0]
+        if config.metric_for_best not in metrics:
+            raise ConfigError(
+                f"{description}: evaluation returned {sorted(metrics)}, not metric_for_best="
+                f"{config.metric_for_best!r}"
+            )
+        value = metrics[config.metric_for_best]
+        best = state["best_metric"]
+        improved = best is None or (value > best if higher else value < best)
+        if improved:
+            state["best_metric"], state["best_step"], state["bad_evals"] = value, state["global_step"], 0
+            if is_main:
+                ck.save_weights_atomic(
+                    raw_model.state_dict(), out_dir / "best",
+                    {"step": state["global_step"], "metrics": metrics},
+                )
+        else:
+            state["bad_evals"] += 1
+        record = {"kind": "eval", "step": state["global_step"], "epoch": state["epoch"], **metrics}
+        state["eval_history"].append(record)
+        state["last_eval_step"] = state["global_step"]
+        logger.log(record, "eval")
+        if config.patience is not None and state["bad_evals"] >= config.patience:
+            state["stopped_early"] = True
+        return metrics
+
+    def save_checkpoint() -> None:
+        step = state["global_step"]
+        tmp = ck.begin_checkpoint(ckpt_root, step) if is_main else ckpt_root / f"{ck.TMP_PREFIX}{ck.step_dir_name(step)}"
+        accelerator.wait_for_everyone()
+        ck.torch_save_durably(ck.capture_rng_state(), tmp / f"rng-{accelerator.process_index}.pt")
+        if is_main:
+            ck.torch_save_durably(raw_model.state_dict(), tmp / "model.pt")
+            ck.torch_save_durably(optimizer.state_dict(), tmp / "optimizer.pt")
+            ck.torch_save_durably(scheduler.state_dict(), tmp / "scheduler.pt")
+            if accelerator.scaler is not None:
+                ck.torch_save_durably(accelerator.scaler.state_dict(), tmp / "scaler.pt")
+        accelerator.wait_for_everyone()
+        if is_main:
+            ck.commit_checkpoint(
+                ckpt_root, tmp, step,
+                {"signature": run_signature, "trainer": state, "config": config.to_dict()},
+                keep=config.keep_checkpoints,
+            )
+        accelerator.wait_for_everyone()
+
+    progress = None
+    if is_main and config.progress:
+        from tqdm.auto import tqdm
+
+        progress = tqdm(total=total_steps, initial=state["global_step"], desc=description,
+                        unit="step", dynamic_ncols=True, leave=False)
+
+    model.train()
+    t_start = time.perf_counter()
+    examples_seen = 0
+    log_loss_sum, log_loss_n = 0.0, 0
+    done = state["global_step"] >= total_steps or state["stopped_early"]
+
+    for epoch in range(state["epoch"], num_epochs):
+        if done:
+            break
+        state["epoch"] = epoch
+        plan = planner.plan(epoch)
+        i = state["batch_in_epoch"]
+        while i < len(plan):
+            window = plan[i : i + config.grad_accum]
+            window_loss = 0.0
+            for k, idx in enumerate(window):
+                batch = move_to_device(collate_fn([train_features[j] for j in idx]), device)
+                sync = k == len(window) - 1
+                ctx = contextlib.nullcontext() if sync else accelerator.no_sync(model)
+                with ctx:
+                    with accelerator.autocast():
+                        loss = get_loss(model(**batch)) / len(window)
+                    accelerator.backward(loss)
+                window_loss += float(loss.detach())
+                examples_seen += len(idx)
+            if config.max_grad_norm is not None and config.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            i += len(window)
+            state["batch_in_epoch"] = i
+            state["global_step"] += 1
+            state["epoch_loss_sum"] += window_loss
+            state["epoch_loss_steps"] += 1
+            log_loss_sum += window_loss
+            log_loss_n += 1
+            step = state["global_step"]
+            if progress is not None:
+                elapsed = max(time.perf_counter() - t_start, 1e-9)
+                progress.update(1)
+                progress.set_postfix(loss=f"{window_loss:.4f}", ex_s=f"{examples_seen / elapsed:.1f}")
+            if config.log_every and step % config.log_every == 0:
+                logger.log({"kind": "train", "step": step, "epoch": epoch,
+                            "loss": log_loss_sum / log_loss_n,
+                            "lr": scheduler.get_last_lr()[0]}, "train")
+                log_loss_sum, log_loss_n = 0.0, 0
+            finished = step >= total_steps
+            epoch_end = i >= len(plan)
+            if epoch_end:
+                state["last_epoch_loss"] = state["epoch_loss_sum"] / max(1, state["epoch_loss_steps"])
+                state["epoch_loss_sum"], state["epoch_loss_steps"] = 0.0, 0
+                state["epoch"], state["batch_in_epoch"] = epoch + 1, 0
+            if eval_fn is not None and (
+                (config.eval_every and step % config.eval_every == 0)
+                or (not config.eval_every and epoch_end)
+            ):
+                evaluate()
+            if state["stopped_early"]:
+                finished = True
+            if (config.checkpoint_every and step % config.checkpoint_every == 0) or epoch_end:
+                if not finished:
+                    save_checkpoint()
+            if finished:
+                done = True
+                break
+
+    if state["last_epoch_loss"] is None and state["epoch_loss_steps"]:
+        state["last_epoch_loss"] = state["epoch_loss_sum"] / state["epoch_loss_steps"]
+    if eval_fn is not None and state["last_eval_step"] != state["global_step"]:
+        evaluate()
+    if progress is not None:
+        progress.close()
+    train_seconds = time.perf_counter() - t_start
+
+    if eval_fn is not None and config.load_best_at_end and (out_dir / "best" / "model.pt").is_file():
+        raw_model.load_state_dict(ck.load_weights(out_dir / "best", map_location=str(device)))
+
+    result = TrainResult(
+        out_dir=out_dir,
+        global_step=state["global_step"],
+        epochs_completed=state["epoch"],
+        train_loss=state["last_epoch_loss"],
+        best_metric=state["best_metric"],
+        best_step=state["best_step"],
+        stopped_early=state["stopped_early"],
+        resumed_from_step=resumed_from,
+        eval_history=state["eval_history"],
+        train_seconds=round(train_seconds, 3),
+        examples_per_second=round(examples_seen / train_seconds, 3) if train_seconds > 0 else None,
+    )
+    accelerator.wait_for_everyone()
+    if is_main:
+        ck.save_weights_atomic(raw_model.state_dict(), out_dir / "final",
+                               {"step": state["global_step"], "best_step": state["best_step"]})
+        ck.write_json_atomic(result_path, result.to_dict())
+        shutil.rmtree(ckpt_root, ignore_errors=True)  # finished: the resume state is no longer needed
+    logger.close()
+    accelerator.wait_for_everyone()
+    return result
+
+
+def make_loss_eval(features: Sequence[Any], collate_fn, batch_size: int = 32) -> EvalFn:
+    """An ``eval_fn`` giving the mean per-batch loss on held-out features (metric ``loss``)."""
+
+    def evaluate(model) -> dict[str, float]:
+        import torch
+
+        device = next(model.parameters()).device
+        total, n = 0.0, 0
+        with torch.no_grad():
+            for start in range(0, len(features), batch_size):
+                chunk = list(features[start : start + batch_size])
+                out = model(**move_to_device(collate_fn(chunk), device))
+                total += float(get_loss(out)) * len(chunk)
+                n += len(chunk)
+        return {"loss": total / max(1, n)}
+
+    return evaluate
