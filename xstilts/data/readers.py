@@ -721,6 +721,10 @@ def read_path(
     """
     task = _as_task(task)
     path = Path(path)
+    if task.family == "nlu":
+        from xstilts.data.nlu_readers import read_nlu_path
+
+        return list(read_nlu_path(task, path, split, sink=sink))
     sink = sink or ProblemSink(strict=True)
     listing = _LISTINGS.get(Path(data_dir)) if data_dir is not None else None
     reader = _reader_name(task, path)
@@ -753,10 +757,19 @@ def read_examples(
     """The examples of (task, split, lang) found below ``data_dir``, in file order.
 
     Returns the kind's example class; for retrieval tasks a one-element list holding a
-    :class:`BitextExample`. Raises :class:`MissingDataError` when no file matches and
+    :class:`BitextExample`. NLU intermediate and code tasks are read by their own modules
+    (:mod:`xstilts.data.nlu_readers`, :mod:`xstilts.data.code_readers`). Raises :class:`MissingDataError` when no file matches and
     :class:`DataFormatError` (file, line, what was expected) at the first malformed record.
     """
     task = _as_task(task)
+    if task.family == "nlu":  # the intermediate tasks' own formats
+        from xstilts.data.nlu_readers import read_nlu_examples
+
+        return list(read_nlu_examples(task, data_dir, split, lang, sink=sink))
+    if task.family == "code":
+        from xstilts.data.code_readers import read_code_examples
+
+        return list(read_code_examples(task, data_dir, split, lang))
     listing = _LISTINGS.get(Path(data_dir))
     paths = _locate(task, listing, split, lang)
     if not paths:
