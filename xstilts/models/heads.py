@@ -1,0 +1,334 @@
+"""Task heads per task kind on top of any Hugging Face ``AutoModel`` encoder.
+
+A :class:`TaskModel` is an encoder (``.encoder``, the plain ``AutoModel``: XLM-R, mBERT,
+mDeBERTa...) plus a small head (``.head``) chosen by the task kind:
+
+==================  =======================================================================
+kind                head
+==================  =======================================================================
+sentence pair       first-token state → dropout → dense + tanh → dropout → linear
+                    (the shape of ``RobertaClassificationHead``, which XTREME's XLM-R runs
+                    use; built here so no encoder pooler is needed or trusted)
+tagging             dropout → linear on every token; loss ignores positions labelled -100
+extractive QA       linear to (start, end) logits on every token, as ``*ForQuestionAnswering``
+multiple choice     the classification head with one output: a score per choice
+==================  =======================================================================
+
+``forward(**batch)`` takes the batch that :func:`xstilts.data.features.collate` makes and
+returns a :class:`TaskOutput` with ``logits`` (and ``loss`` when labels are in the batch).
+
+On disk (:meth:`TaskModel.save`)::
+
+    DIR/encoder/           a standard Hugging Face folder (config, safetensors, tokenizer)
+    DIR/head.safetensors   the head's weights
+    DIR/head.json          kind, number of labels, label names, dropout
+
+so that a later phase can load only the encoder (``AutoModel.from_pretrained(DIR/"encoder")``)
+and put a fresh head on it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from xstilts.errors import ConfigError, MissingDataError
+from xstilts.tasks import Task, TaskKind, get_task
+
+HEAD_FORMAT_VERSION = 1
+ENCODER_DIR = "encoder"
+HEAD_WEIGHTS = "head.safetensors"
+HEAD_CONFIG = "head.json"
+HEAD_KINDS = (TaskKind.SENTENCE_PAIR, TaskKind.TAGGING, TaskKind.QA, TaskKind.MULTIPLE_CHOICE)
+
+
+@dataclass
+class TaskOutput:
+    """What :meth:`TaskModel.forward` returns; also readable as a mapping (``out["loss"]``)."""
+
+    logits: torch.Tensor
+    loss: torch.Tensor | None = None
+    start_logits: torch.Tensor | None = None  # QA only
+    end_logits: torch.Tensor | None = None  # QA only
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+    def __contains__(self, key: str) -> bool:
+        return getattr(self, key, None) is not None
+
+    def keys(self) -> list[str]:
+        return [k for k in ("loss", "logits", "start_logits", "end_logits") if k in self]
+
+
+class ClassificationHead(nn.Module):
+    """First-token state → dropout → dense + tanh → dropout → linear (RoBERTa's head shape)."""
+
+    def __init__(self, hidden_size: int, num_outputs: int, dropout: float) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.dense = nn.Linear(hidden_size, hidden_size)
+        self.out_proj = nn.Linear(hidden_size, num_outputs)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        x = self.dropout(hidden[:, 0])
+        x = torch.tanh(self.dense(x))
+        return self.out_proj(self.dropout(x))
+
+
+class TaggingHead(nn.Module):
+    """Dropout → linear on every token."""
+
+    def __init__(self, hidden_size: int, num_labels: int, dropout: float) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(hidden_size, num_labels)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(hidden))
+
+
+class SpanHead(nn.Module):
+    """Linear to start and end logits on every token."""
+
+    def __init__(self, hidden_size: int) -> None:
+        super().__init__()
+        self.qa_outputs = nn.Linear(hidden_size, 2)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.qa_outputs(hidden)
+
+
+def _dropout_of(config: Any) -> float:
+    for name in ("classifier_dropout", "hidden_dropout_prob", "dropout"):
+        value = getattr(config, name, None)
+        if isinstance(value, (int, float)):
+            return float(value)
+    return 0.1
+
+
+def _kind(task_or_kind: Task | str | TaskKind) -> tuple[TaskKind, Task | None]:
+    if isinstance(task_or_kind, Task):
+        return task_or_kind.kind, task_or_kind
+    if isinstance(task_or_kind, TaskKind):
+        return task_or_kind, None
+    try:
+        return TaskKind(task_or_kind), None
+    except ValueError:
+        t = get_task(task_or_kind)
+        return t.kind, t
+
+
+class TaskModel(nn.Module):
+    """An encoder and a head for one task kind; see the module docstring."""
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        kind: TaskKind | str,
+        *,
+        num_labels: int | None = None,
+        labels: list[str] | None = None,
+        dropout: float | None = None,
+    ) -> None:
+        super().__init__()
+        kind = TaskKind(kind)
+        if kind not in HEAD_KINDS:
+            raise ConfigError(
+                f"no head for task kind {kind.value!r}; heads exist for "
+                + ", ".join(k.value for k in HEAD_KINDS)
+            )
+        if labels is not None:
+            labels = list(labels)
+            if num_labels is not None and num_labels != len(labels):
+                raise ConfigError(f"num_labels={num_labels} but {len(labels)} label names given")
+            num_labels = len(labels)
+        if kind in (TaskKind.SENTENCE_PAIR, TaskKind.TAGGING) and not num_labels:
+            raise ConfigError(f"a {kind.value} head needs num_labels (or labels)")
+        hidden = encoder.config.hidden_size
+        self.encoder = encoder
+        self.kind = kind
+        self.labels = labels
+        self.dropout = _dropout_of(encoder.config) if dropout is None else float(dropout)
+        if kind == TaskKind.SENTENCE_PAIR:
+            self.num_labels = int(num_labels)
+            self.head: nn.Module = ClassificationHead(hidden, self.num_labels, self.dropout)
+        elif kind == TaskKind.TAGGING:
+            self.num_labels = int(num_labels)
+            self.head = TaggingHead(hidden, self.num_labels, self.dropout)
+        elif kind == TaskKind.QA:
+            self.num_labels = 2
+            self.head = SpanHead(hidden)
+        else:
+            self.num_labels = 1
+            self.head = ClassificationHead(hidden, 1, self.dropout)
+        self._init_head()
+        params = inspect.signature(encoder.forward).parameters
+        self._accepts_token_types = "token_type_ids" in params
+
+    def _init_head(self) -> None:
+        """Initialise the head as the encoder initialises its own linear layers."""
+        std = getattr(self.encoder.config, "initializer_range", 0.02)
+        for module in self.head.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, mean=0.0, std=std)
+                nn.init.zeros_(module.bias)
+
+    # ----------------------------------------------------------------------------------------
+
+    def encode(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
+        """The encoder's last hidden states ``[batch, length, hidden]``."""
+        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None and self._accepts_token_types:
+            kwargs["token_type_ids"] = token_type_ids
+        out = self.encoder(**kwargs)
+        return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        start_positions: torch.Tensor | None = None,
+        end_positions: torch.Tensor | None = None,
+        **_: Any,
+    ) -> TaskOutput:
+        if self.kind == TaskKind.MULTIPLE_CHOICE:
+            return self._forward_choices(input_ids, attention_mask, token_type_ids, labels)
+        hidden = self.encode(input_ids, attention_mask, token_type_ids)
+        logits = self.head(hidden)
+        if self.kind == TaskKind.SENTENCE_PAIR:
+            loss = None
+            if labels is not None:
+                loss = nn.functional.cross_entropy(logits, labels.view(-1))
+            return TaskOutput(logits=logits, loss=loss)
+        if self.kind == TaskKind.TAGGING:
+            loss = None
+            if labels is not None:
+                loss = nn.functional.cross_entropy(
+                    logits.reshape(-1, self.num_labels), labels.reshape(-1), ignore_index=-100
+                )
+            return TaskOutput(logits=logits, loss=loss)
+        # QA
+        start_logits, end_logits = logits[..., 0].contiguous(), logits[..., 1].contiguous()
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            # positions outside the sequence are ignored (as in Hugging Face's QA models)
+            ignored = start_logits.size(1)
+            s = start_positions.view(-1).clamp(0, ignored)
+            e = end_positions.view(-1).clamp(0, ignored)
+            loss = (
+                nn.functional.cross_entropy(start_logits, s, ignore_index=ignored)
+                + nn.functional.cross_entropy(end_logits, e, ignore_index=ignored)
+            ) / 2
+        return TaskOutput(logits=logits, loss=loss, start_logits=start_logits, end_logits=end_logits)
+
+    def _forward_choices(self, input_ids, attention_mask, token_type_ids, labels) -> TaskOutput:
+        batch, choices, length = input_ids.shape
+
+        def flat(t):
+            return None if t is None else t.reshape(batch * choices, length)
+
+        hidden = self.encode(flat(input_ids), flat(attention_mask), flat(token_type_ids))
+        logits = self.head(hidden).view(batch, choices)
+        loss = nn.functional.cross_entropy(logits, labels.view(-1)) if labels is not None else None
+        return TaskOutput(logits=logits, loss=loss)
+
+    # ----------------------------------------------------------------------------------------
+
+    def head_config(self) -> dict:
+        return {
+            "format_version": HEAD_FORMAT_VERSION,
+            "kind": self.kind.value,
+            "num_labels": self.num_labels,
+            "labels": self.labels,
+            "dropout": self.dropout,
+            "head_class": type(self.head).__name__,
+            "encoder_class": type(self.encoder).__name__,
+        }
+
+    def save(self, directory: str | Path, tokenizer: Any | None = None) -> Path:
+        """Write ``encoder/`` (HF folder, plus the tokenizer if given), ``head.safetensors``, ``head.json``."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.encoder.save_pretrained(str(directory / ENCODER_DIR))
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(directory / ENCODER_DIR))
+        state = {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
+        save_file(state, str(directory / HEAD_WEIGHTS))
+        (directory / HEAD_CONFIG).write_text(json.dumps(self.head_config(), indent=2) + "\n")
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, *, device: str | torch.device | None = None) -> "TaskModel":
+        """Load a model written by :meth:`save` (encoder with ``AutoModel``, safetensors only)."""
+        from safetensors.torch import load_file
+        from transformers import AutoModel
+
+        directory = Path(directory)
+        config_path = directory / HEAD_CONFIG
+        if not config_path.is_file() or not (directory / HEAD_WEIGHTS).is_file():
+            raise MissingDataError(
+                f"{directory} is not a task model folder (needs {HEAD_CONFIG}, {HEAD_WEIGHTS}, {ENCODER_DIR}/)"
+            )
+        config = json.loads(config_path.read_text())
+        if config.get("format_version") != HEAD_FORMAT_VERSION:
+            raise ConfigError(
+                f"{config_path}: head format version {config.get('format_version')!r}, expected {HEAD_FORMAT_VERSION}"
+            )
+        encoder = AutoModel.from_pretrained(str(directory / ENCODER_DIR), use_safetensors=True)
+        model = cls(
+            encoder,
+            config["kind"],
+            num_labels=config["num_labels"] if config["kind"] in ("sentence-pair", "tagging") else None,
+            labels=config.get("labels"),
+            dropout=config.get("dropout"),
+        )
+        model.head.load_state_dict(load_file(str(directory / HEAD_WEIGHTS)))
+        if device is not None:
+            model.to(device)
+        model.eval()
+        return model
+
+
+def build_model(
+    task_or_kind: Task | str | TaskKind,
+    encoder: nn.Module,
+    num_labels: int | None = None,
+    *,
+    labels: list[str] | None = None,
+    dropout: float | None = None,
+) -> TaskModel:
+    """A fresh head for ``task_or_kind`` on ``encoder``; a task's label list is used by default."""
+    kind, task = _kind(task_or_kind)
+    if labels is None and num_labels is None and task is not None and task.labels:
+        labels = list(task.labels)
+    return TaskModel(encoder, kind, num_labels=num_labels, labels=labels, dropout=dropout)
+
+
+def load_task_model(directory: str | Path, *, device: str | torch.device | None = None):
+    """``(TaskModel, tokenizer)`` from a folder written by :meth:`TaskModel.save` with a tokenizer."""
+    from transformers import AutoTokenizer
+
+    model = TaskModel.load(directory, device=device)
+    encoder_dir = Path(directory) / ENCODER_DIR
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(encoder_dir))
+    except (OSError, ValueError) as exc:
+        raise MissingDataError(f"{encoder_dir} has no tokenizer: save the model with tokenizer=...") from exc
+    return model, tokenizer
+
+
+def is_task_model_dir(path: str | Path) -> bool:
+    """True for a folder written by :meth:`TaskModel.save`."""
+    p = Path(path)
+    return (p / HEAD_CONFIG).is_file() and (p / ENCODER_DIR).is_dir()
