@@ -1,7 +1,106 @@
-"""CLI command module (being written)."""
+"""``xstilts code-eval``: pass@k of generated code by executing it against the dataset's tests."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
+DATASETS = {"humaneval": ("humaneval", ("test",)), "mbpp": ("mbpp", ("prompt", "test", "dev", "train"))}
+
 
 def register(app: typer.Typer) -> None:
-    """Adds this module's commands to the app."""
+    @app.command("code-eval")
+    def code_eval_command(
+        dataset: Annotated[str, typer.Option(help="humaneval or mbpp.")],
+        samples: Annotated[Path, typer.Option(help="JSONL, one {task_id, completion} per line (human-eval format).")],
+        k: Annotated[str, typer.Option(help="Comma-separated k values for pass@k.")] = "1,10",
+        data_dir: Annotated[
+            Path | None, typer.Option(help="Folder holding the dataset files (default: $XSTILTS_DATA or ./data).")
+        ] = None,
+        timeout: Annotated[float, typer.Option(help="Wall-clock seconds per program.")] = 5.0,
+        memory_mb: Annotated[int, typer.Option(help="Address-space limit per program (MiB).")] = 1024,
+        workers: Annotated[int, typer.Option(help="Programs run at once.")] = 2,
+        partial: Annotated[bool, typer.Option(help="Score only the problems that have samples.")] = False,
+        results: Annotated[Path | None, typer.Option(help="Write one result per sample here (JSONL).")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    ) -> None:
+        """Execute samples in a sandbox and print pass@k (unbiased estimator) overall and per problem."""
+        from xstilts.data.code_readers import read_code_examples
+        from xstilts.errors import ConfigError
+        from xstilts.evaluation.code_metrics import evaluate_samples, read_samples
+        from xstilts.evaluation.execution import Sandbox, SandboxConfig
+
+        if dataset not in DATASETS:
+            raise ConfigError(f"unknown --dataset {dataset!r}; allowed: {', '.join(DATASETS)}")
+        try:
+            ks = sorted({int(x) for x in k.split(",") if x.strip()})
+        except ValueError:
+            raise ConfigError(f"--k must be comma-separated integers, got {k!r}") from None
+        if not ks or min(ks) < 1:
+            raise ConfigError(f"--k values must be >= 1, got {k!r}")
+        root = data_dir or Path(os.environ.get("XSTILTS_DATA", "data"))
+        task, splits = DATASETS[dataset]
+        problems = {}
+        for split in splits:
+            for ex in read_code_examples(task, root, split, "en"):
+                problems[ex.id] = ex
+        pairs = read_samples(samples, set(problems))
+        if dataset == "mbpp":
+            # Score the problems of the split(s) the samples come from, not all 974.
+            wanted = {tid for tid, _ in pairs}
+            mbpp_split = {s for s in splits for ex_id in wanted if _mbpp_split(int(ex_id)) == s}
+            problems = {pid: ex for pid, ex in problems.items() if _mbpp_split(int(pid)) in mbpp_split}
+        sandbox = Sandbox(SandboxConfig(timeout_s=timeout, memory_mb=memory_mb))
+        table = evaluate_samples(problems, pairs, ks, sandbox=sandbox, workers=workers, require_all=not partial)
+        if results is not None:
+            with open(results, "w", encoding="utf-8") as handle:
+                for row in table["results"]:
+                    handle.write(json.dumps(row) + "\n")
+        summary = {
+            "dataset": dataset,
+            "samples": str(samples),
+            "n_samples": len(pairs),
+            "n_problems": len(table["problems"]),
+            "missing_problems": len(table["missing"]),
+            "k": ks,
+            "overall": table["overall"],
+            "problems": table["problems"],
+            "sandbox": {"namespaces": sandbox.uses_namespaces, "timeout_s": timeout, "memory_mb": memory_mb},
+        }
+        if as_json:
+            typer.echo(json.dumps(summary, indent=2))
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        console = Console()
+        overall = Table(title=f"{dataset}: pass@k over {summary['n_problems']} problems ({len(pairs)} samples)")
+        for key in table["overall"]:
+            overall.add_column(key, justify="right")
+        overall.add_row(*(f"{v:.2f}" for v in table["overall"].values()))
+        console.print(overall)
+        per = Table(title="per problem")
+        per.add_column("task_id")
+        per.add_column("n", justify="right")
+        per.add_column("correct", justify="right")
+        for key in ks:
+            per.add_column(f"pass@{key}", justify="right")
+        for pid, row in table["problems"].items():
+            per.add_row(
+                pid, str(row["n"]), str(row["correct"]),
+                *(f"{row[f'pass@{key}']:.1f}" if f"pass@{key}" in row else "-" for key in ks),
+            )
+        console.print(per)
+
+
+def _mbpp_split(task_id: int) -> str | None:
+    from xstilts.tasks.code import MBPP_SPLITS
+
+    for split, (lo, hi) in MBPP_SPLITS.items():
+        if lo <= task_id <= hi:
+            return split
+    return None
