@@ -1,0 +1,180 @@
+"""Executors with a fake unit of work: reuse, skip, resume, failure recording, exit status."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from xstilts.study.executors import LocalExecutor, run_study
+from xstilts.study.study_config import parse_study
+
+LANGS = {"udpos": ["de", "fr"], "tatoeba": ["de", "fr"]}
+
+
+def fake_value(setting: str, seed: int, lang: str) -> float:
+    bonus = {"none": 0.0, "conala:generate": 2.0, "django:generate": -1.0}.get(setting, 0.5)
+    return 50.0 + seed + bonus + (3.0 if lang == "de" else 0.0)
+
+
+def fake_work(req) -> dict:
+    """Stands in for the pipeline: logs its call, honours fail/sleep markers, returns scores."""
+    study_dir = Path(req.study_dir)
+    node = req.node
+    key = node.id.replace("/", "__")
+    with open(study_dir / "calls.log", "a", encoding="utf-8") as fh:
+        fh.write(node.id + "\n")
+    if (study_dir / "fail" / key).exists():
+        raise RuntimeError(f"boom in {node.id}")
+    if (study_dir / "sleep" / key).exists():
+        time.sleep(60)
+    run_dir = Path(req.run_dir)
+    if node.phase == "intermediate":
+        (run_dir / "encoder").mkdir(parents=True, exist_ok=True)
+        (run_dir / "encoder" / "weights.txt").write_text(node.id)
+        return {"metrics": {node.setting.split(":")[0]: {"bleu": 10.0 + node.seed, "exact_match": 1.0}},
+                "device": "cpu"}
+    if node.depends_on:  # the phase-1 encoder must be there and be this setting's
+        assert Path(req.encoder_dir, "weights.txt").read_text() == node.depends_on
+    else:
+        assert req.encoder_dir is None
+    langs = {lang: {("f1" if node.target == "udpos" else "accuracy"): fake_value(node.setting, node.seed, lang)}
+             for lang in node.languages}
+    score = sum(next(iter(m.values())) for m in langs.values()) / len(langs)
+    return {"scores": {"tasks": {node.target: {"languages": langs, "score": score}}, "xtreme_score": None},
+            "device": "cpu"}
+
+
+def study(**kw):
+    base = {"name": "fake", "encoders": ["enc"], "intermediate": ["none", "conala:generate", "django:generate"],
+            "targets": ["udpos", "tatoeba"], "languages": LANGS, "seeds": [1, 2]}
+    base.update(kw)
+    return parse_study(base)
+
+
+def calls(study_dir: Path) -> list[str]:
+    p = study_dir / "calls.log"
+    return p.read_text().split() if p.exists() else []
+
+
+def test_sequential_run_reuses_phase1_and_rerun_skips_everything(tmp_path):
+    s = study()
+    run = run_study(s, tmp_path, work=fake_work, executor=LocalExecutor())
+    assert run.exit_status == 0
+    made = calls(tmp_path)
+    assert len(made) == 4 + 12  # 2 settings x 2 seeds phase-1 + 3 settings x 2 seeds x 2 targets
+    assert len([c for c in made if c.endswith("/phase1")]) == 4
+    assert len(set(made)) == len(made)  # nothing ran twice
+    # a second identical run trains nothing
+    run2 = run_study(s, tmp_path, work=fake_work, executor=LocalExecutor())
+    assert run2.exit_status == 0 and len(calls(tmp_path)) == 16
+    assert {o.status for o in run2.outcomes.values()} == {"skipped-done"}
+    import pandas as pd
+    import sqlite3
+    con = sqlite3.connect(tmp_path / "results.sqlite")
+    df = pd.read_sql("SELECT * FROM scores", con)
+    cells = pd.read_sql("SELECT * FROM cells", con)
+    assert set(cells.status) == {"done"} and len(cells) == 16
+    row = df[(df.cell == "enc/conala-generate/s2/udpos") & (df.language == "de") & (df.metric == "score")]
+    assert row.value.tolist() == [fake_value("conala:generate", 2, "de")]
+    assert set(df[df.cell == "enc/conala-generate/s2/udpos"].family) == {"code"}
+    avg = df[(df.cell == "enc/none/s1/tatoeba") & (df.language == "avg")].value.item()
+    assert avg == pytest.approx((fake_value("none", 1, "de") + fake_value("none", 1, "fr")) / 2)
+    p1 = df[df.phase == "intermediate"]
+    assert set(p1.metric) == {"bleu", "exact_match"} and len(p1) == 8
+    assert df.code_version.notna().all() and df.config_hash.notna().all()
+
+
+def test_failing_cells_are_recorded_and_the_rest_go_on(tmp_path):
+    (tmp_path / "fail").mkdir()
+    (tmp_path / "fail" / "enc__conala-generate__s1__phase1").touch()  # takes its 2 targets with it
+    (tmp_path / "fail" / "enc__none__s2__udpos").touch()
+    run = run_study(study(), tmp_path, work=fake_work, executor=LocalExecutor())
+    failed = sorted(o.node_id for o in run.failed)
+    assert failed == ["enc/conala-generate/s1/phase1", "enc/conala-generate/s1/tatoeba",
+                      "enc/conala-generate/s1/udpos", "enc/none/s2/udpos"]
+    assert run.exit_status == 4
+    tb = (tmp_path / "runs/enc/none/s2/udpos/error.txt").read_text()
+    assert "Traceback" in tb and "RuntimeError: boom in enc/none/s2/udpos" in tb
+    from xstilts.study.store import ResultStore
+    cells = ResultStore(tmp_path / "results.sqlite").cell_status("fake")
+    assert cells["enc/none/s2/udpos"]["error"] == "RuntimeError: boom in enc/none/s2/udpos"
+    assert cells["enc/conala-generate/s1/udpos"]["error"] == "phase-1 node enc/conala-generate/s1/phase1 failed"
+    assert sum(c["status"] == "done" for c in cells.values()) == 12
+    # fix the cause and run again: only the failed four run
+    for f in (tmp_path / "fail").iterdir():
+        f.unlink()
+    before = len(calls(tmp_path))
+    run2 = run_study(study(), tmp_path, work=fake_work, executor=LocalExecutor())
+    assert run2.exit_status == 0
+    assert sorted(calls(tmp_path)[before:]) == sorted(
+        ["enc/conala-generate/s1/phase1", "enc/conala-generate/s1/udpos", "enc/conala-generate/s1/tatoeba",
+         "enc/none/s2/udpos"])
+
+
+def test_exit_status_is_capped_at_125(tmp_path):
+    from xstilts.study.executors import NodeOutcome, StudyRun
+    run = StudyRun({str(i): NodeOutcome(str(i), "failed") for i in range(300)}, tmp_path)
+    assert run.exit_status == 125
+
+
+def test_changed_config_reruns_only_affected_nodes(tmp_path):
+    run_study(study(), tmp_path, work=fake_work, executor=LocalExecutor())
+    n = len(calls(tmp_path))
+    run_study(study(budgets={"target": {"max_steps": 5}}), tmp_path, work=fake_work, executor=LocalExecutor())
+    new = calls(tmp_path)[n:]
+    assert new and not any(c.endswith("/phase1") for c in new)  # phase-1 budgets unchanged
+    assert not any(c.endswith("/tatoeba") for c in new)  # retrieval has no phase-2 budget
+    assert len(new) == 6
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {tests!r})
+    from test_study_executors import fake_work, study
+    from xstilts.study.executors import LocalExecutor, run_study
+    run = run_study(study(), {out!r}, work=fake_work, executor=LocalExecutor())
+    sys.exit(run.exit_status)
+""")
+
+
+def test_killed_study_resumes_without_redoing_finished_cells(tmp_path):
+    out = tmp_path / "study"
+    (out / "sleep").mkdir(parents=True)
+    marker = out / "sleep" / "enc__conala-generate__s2__udpos"
+    marker.touch()
+    script = KILL_SCRIPT.format(tests=str(Path(__file__).parent), out=str(out))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env)
+    deadline = time.time() + 60
+    while "enc/conala-generate/s2/udpos" not in calls(out):
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = {c for c in calls(out)} - {"enc/conala-generate/s2/udpos"}
+    marker.unlink()
+    n = len(calls(out))
+    rerun = subprocess.run([sys.executable, "-c", script], env=env, timeout=120)
+    assert rerun.returncode == 0
+    again = calls(out)[n:]
+    assert "enc/conala-generate/s2/udpos" in again
+    assert not (set(again) & done_before)
+    assert len(set(calls(out))) == 16
+    from xstilts.study.store import ResultStore
+    cells = ResultStore(out / "results.sqlite").cell_status("fake")
+    assert len(cells) == 16 and {c["status"] for c in cells.values()} == {"done"}
+
+
+def test_local_parallel_one_cell_per_worker(tmp_path):
+    run = run_study(study(seeds=[1]), tmp_path, work=fake_work, executor=LocalExecutor(gpus=2))
+    assert run.exit_status == 0
+    assert len(calls(tmp_path)) == 2 + 6
+    from xstilts.study.store import ResultStore
+    assert len(ResultStore(tmp_path / "results.sqlite").cell_status("fake")) == 8

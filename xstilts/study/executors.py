@@ -1,0 +1,451 @@
+"""Running a plan: a local executor (sequential, or one cell per GPU) and a Ray executor.
+
+The unit of work is a function ``work(request: WorkRequest) -> dict`` (the default,
+:func:`xstilts.study.runner.pipeline_work`, builds a RunConfig and calls ``run_pipeline``; tests
+pass a fake). Whatever executes it, :func:`execute_node` wraps it the same way:
+
+* a finished node (``DONE.json`` in its run dir) is skipped; a node whose run dir exists without
+  it was killed or failed before, and runs again in the same run dir (the pipeline resumes from
+  its own checkpoints there);
+* an exception is caught: its traceback goes to ``error.txt`` in the run dir, a one-line summary
+  to the store, and the study goes on; nodes that depend on a failed phase-1 node fail with
+  "phase-1 node X failed" without running;
+* on success the outcome is written to ``DONE.json`` atomically (the last thing a node does).
+
+Only the driver process writes the result store (from the outcomes), so that a Ray cluster's
+workers need nothing but the shared study directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xstilts.study.plan import DONE_FILE, ERROR_FILE, Plan, PlanNode
+from xstilts.study.store import ResultStore, ScoreRow
+
+WorkFn = Callable[["WorkRequest"], dict[str, Any]]
+MAX_EXIT = 125
+
+
+@dataclass(frozen=True)
+class WorkRequest:
+    """Everything a unit of work needs; picklable, so it travels to processes and Ray workers."""
+
+    node: PlanNode
+    study: dict[str, Any]  # StudyConfig as JSON
+    study_dir: str
+    data_dir: str | None
+    run_dir: str
+    encoder_dir: str | None  # phase-1 encoder to start from (None: the pretrained encoder)
+    cache_dir: str
+    config_hash: str = ""
+
+
+@dataclass
+class NodeOutcome:
+    node_id: str
+    status: str  # done | failed | skipped-done
+    seconds: float = 0.0
+    error: str | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+def _atomic_write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_done(run_dir: Path) -> dict[str, Any] | None:
+    path = Path(run_dir) / DONE_FILE
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def one_line(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".strip().replace("\n", " ")
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def execute_node(work: WorkFn, request: WorkRequest, dependency: NodeOutcome | None = None) -> NodeOutcome:
+    """Run one node with skip / resume / failure recording. Never raises (except KeyboardInterrupt)."""
+    run_dir = Path(request.run_dir)
+    done = read_done(run_dir)
+    if done is not None and request.config_hash and done.get("config_hash") not in (None, request.config_hash):
+        # the study config changed for this node: its old result no longer answers it
+        (run_dir / DONE_FILE).rename(run_dir / f"DONE.{done.get('config_hash')}.json")
+        done = None
+    if done is not None:
+        return NodeOutcome(request.node.id, "skipped-done", float(done.get("seconds", 0.0)), None, done)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if dependency is not None and dependency.status == "failed":
+        msg = f"phase-1 node {dependency.node_id} failed"
+        (run_dir / ERROR_FILE).write_text(msg + "\n", encoding="utf-8")
+        return NodeOutcome(request.node.id, "failed", 0.0, msg)
+    (run_dir / ERROR_FILE).unlink(missing_ok=True)
+    start = time.time()
+    try:
+        result = dict(work(request) or {})
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - a failing cell must not stop the study
+        seconds = time.time() - start
+        (run_dir / ERROR_FILE).write_text(traceback.format_exc(), encoding="utf-8")
+        return NodeOutcome(request.node.id, "failed", seconds, one_line(exc))
+    seconds = time.time() - start
+    result.setdefault("seconds", seconds)
+    result["node"] = request.node.id
+    result["config_hash"] = request.config_hash
+    _atomic_write_json(run_dir / DONE_FILE, result)
+    return NodeOutcome(request.node.id, "done", seconds, None, result)
+
+
+# -- turning outcomes into store rows ------------------------------------------------------
+
+
+def language_score(task_name: str, metrics: dict[str, float]) -> float | None:
+    """The per-language number that enters the XTREME score (scorer.task_score's rule)."""
+    from xstilts.tasks import TaskKind, get_task
+
+    if get_task(task_name).kind is TaskKind.QA and "f1" in metrics and "exact_match" in metrics:
+        return (metrics["exact_match"] + metrics["f1"]) / 2
+    for key in ("f1", "accuracy"):
+        if key in metrics:
+            return metrics[key]
+    return None
+
+
+def score_rows(node: PlanNode, result: dict[str, Any]) -> list[ScoreRow]:
+    """Rows for the store from a node's outcome.
+
+    ``result["scores"]`` (target/retrieval nodes) is the ``xstilts score --json`` shape: every
+    metric of every language, plus ``score`` per language and ``avg`` (the task's score).
+    ``result["metrics"]`` (phase-1 nodes) maps an intermediate task to its quality metrics.
+    """
+    rows: list[ScoreRow] = []
+    scores = result.get("scores") or {}
+    for task, entry in (scores.get("tasks") or {}).items():
+        for lang, metrics in (entry.get("languages") or {}).items():
+            for metric, value in metrics.items():
+                rows.append(ScoreRow("target", task, lang, metric, value))
+            primary = language_score(task, metrics)
+            if primary is not None and "score" not in metrics:
+                rows.append(ScoreRow("target", task, lang, "score", primary))
+        if entry.get("score") is not None:
+            rows.append(ScoreRow("target", task, "avg", "score", entry["score"]))
+    for task, metrics in (result.get("metrics") or {}).items():
+        for metric, value in metrics.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                rows.append(ScoreRow("intermediate", task, "en", metric, value))
+    return rows
+
+
+@dataclass
+class StudyContext:
+    plan: Plan
+    study_dir: Path
+    data_dir: Path | None
+    store: ResultStore
+    code_version: str
+    config_hashes: dict[str, str]
+
+    def request(self, node: PlanNode) -> WorkRequest:
+        encoder_dir = None
+        if node.depends_on:
+            dep = self.plan.by_id()[node.depends_on]
+            encoder_dir = str(dep.run_dir(self.study_dir) / "encoder")
+        return WorkRequest(
+            node=node,
+            study=self.plan.study.to_json_dict(),
+            study_dir=str(self.study_dir),
+            data_dir=str(self.data_dir) if self.data_dir else None,
+            run_dir=str(node.run_dir(self.study_dir)),
+            encoder_dir=encoder_dir,
+            cache_dir=str(self.study_dir / "cache"),
+            config_hash=self.config_hashes.get(node.id, ""),
+        )
+
+    def record(self, node: PlanNode, outcome: NodeOutcome) -> None:
+        """Write the outcome to the store (driver only)."""
+        study = self.plan.study.name
+        common = dict(
+            phase=node.phase, encoder=node.encoder, intermediate=node.setting, family=node.family,
+            target=node.target, seed=node.seed, config_hash=self.config_hashes.get(node.id),
+            code_version=self.code_version, run_dir=node.rel_dir,
+        )
+        if outcome.status == "failed":
+            self.store.mark_cell(study, node.id, "failed", error=outcome.error, seconds=outcome.seconds,
+                                 finished_at=time.time(), **common)
+            return
+        result = outcome.result
+        tokens = result.get("tokens") or node.est_tokens
+        cell_fields = dict(common, seconds=outcome.seconds, est_tokens=tokens, device=result.get("device"))
+        score_fields = dict(
+            seed=node.seed, config_hash=common["config_hash"], code_version=common["code_version"],
+            seconds=outcome.seconds, intermediate=node.setting, family=node.family,
+            encoder=node.encoder, target=node.target, run_dir=node.rel_dir,
+        )
+        self.store.record_cell(study, node.id, score_rows(node, result),
+                               cell_fields=cell_fields, score_fields=score_fields)
+
+    def mark_running(self, node: PlanNode) -> None:
+        self.store.mark_cell(self.plan.study.name, node.id, "running", started_at=time.time(),
+                             phase=node.phase, encoder=node.encoder, intermediate=node.setting,
+                             family=node.family, target=node.target, seed=node.seed,
+                             run_dir=node.rel_dir)
+
+
+ProgressFn = Callable[[PlanNode, NodeOutcome], None]
+
+
+def _order(plan: Plan) -> list[PlanNode]:
+    """Phase-1 nodes first, then the rest in plan order."""
+    return [n for n in plan.nodes if n.depends_on is None and n.phase == "intermediate"] + [
+        n for n in plan.nodes if not (n.depends_on is None and n.phase == "intermediate")
+    ]
+
+
+class LocalExecutor:
+    """Sequential in this process; with ``gpus > 1``, one node per GPU in worker processes.
+
+    Worker processes are spawned with ``CUDA_VISIBLE_DEVICES`` set to their own GPU, so every
+    cell sees exactly one device; a node starts once its phase-1 node has finished.
+    """
+
+    def __init__(self, gpus: int = 0) -> None:
+        self.gpus = gpus
+
+    def run(self, ctx: StudyContext, work: WorkFn, progress: ProgressFn | None = None) -> dict[str, NodeOutcome]:
+        if self.gpus <= 1:
+            return self._run_sequential(ctx, work, progress)
+        return self._run_parallel(ctx, work, progress)
+
+    def _run_sequential(self, ctx, work, progress):
+        outcomes: dict[str, NodeOutcome] = {}
+        for node in _order(ctx.plan):
+            dep = outcomes.get(node.depends_on) if node.depends_on else None
+            if read_done(node.run_dir(ctx.study_dir)) is None and not (dep and dep.status == "failed"):
+                ctx.mark_running(node)
+            outcome = execute_node(work, ctx.request(node), dep)
+            _finish(ctx, node, outcome, outcomes, progress)
+        return outcomes
+
+    def _run_parallel(self, ctx, work, progress):
+        import multiprocessing as mp
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+        spawn = mp.get_context("spawn")
+        gpu_queue = spawn.Queue()
+        for i in range(self.gpus):
+            gpu_queue.put(i)
+        outcomes: dict[str, NodeOutcome] = {}
+        pending = _order(ctx.plan)
+        running: dict[Any, PlanNode] = {}
+        with ProcessPoolExecutor(self.gpus, mp_context=spawn, initializer=_bind_gpu,
+                                 initargs=(gpu_queue,)) as pool:
+            while pending or running:
+                for node in list(pending):
+                    if len(running) >= self.gpus:
+                        break
+                    if node.depends_on and node.depends_on not in outcomes:
+                        continue
+                    pending.remove(node)
+                    dep = outcomes.get(node.depends_on) if node.depends_on else None
+                    if read_done(node.run_dir(ctx.study_dir)) is None and not (dep and dep.status == "failed"):
+                        ctx.mark_running(node)
+                    running[pool.submit(execute_node, work, ctx.request(node), dep)] = node
+                if not running:
+                    break
+                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    node = running.pop(fut)
+                    try:
+                        outcome = fut.result()
+                    except Exception as exc:  # the worker process itself died
+                        outcome = NodeOutcome(node.id, "failed", 0.0, f"worker died: {one_line(exc)}")
+                        Path(node.run_dir(ctx.study_dir)).mkdir(parents=True, exist_ok=True)
+                        (node.run_dir(ctx.study_dir) / ERROR_FILE).write_text(outcome.error + "\n")
+                    _finish(ctx, node, outcome, outcomes, progress)
+        return outcomes
+
+
+def _bind_gpu(queue) -> None:
+    os.environ["CUDA_VISIBLE_DEVICES"] = str(queue.get())
+
+
+def _finish(ctx: StudyContext, node: PlanNode, outcome: NodeOutcome, outcomes: dict[str, NodeOutcome],
+            progress: ProgressFn | None) -> None:
+    outcomes[node.id] = outcome
+    ctx.record(node, outcome)
+    if progress is not None:
+        progress(node, outcome)
+
+
+class RayExecutor:
+    """One node per GPU (or per CPU when ``gpus`` is 0) on a Ray cluster.
+
+    Run directories live in the study directory, which must be on storage every worker sees
+    (the driver passes absolute paths). A target node receives its phase-1 node's outcome as a
+    Ray object reference, so Ray starts it only after the checkpoint exists.
+    """
+
+    def __init__(self, address: str | None = None, gpus: int = 0, init_kwargs: dict[str, Any] | None = None) -> None:
+        self.address = address
+        self.gpus = gpus
+        self.init_kwargs = init_kwargs or {}
+
+    def run(self, ctx: StudyContext, work: WorkFn, progress: ProgressFn | None = None) -> dict[str, NodeOutcome]:
+        try:
+            import ray
+        except ImportError:
+            from xstilts.errors import ConfigError
+
+            raise ConfigError("executor kind 'ray' needs Ray: pip install 'xstilts[ray]'") from None
+        started_here = False
+        if not ray.is_initialized():
+            kwargs = dict(self.init_kwargs)
+            if self.address:
+                kwargs["address"] = self.address
+            ray.init(**kwargs)
+            started_here = True
+        try:
+            resources = {"num_gpus": 1} if self.gpus > 0 else {"num_cpus": 1}
+            remote = ray.remote(**resources)(_ray_execute)
+            refs: dict[str, Any] = {}
+            by_ref: dict[Any, PlanNode] = {}
+            for node in _order(ctx.plan):
+                dep_ref = refs.get(node.depends_on) if node.depends_on else None
+                if read_done(node.run_dir(ctx.study_dir)) is None:
+                    ctx.mark_running(node)
+                ref = remote.remote(work, ctx.request(node), dep_ref)
+                refs[node.id] = ref
+                by_ref[ref] = node
+            outcomes: dict[str, NodeOutcome] = {}
+            waiting = list(by_ref)
+            while waiting:
+                ready, waiting = ray.wait(waiting, num_returns=1)
+                for ref in ready:
+                    node = by_ref[ref]
+                    try:
+                        outcome = ray.get(ref)
+                    except Exception as exc:  # worker crash
+                        outcome = NodeOutcome(node.id, "failed", 0.0, f"ray worker died: {one_line(exc)}")
+                    _finish(ctx, node, outcome, outcomes, progress)
+            return outcomes
+        finally:
+            if started_here:
+                ray.shutdown()
+
+
+def _ray_execute(work: WorkFn, request: WorkRequest, dependency: NodeOutcome | None) -> NodeOutcome:
+    # Ray resolves a top-level ObjectRef argument to its value before calling us.
+    return execute_node(work, request, dependency)
+
+
+def make_executor(study) -> LocalExecutor | RayExecutor:
+    ex = study.executor
+    if ex.kind == "ray":
+        return RayExecutor(address=ex.address, gpus=ex.gpus)
+    return LocalExecutor(gpus=ex.gpus)
+
+
+# -- the whole study -----------------------------------------------------------------------
+
+
+def code_version() -> str:
+    """The git commit of the xstilts checkout (``+dirty`` with local changes), else the version."""
+    import subprocess
+
+    import xstilts
+
+    root = Path(xstilts.__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return commit[:12] + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return f"xstilts-{getattr(xstilts, '__version__', 'unknown')}"
+
+
+def node_config_hashes(plan: Plan) -> dict[str, str]:
+    """A hash per node of everything that decides its result (chained through its phase-1 node)."""
+    import hashlib
+
+    study = plan.study
+    out: dict[str, str] = {}
+    for node in sorted(plan.nodes, key=lambda n: n.depends_on is not None):
+        setting = study.setting(node.setting)
+        phase = "intermediate" if node.phase == "intermediate" else "target"
+        spec = {
+            "encoder": node.encoder, "seed": node.seed, "phase": node.phase, "target": node.target,
+            "setting": json.loads(setting.model_dump_json()) if node.phase == "intermediate" else node.setting,
+            "languages": list(node.languages) if node.languages else None,
+            # retrieval nodes train nothing: only the evaluation cap decides their result
+            "budget": None if node.phase == "retrieval" else json.loads(getattr(study.budgets, phase).model_dump_json()),
+            "eval_max_examples": None if node.phase == "intermediate" else study.budgets.eval_max_examples,
+            "hyperparameters": None if node.phase == "retrieval" else getattr(study.hyperparameters, phase),
+            "pipeline": study.pipeline,
+            "parent": out.get(node.depends_on) if node.depends_on else None,
+        }
+        out[node.id] = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return out
+
+
+@dataclass
+class StudyRun:
+    outcomes: dict[str, NodeOutcome]
+    study_dir: Path
+
+    @property
+    def failed(self) -> list[NodeOutcome]:
+        return [o for o in self.outcomes.values() if o.status == "failed"]
+
+    @property
+    def exit_status(self) -> int:
+        """The number of failed cells, capped at 125 (126+ mean other things to shells)."""
+        return min(len(self.failed), MAX_EXIT)
+
+
+STUDY_FILE = "study.json"
+STORE_FILE = "results.sqlite"
+
+
+def run_study(
+    study,
+    study_dir: str | Path,
+    *,
+    data_dir: str | Path | None = None,
+    work: WorkFn | None = None,
+    executor: LocalExecutor | RayExecutor | None = None,
+    progress: ProgressFn | None = None,
+) -> StudyRun:
+    """Run (or finish) a study in ``study_dir``; finished nodes are skipped, killed ones resumed."""
+    from xstilts.study.plan import build_plan
+
+    study_dir = Path(study_dir).resolve()
+    study_dir.mkdir(parents=True, exist_ok=True)
+    (study_dir / "cache").mkdir(exist_ok=True)
+    _atomic_write_json(study_dir / STUDY_FILE, study.to_json_dict())
+    plan = build_plan(study)
+    (study_dir / "plan.json").write_text(plan.to_json(), encoding="utf-8")
+    if work is None:
+        from xstilts.study.executors import pipeline_work as work  # noqa: PLW0127
+    ctx = StudyContext(
+        plan=plan, study_dir=study_dir,
+        data_dir=Path(data_dir).resolve() if data_dir else (Path(study.data_dir) if study.data_dir else None),
+        store=ResultStore(study_dir / STORE_FILE), code_version=code_version(),
+        config_hashes=node_config_hashes(plan),
+    )
+    executor = executor or make_executor(study)
+    outcomes = executor.run(ctx, work, progress)
+    return StudyRun(outcomes, study_dir)
