@@ -57,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         app(args=argv, prog_name="xstilts")
     except XstiltsError as exc:
         err = Console(stderr=True, highlight=False, soft_wrap=True)
-        err.print(f"[bold red]error:[/] {exc}", markup=True)
+        from rich.markup import escape  # data in a message ("[/x]", "[b]") is not markup
+
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
         return exc.exit_code
     except SystemExit as exc:  # typer's standalone mode exits: usage errors 2, --help 0
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
