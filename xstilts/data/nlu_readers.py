@@ -557,6 +557,16 @@ def read_nlu_path(task: Task | str, path: str | Path, split: str = "train", *, s
     path = Path(path)
     if not path.is_file():
         raise MissingDataError(f"file not found: {path}")
+    try:
+        return _read_one(task, path, split, sink)
+    except DataFormatError as error:
+        if sink is None:
+            raise
+        sink.add(error)  # a problem after which the file cannot be read on (header, encoding)
+        return []
+
+
+def _read_one(task: Task, path: Path, split: str, sink: Any) -> list[NLUExample]:
     strict = _Sink(sink)
     reader = task.reader
     if reader in ("nli", "anli"):
