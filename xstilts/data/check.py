@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from xstilts.data.examples import BitextExample
-from xstilts.data.readers import ProblemSink, count_unit, find_files, read_examples
+from xstilts.data.readers import ProblemSink, available, count_unit, find_files, read_examples
 from xstilts.errors import DataFormatError, MissingDataError, XstiltsError
 from xstilts.tasks import get_task
 from xstilts.tasks.base import Task
@@ -118,10 +118,16 @@ def check_data(data_dir: str | Path, tasks: list[str] | None = None) -> DataChec
     for name in names:
         task = get_task(name)
         result = TaskCheck(name=task.name, unit=count_unit(task))
+        # One listing look-up per task; NLU/code tasks have layouts of their own (ANLI rounds,
+        # CCGbank sections), so for them every (split, language) is tried.
+        present = available(task, root) if task.family == "xtreme" else None
         for split, langs in task.splits.items():
             if split not in task.files:
                 continue
             for lang in langs:
+                if present is not None and lang not in present.get(split, ()):
+                    result.missing.setdefault(split, []).append(lang)
+                    continue
                 checked = _check_one(task, root, split, lang)
                 if checked is None:
                     result.missing.setdefault(split, []).append(lang)

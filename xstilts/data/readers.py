@@ -71,10 +71,13 @@ class _Listing:
     dir_mtimes: dict[str, int]
     files: list[str]
     by_name: dict[str, list[str]] = field(default_factory=dict)
+    by_ext: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for rel in self.files:
-            self.by_name.setdefault(rel.rsplit("/", 1)[-1], []).append(rel)
+            name = rel.rsplit("/", 1)[-1]
+            self.by_name.setdefault(name, []).append(rel)
+            self.by_ext.setdefault(name.rsplit(".", 1)[-1], []).append(rel)
 
     def still_valid(self) -> bool:
         """True when no directory changed since the listing was made (a new or removed file or
@@ -158,10 +161,13 @@ def _suffix_regex(pattern: str) -> re.Pattern[str]:
 def _match(listing: _Listing, pattern: str) -> list[str]:
     """Paths in the listing that end with ``pattern`` (closest to the root first)."""
     last = pattern.rsplit("/", 1)[-1]
-    if "*" in last or "?" in last:
-        candidates: Iterable[str] = listing.files
+    ext = last.rsplit(".", 1)[-1]
+    if "*" not in last and "?" not in last:
+        candidates: Iterable[str] = listing.by_name.get(last, ())
+    elif "." in last and "*" not in ext and "?" not in ext:
+        candidates = listing.by_ext.get(ext, ())  # e.g. only the *.conllu files
     else:
-        candidates = listing.by_name.get(last, ())
+        candidates = listing.files
     regex = _suffix_regex(pattern)
     hits = [rel for rel in candidates if regex.search(rel)]
     return sorted(hits, key=lambda rel: (rel.count("/"), rel))
