@@ -189,9 +189,33 @@ def test_task_and_xtreme_score_rules():
 def test_unknown_or_absent_task_folders(tmp_path):
     (tmp_path / "p").mkdir()
     (tmp_path / "l").mkdir()
-    with pytest.raises(MissingDataError, match="no task folder"):
+    with pytest.raises(MissingDataError, match="no XTREME task has both"):
         score_directory(tmp_path / "p", tmp_path / "l")
     with pytest.raises(MissingDataError, match="xnli"):
         score_directory(tmp_path / "p", tmp_path / "l", ["xnli"])
     with pytest.raises(MissingDataError, match="does not exist"):
         score_directory(tmp_path / "nope", tmp_path / "l")
+
+
+def test_gold_from_a_data_folder_through_the_readers(tmp_path, shared_data, capsys):
+    readers = pytest.importorskip("xstilts.data.readers")
+    shared_file("xquad/xquad.en.json")
+    preds = tmp_path / "p"
+    for task, lang in (("xquad", "en"), ("xquad", "de"), ("udpos", "en"), ("tatoeba", "de")):
+        gold = layout.gold_from_examples(task, readers.read_examples(task, shared_data, "test", lang))
+        if task == "xquad":
+            gold = {qid: answers[0] for qid, answers in gold}
+            if lang == "de":
+                gold[next(iter(gold))] = "falsch"  # one of 225 wrong
+        if task == "tatoeba":
+            gold = [(i + 1) % 1000 if i < 250 else i for i in gold]  # 250 of 1000 wrong
+        layout.write_predictions(preds, task, lang, gold)
+    out = score_directory(preds, data_dir=shared_data)
+    assert out["tasks"]["xquad"]["languages"]["en"] == {"exact_match": 100.0, "f1": 100.0}
+    assert out["tasks"]["xquad"]["languages"]["de"]["exact_match"] == pytest.approx(100 * 224 / 225)
+    assert out["tasks"]["udpos"]["languages"] == {"en": {"f1": 100.0, "precision": 100.0, "recall": 100.0}}
+    assert out["tasks"]["tatoeba"]["languages"] == {"de": {"accuracy": 75.0}}
+    assert "ar" in out["tasks"]["xquad"]["missing"]
+    assert main(["score", "-p", str(preds), "--data", str(shared_data), "--json", "-t", "tatoeba"]) == 0
+    assert json.loads(capsys.readouterr().out)["tasks"]["tatoeba"]["score"] == 75.0
+    assert main(["score", "-p", str(preds)]) == 2  # neither --labels nor --data

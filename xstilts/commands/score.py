@@ -29,8 +29,17 @@ def score(
         Path, typer.Option("--predictions", "-p", help="Prediction folder: {task}/test-{lang}.tsv|json.")
     ],
     labels: Annotated[
-        Path, typer.Option("--labels", "-l", help="Gold-label folder in the same layout (XTREME's label folder).")
-    ],
+        Optional[Path],
+        typer.Option("--labels", "-l", help="Gold-label folder in the same layout (XTREME's label folder)."),
+    ] = None,
+    data: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--data",
+            "-d",
+            help="Instead of --labels: a data folder (e.g. ../shared/data) whose test files the readers turn into gold.",
+        ),
+    ] = None,
     tasks: Annotated[
         Optional[list[str]],
         typer.Option(
@@ -61,7 +70,11 @@ def score(
     """
     from xstilts.evaluation.scorer import results_to_json, score_tree
 
-    results = score_tree(predictions, labels, _split_tasks(tasks), seqeval_mode=seqeval_mode.value)
+    if (labels is None) == (data is None):
+        raise typer.BadParameter("give exactly one of --labels and --data")
+    results = score_tree(
+        predictions, labels, _split_tasks(tasks), seqeval_mode=seqeval_mode.value, data_dir=data
+    )
     report = results_to_json(results)
     if as_json:
         typer.echo(json.dumps(report, indent=2, ensure_ascii=False))

@@ -160,26 +160,86 @@ class TaskResult:
         return out
 
 
+class _LabelTree:
+    """Gold from XTREME label files: ``label_dir/{task}/test-{lang}.tsv|json``."""
+
+    def __init__(self, label_dir: Path) -> None:
+        self.root = label_dir
+
+    def describe(self, task: Task) -> str:
+        return str(self.root / task.name)
+
+    def has_task(self, task: Task) -> bool:
+        return (self.root / task.name).is_dir()
+
+    def languages(self, task: Task) -> set[str]:
+        return set(layout.languages_in(self.root, task))
+
+    def gold(self, task: Task, lang: str) -> tuple[Any, Path]:
+        path = layout.label_path(self.root, task, lang)
+        return layout.read_labels(path, task), path
+
+
+class _DataTree:
+    """Gold straight from a data folder through the readers (any layout they know)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.root = data_dir
+
+    def describe(self, task: Task) -> str:
+        return f"{task.name} {task.score_split} files below {self.root}"
+
+    def has_task(self, task: Task) -> bool:
+        return bool(self.languages(task))
+
+    def languages(self, task: Task) -> set[str]:
+        from xstilts.data import readers
+
+        return set(readers.available(task, self.root).get(task.score_split, []))
+
+    def gold(self, task: Task, lang: str) -> tuple[Any, Path | None]:
+        from xstilts.data import readers
+
+        examples = readers.read_examples(task, self.root, task.score_split, lang)
+        return layout.gold_from_examples(task, examples), readers.find_file(task, self.root, task.score_split, lang)
+
+
+def _gold_source(label_dir: str | Path | None, data_dir: str | Path | None) -> _LabelTree | _DataTree:
+    if (label_dir is None) == (data_dir is None):
+        raise ConfigError("give exactly one gold source: a label folder or a data folder")
+    root = Path(label_dir if label_dir is not None else data_dir)  # type: ignore[arg-type]
+    if not root.is_dir():
+        raise MissingDataError(f"{'label' if label_dir is not None else 'data'} folder {root} does not exist")
+    return _LabelTree(root) if label_dir is not None else _DataTree(root)
+
+
 def score_task_files(
     pred_dir: str | Path,
-    label_dir: str | Path,
+    label_dir: str | Path | None,
     task: Task | str,
     *,
     seqeval_mode: str = DEFAULT_SEQEVAL_MODE,
+    data_dir: str | Path | None = None,
 ) -> TaskResult:
-    """Score every language of ``task`` that has both a prediction and a label file."""
-    t = _task(task)
+    """Score every language of ``task`` that has both a prediction file and gold.
+
+    Gold comes from ``label_dir`` (XTREME label files) or, when that is None, from ``data_dir``
+    through the readers (the task's scored split, e.g. TyDiQA's dev files).
+    """
+    return _score_task(Path(pred_dir), _gold_source(label_dir, data_dir), _task(task), seqeval_mode)
+
+
+def _score_task(pred_dir: Path, source: _LabelTree | _DataTree, t: Task, seqeval_mode: str) -> TaskResult:
     result = TaskResult(task=t.name)
     present_pred = set(layout.languages_in(pred_dir, t))
-    present_gold = set(layout.languages_in(label_dir, t))
+    present_gold = source.languages(t)
     result.ignored = sorted((present_pred | present_gold) - set(t.languages))
     for lang in t.languages:  # the registry's (sorted) languages, like evaluate.py's TASK2LANGS
         if lang not in present_pred or lang not in present_gold:
             result.missing.append(lang)
             continue
         pfile = layout.prediction_path(pred_dir, t, lang)
-        lfile = layout.label_path(label_dir, t, lang)
-        gold = layout.read_labels(lfile, t)
+        gold, lfile = source.gold(t, lang)
         predictions = layout.read_predictions(pfile, t)
         if layout.file_format(t) == layout.QA:
             n_missing = len(squad.unanswered(gold, predictions))
@@ -191,41 +251,45 @@ def score_task_files(
     return result
 
 
-def _resolve_tasks(pred_dir: Path, label_dir: Path, tasks: Iterable[str] | None) -> list[Task]:
+def _resolve_tasks(pred_dir: Path, source: _LabelTree | _DataTree, tasks: Iterable[str] | None) -> list[Task]:
     if tasks is None:
-        names = [n for n in XTREME_TASKS if (pred_dir / n).is_dir() and (label_dir / n).is_dir()]
-        if not names:
+        found = [
+            get_task(n) for n in XTREME_TASKS if (pred_dir / n).is_dir() and source.has_task(get_task(n))
+        ]
+        if not found:
             raise MissingDataError(
-                f"no task folder found in both {pred_dir} and {label_dir} "
+                f"no XTREME task has both predictions in {pred_dir} and gold in {source.root} "
                 f"(expected folders named {', '.join(XTREME_TASKS)} holding test-{{lang}}.tsv|json)"
             )
-        return [get_task(n) for n in names]
+        return found
     out = []
     for name in tasks:
         t = get_task(name)
-        for root, what in ((pred_dir, "predictions"), (label_dir, "labels")):
-            if not (root / t.name).is_dir():
-                raise MissingDataError(f"no {what} for task {t.name}: folder {root / t.name} does not exist")
+        if not (pred_dir / t.name).is_dir():
+            raise MissingDataError(f"no predictions for task {t.name}: folder {pred_dir / t.name} does not exist")
+        if not source.has_task(t):
+            raise MissingDataError(f"no gold for task {t.name}: nothing at {source.describe(t)}")
         out.append(t)
     return out
 
 
 def score_tree(
     pred_dir: str | Path,
-    label_dir: str | Path,
+    label_dir: str | Path | None = None,
     tasks: Iterable[str] | None = None,
     *,
     seqeval_mode: str = DEFAULT_SEQEVAL_MODE,
+    data_dir: str | Path | None = None,
 ) -> list[TaskResult]:
-    """TaskResults for the requested tasks (default: every XTREME task with both folders)."""
-    pred_dir, label_dir = Path(pred_dir), Path(label_dir)
-    for root, what in ((pred_dir, "prediction"), (label_dir, "label")):
-        if not root.is_dir():
-            raise MissingDataError(f"{what} folder {root} does not exist")
-    return [
-        score_task_files(pred_dir, label_dir, t, seqeval_mode=seqeval_mode)
-        for t in _resolve_tasks(pred_dir, label_dir, tasks)
-    ]
+    """TaskResults for the requested tasks (default: every XTREME task with predictions and gold).
+
+    Gold comes from ``label_dir`` (XTREME label files) or ``data_dir`` (through the readers).
+    """
+    pred_dir = Path(pred_dir)
+    if not pred_dir.is_dir():
+        raise MissingDataError(f"prediction folder {pred_dir} does not exist")
+    source = _gold_source(label_dir, data_dir)
+    return [_score_task(pred_dir, source, t, seqeval_mode) for t in _resolve_tasks(pred_dir, source, tasks)]
 
 
 def results_to_json(results: Iterable[TaskResult]) -> dict[str, Any]:
@@ -241,13 +305,15 @@ def results_to_json(results: Iterable[TaskResult]) -> dict[str, Any]:
 
 def score_directory(
     pred_dir: str | Path,
-    label_dir: str | Path,
+    label_dir: str | Path | None = None,
     tasks: Iterable[str] | None = None,
     *,
     seqeval_mode: str = DEFAULT_SEQEVAL_MODE,
+    data_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Score a prediction tree against a label tree; returns the ``xstilts score --json`` dict."""
-    return results_to_json(score_tree(pred_dir, label_dir, tasks, seqeval_mode=seqeval_mode))
+    """Score a prediction tree against a label tree (or a data folder read through the readers);
+    returns the ``xstilts score --json`` dict."""
+    return results_to_json(score_tree(pred_dir, label_dir, tasks, seqeval_mode=seqeval_mode, data_dir=data_dir))
 
 
 __all__ = [
