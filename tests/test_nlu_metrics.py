@@ -145,3 +145,25 @@ def test_ccg_token_accuracy():
     assert score_intermediate("ccg", gold, pred) == {"token_accuracy": pytest.approx(75.0)}
     with pytest.raises(ConfigError, match="2 predicted tags for 3 gold tags"):
         token_accuracy([["a", "b", "c"]], [["a", "b"]])
+
+
+def test_decode_answers_v2_predicts_the_null_answer_when_cls_wins():
+    import numpy as np
+
+    from xstilts.evaluation.metrics_nlu import decode_answers_v2
+
+    context = "Paris is nice"
+    # positions: 0 <s> (null), 1 question, 2 "Paris", 3 "is", 4 "nice"
+    feature = {"example_index": 0, "offset_mapping": [None, None, (0, 5), (6, 8), (9, 13)]}
+    examples = [_qa("a", "Paris"), _qa("b")]
+    features = [dict(feature), dict(feature, example_index=1)]
+    starts = [np.array([0.0, 0.0, 3.0, 0.0, 0.0]), np.array([4.0, 0.0, 3.0, 0.0, 0.0])]
+    ends = [np.array([0.0, 0.0, 2.0, 0.0, 0.0]), np.array([4.0, 0.0, 2.0, 0.0, 0.0])]
+    for ex in examples:
+        ex.context = context
+    answers, diff = decode_answers_v2(examples, features, starts, ends)
+    # a: null 0 vs "Paris" 5 → answer; b: null 8 vs 5 → null answer (diff 3 > 0).
+    assert answers == {"a": "Paris", "b": ""} and diff == {"a": -5.0, "b": 3.0}
+    assert squad_v2_scores(examples, answers)["exact"] == 100.0
+    # A threshold above the difference keeps the span.
+    assert decode_answers_v2(examples, features, starts, ends, null_score_diff_threshold=3.5)[0]["b"] == "Paris"

@@ -279,8 +279,9 @@ def test_hellaswag_jsonl(tmp_path):
     _jsonl(tmp_path / "hellaswag/hellaswag_val.jsonl", [_hellaswag(24, 3), _hellaswag(25, 0)])
     examples = read_nlu_examples("hellaswag", tmp_path, "dev", "en")
     assert [(ex.id, ex.label) for ex in examples] == [("24", 3), ("25", 0)]
-    assert examples[0].question == "then" and examples[0].context.startswith("Then, the man writes")
-    assert examples[0].choices[3] == ", the man continues removing the snow on his car."
+    # jiant's split: ctx_a is the context, ctx_b starts every choice.
+    assert examples[0].question == "" and examples[0].context.startswith("Then, the man writes")
+    assert examples[0].choices[3] == "then , the man continues removing the snow on his car."
     _jsonl(tmp_path / "hellaswag/hellaswag_val.jsonl", [_hellaswag(24, 3), _hellaswag(25, 4)])
     with pytest.raises(DataFormatError, match=r"hellaswag_val.jsonl:2: expected 'label' an integer 0..3"):
         read_nlu_examples("hellaswag", tmp_path, "dev", "en")
@@ -419,3 +420,23 @@ def test_read_examples_dispatches_nlu_tasks(shared_data):
     assert available("commonsenseqa", shared_data) == {"dev": ["en"]}
     examples = read_examples("mnli", shared_data, "dev", "en")
     assert all(isinstance(ex, SentencePairExample) for ex in examples)
+
+
+def test_hub_loader_reads_local_parquet_with_the_hub_columns(tmp_path):
+    import pandas as pd
+
+    from xstilts.data.nlu_readers import read_nlu_hub
+
+    rows = [
+        {"id": "c1", "context": "ctx", "question": "q?", "answer0": "a", "answer1": "b",
+         "answer2": "c", "answer3": "d", "label": 3},
+        {"id": "c2", "context": "ctx", "question": "q2?", "answer0": "a", "answer1": "b",
+         "answer2": "c", "answer3": "d", "label": 0},
+    ]  # fmt: skip
+    pd.DataFrame(rows).to_parquet(tmp_path / "cosmos.parquet")
+    examples = read_nlu_hub("cosmosqa", "dev", data_files=tmp_path / "cosmos.parquet", cache_dir=tmp_path / "cache")
+    assert [(ex.id, ex.label, ex.choices[3]) for ex in examples] == [("c1", 3, "d"), ("c2", 0, "d")]
+    from xstilts.data.hub import load_hub
+
+    via_hub = load_hub("cosmosqa", "dev", "en", data_files=tmp_path / "cosmos.parquet", cache_dir=tmp_path / "cache")
+    assert [ex.id for ex in via_hub] == ["c1", "c2"]

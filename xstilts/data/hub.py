@@ -176,6 +176,10 @@ def load_hub(
     import datasets  # heavy; only commands that load hub data pay for it
 
     task = task if isinstance(task, Task) else get_task(task)
+    if task.family == "nlu":  # the NLU intermediate tasks keep their own hub table
+        from xstilts.data.nlu_readers import read_nlu_hub
+
+        return read_nlu_hub(task, split, data_files=data_files, revision=revision, cache_dir=cache_dir)
     spec = hub_spec(task)
     if split not in spec.splits:
         raise ConfigError(f"{task.name} has no hub split for {split!r}; hub splits: {', '.join(spec.splits)}")

@@ -19,7 +19,8 @@ format, chosen by ``Task.reader``:
 - ``squad``: SQuAD v1.1 / v2.0 JSON through the XTREME readers' SQuAD parser; for v2.0 an
   unanswerable question (``is_impossible``) has no answers (its ``plausible_answers`` are not
   gold) and an answerable one must have some.
-- ``hellaswag``: JSONL (``ind, ctx_a, ctx_b`` or ``ctx``, ``endings``, ``label``).
+- ``hellaswag``: JSONL (``ind, ctx_a, ctx_b`` or ``ctx``, ``endings``, ``label``); as in jiant,
+  the context is ``ctx_a`` and each choice is ``ctx_b`` followed by an ending.
 - ``cosmosqa``: CSV with a header (``id, context, question, answer0..answer3, label``), quoted
   fields that span lines.
 - ``commonsenseqa``: the original JSONL (``question: {stem, choices: [{label, text}]}``,
@@ -86,6 +87,7 @@ __all__ = [
     "nlu_label_set",
     "parse_auto_tree",
     "read_nlu_examples",
+    "read_nlu_hub",
     "read_nlu_path",
 ]
 
@@ -330,15 +332,18 @@ def _hellaswag_record(record: dict[str, Any], path: Path, line: int, n_choices: 
     if len(endings) != n_choices or not all(isinstance(e, str) for e in endings):
         raise _Bad(DataFormatError(path, line, f"'endings' a list of {n_choices} strings", repr(endings)[:80]))
     if "ctx_a" in record:
+        # As jiant (the paper's code): ctx_a is the prompt, and ctx_b - the start of the sentence
+        # an ending completes - goes with each ending, so that every choice is a whole sentence.
         context = _need(record, "ctx_a", path, line)
-        question = _need(record, "ctx_b", path, line)
+        lead = _need(record, "ctx_b", path, line).strip()
+        endings = [f"{lead} {e}" if lead else e for e in endings]
     else:
-        context, question = _need(record, "ctx", path, line), ""
+        context = _need(record, "ctx", path, line)
     label = None
     if record.get("label") not in (None, ""):
         label = _choice_label(record["label"], n_choices, path, line, "label")
     ident = str(record.get("ind", record.get("id", line)))
-    return MultipleChoiceExample(id=ident, context=context, question=question, choices=list(endings), label=label)
+    return MultipleChoiceExample(id=ident, context=context, question="", choices=list(endings), label=label)
 
 
 _COSMOS_COLUMNS = ("id", "context", "question", "answer0", "answer1", "answer2", "answer3", "label")
@@ -726,22 +731,37 @@ def nlu_examples_from_records(
     return out
 
 
-def read_nlu_hub(task: Task | str, split: str, *, cache_dir: str | Path | None = None) -> list[NLUExample]:
-    """Load a task's split from the Hugging Face hub (needs a network or a filled cache)."""
+def read_nlu_hub(
+    task: Task | str,
+    split: str,
+    *,
+    data_files: str | Path | Sequence[str | Path] | None = None,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+) -> list[NLUExample]:
+    """A task's split from the Hugging Face hub (network or a filled cache), or from local
+    parquet ``data_files`` holding the hub's columns (how the tests read it offline)."""
     task = _as_task(task)
     if task.reader == "anli_plus":
+        if data_files is not None:
+            raise ConfigError("anli_plus reads its components (anli, mnli, snli) one by one; give no data_files")
         components = task.extra["components"][split]  # type: ignore[index]
-        return [ex for name in components for ex in read_nlu_hub(name, split, cache_dir=cache_dir)]
+        return [ex for name in components for ex in read_nlu_hub(name, split, revision=revision, cache_dir=cache_dir)]
     spec = HUB_SPECS.get(task.name)
     if spec is None or split not in spec.splits:
         raise ConfigError(f"{task.name}: no hub dataset for split {split!r}")
     import datasets  # heavy; only when the hub is asked for
 
+    cache = str(cache_dir) if cache_dir else None
+    if data_files is not None:
+        files = [str(data_files)] if isinstance(data_files, (str, Path)) else [str(f) for f in data_files]
+        data = datasets.load_dataset("parquet", data_files={"data": files}, split="data", cache_dir=cache)
+        return nlu_examples_from_records(task, data, source=files[0])
     examples: list[NLUExample] = []
     for hub_split in spec.splits[split]:
         try:
-            data = datasets.load_dataset(spec.dataset, spec.config, split=hub_split, cache_dir=cache_dir)
+            data = datasets.load_dataset(spec.dataset, spec.config, split=hub_split, revision=revision, cache_dir=cache)
         except Exception as exc:  # offline, unknown id, ...: one readable line
             raise MissingDataError(f"could not load {spec.dataset} ({hub_split}) from the hub: {exc}") from None
-        examples.extend(nlu_examples_from_records(task, data, source=f"{spec.dataset}:{hub_split}"))
+        examples.extend(nlu_examples_from_records(task, data, source=f"hub:{spec.dataset}[{hub_split}]"))
     return examples

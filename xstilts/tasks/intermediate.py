@@ -149,7 +149,7 @@ HELLASWAG = _register(
         "dev": ("hellaswag/hellaswag_val.jsonl", "hellaswag_val.jsonl"),
     },
     hub="Rowan/hellaswag",
-    description="HellaSwag sentence completion: context ctx_a, question ctx_b, 4 endings.",
+    description="HellaSwag sentence completion: context ctx_a, choices ctx_b + each of 4 endings.",
     extra={"num_choices": 4},
 )
 
