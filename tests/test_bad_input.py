@@ -230,3 +230,11 @@ def test_real_quirks_are_accepted(tmp_path: Path) -> None:
     (tmp_path / "xnli").mkdir()
     (tmp_path / "xnli/dev-fr.tsv").write_text("a\tb\tcontradictory\n", encoding="utf-8")
     assert read_examples("xnli", tmp_path, "dev", "fr")[0].label == "contradiction"
+
+
+def test_unicode_space_token_is_a_token(tmp_path: Path) -> None:
+    """Only ASCII blanks separate sentences; a full-width space is a (Japanese) token."""
+    (tmp_path / "udpos").mkdir()
+    (tmp_path / "udpos/test-ja.tsv").write_text("猫\tNOUN\n\u3000\tPUNCT\n \t\n犬\tNOUN\n", encoding="utf-8")
+    sentences = read_examples("udpos", tmp_path, "test", "ja")
+    assert [s.tokens for s in sentences] == [["猫", "\u3000"], ["犬"]]

@@ -373,7 +373,8 @@ def _read_tag_tsv(
         tags.clear()
 
     for number, line in _lines(_read_text(path, sink)):
-        if not line.strip() or line.startswith("-DOCSTART-"):
+        # Only ASCII blanks make a separator line: a token may be U+3000 or another Unicode space.
+        if not line.strip(" \t") or line.startswith("-DOCSTART-"):
             flush()
             continue
         fields = line.split("\t")
@@ -388,8 +389,8 @@ def _read_tag_tsv(
             )
             sink.add(DataFormatError(path, number, expected, f"{len(fields)} fields: {line!r}"))
             continue
-        token = fields[0].strip()
-        if not token:
+        token = fields[0]  # kept as written, as XTREME's utils_tag.py reads it
+        if not token.strip(" "):
             sink.add(DataFormatError(path, number, "a non-empty token", repr(line)))
             continue
         if width == 2:
@@ -585,9 +586,9 @@ _BUCC_NAME = re.compile(r"^(?P<stem>(?P<src>[a-z]{2})-en\.(?P<part>[a-z]+))\.(?P
 def _read_id_sentences(path: Path, sink: ProblemSink) -> dict[str, str]:
     sentences: dict[str, str] = {}
     for number, line in _lines(_read_text(path, sink)):
-        fields = line.split("\t")
+        fields = line.split("\t", 1)
         if len(fields) != 2 or not fields[0].strip():
-            sink.add(DataFormatError(path, number, "id<TAB>sentence", f"{len(fields)} fields: {line!r}"))
+            sink.add(DataFormatError(path, number, "id<TAB>sentence", repr(line)))
             continue
         key = fields[0].strip()
         if key in sentences:
