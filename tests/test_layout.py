@@ -3,8 +3,8 @@
 import json
 
 import pytest
-
 from conftest import SHARED_DATA, shared_file
+
 from xstilts.data.examples import QAAnswer, QAExample
 from xstilts.errors import DataFormatError
 from xstilts.evaluation import layout
@@ -117,12 +117,16 @@ def test_qa_labels_from_squad_json(tmp_path):
     with pytest.raises(DataFormatError, match="paragraphs"):
         layout.read_labels(path, "xquad")
     # evaluate.py's read_squad also takes the bare article list
-    path.write_text(json.dumps([{"paragraphs": [{"qas": [{"id": "q", "answers": [{"text": "a"}]}]}]}]))
+    path.write_text(
+        json.dumps([{"paragraphs": [{"qas": [{"id": "q", "answers": [{"text": "a"}]}]}]}])
+    )
     assert layout.read_labels(path, "mlqa") == [("q", ["a"])]
 
 
 def test_real_tag_files_read_as_labels():
-    gold = layout.read_labels(shared_file("udpos/xtreme-format/download/udpos/test-en.tsv"), "udpos")
+    gold = layout.read_labels(
+        shared_file("udpos/xtreme-format/download/udpos/test-en.tsv"), "udpos"
+    )
     assert len(gold) == 60
     assert gold[0] == ["PRON", "SCONJ", "PROPN", "VERB", "ADP", "PROPN", "PUNCT"]
     panx = layout.read_labels(shared_file("panx/download/panx/dev-en.tsv"), "panx")
@@ -131,15 +135,27 @@ def test_real_tag_files_read_as_labels():
 
 def test_write_labels_qa_is_squad_format(tmp_path):
     examples = [
-        QAExample(id="q1", question="?", context="ctx one", answers=[QAAnswer("one", 4)], title="A"),
-        QAExample(id="q2", question="?", context="ctx one", answers=[QAAnswer("ctx", 0), QAAnswer("c", 0)], title="A"),
+        QAExample(
+            id="q1", question="?", context="ctx one", answers=[QAAnswer("one", 4)], title="A"
+        ),
+        QAExample(
+            id="q2",
+            question="?",
+            context="ctx one",
+            answers=[QAAnswer("ctx", 0), QAAnswer("c", 0)],
+            title="A",
+        ),
         QAExample(id="q3", question="?", context="two", answers=[QAAnswer("two", 0)], title="B"),
     ]
     path = layout.write_labels(tmp_path, "tydiqa", "fi", examples)
     data = json.loads(path.read_text())["data"]
     assert [a["title"] for a in data] == ["A", "B"]
     assert [len(p["qas"]) for p in data[0]["paragraphs"]] == [2]
-    assert layout.read_labels(path, "tydiqa") == [("q1", ["one"]), ("q2", ["ctx", "c"]), ("q3", ["two"])]
+    assert layout.read_labels(path, "tydiqa") == [
+        ("q1", ["one"]),
+        ("q2", ["ctx", "c"]),
+        ("q3", ["two"]),
+    ]
     assert layout.gold_from_examples("tydiqa", examples) == layout.read_labels(path, "tydiqa")
 
 
@@ -165,7 +181,9 @@ def test_labels_from_reader_examples_round_trip(tmp_path, task, lang, probe):
 def test_gold_from_examples_bucc(tmp_path):
     from xstilts.data.examples import BitextExample
 
-    ex = BitextExample(id="b", source={"de-1": "a", "de-2": "b"}, target={"en-1": "x"}, gold={("de-2", "en-1")})
+    ex = BitextExample(
+        id="b", source={"de-1": "a", "de-2": "b"}, target={"en-1": "x"}, gold={("de-2", "en-1")}
+    )
     assert layout.gold_from_examples("bucc2018", [ex]) == [("de-2", "en-1")]
     path = layout.write_labels(tmp_path, "bucc2018", "de", [ex])
     assert path.read_text() == "de-2\ten-1\n"

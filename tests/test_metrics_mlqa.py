@@ -1,11 +1,17 @@
 """MLQA normalisation (Unicode punctuation, per-language articles, Chinese mixed segmentation)."""
 
 import pytest
-
 from conftest import shared_file
+
 from xstilts.evaluation import layout
 from xstilts.evaluation.metrics import squad
-from xstilts.evaluation.metrics.mlqa import exact_match_score, f1_score, mixed_segmentation, mlqa_scores, normalize_answer
+from xstilts.evaluation.metrics.mlqa import (
+    exact_match_score,
+    f1_score,
+    mixed_segmentation,
+    mlqa_scores,
+    normalize_answer,
+)
 
 MOCK = "mlqa/xtreme-mock/mock_test_data/labels/mlqa/test-{}.json"
 
@@ -56,23 +62,31 @@ def test_unknown_language_is_an_error():
 
 
 def test_mock_files_hand_computed():
-    gold = {lang: layout.read_labels(shared_file(MOCK.format(lang)), "mlqa") for lang in ("ar", "zh", "es", "en")}
+    gold = {
+        lang: layout.read_labels(shared_file(MOCK.format(lang)), "mlqa")
+        for lang in ("ar", "zh", "es", "en")
+    }
     ar = dict(gold["ar"])
     ids = [q for q, _ in gold["ar"]]
     assert [ar[i] for i in ids] == [["الطرق الترابية"], ["شمال شرق"]]
     # EM for the first, "شمال" for the second: F1 P 1 R 1/2 -> 2/3
     s = mlqa_scores(gold["ar"], {ids[0]: "طرق ترابية", ids[1]: "شمال"}, "ar")
     assert s == {"exact_match": 50.0, "f1": pytest.approx(100 * (1 + 2 / 3) / 2)}
-    (zid, zans), = gold["zh"]
+    ((zid, zans),) = gold["zh"]
     assert zans == ["电化电池"]
     # 电 池 vs 电 化 电 池: common 2, P 1, R 1/2 -> 2/3
-    assert mlqa_scores(gold["zh"], {zid: "电池"}, "zh") == {"exact_match": 0.0, "f1": pytest.approx(200 / 3)}
+    assert mlqa_scores(gold["zh"], {zid: "电池"}, "zh") == {
+        "exact_match": 0.0,
+        "f1": pytest.approx(200 / 3),
+    }
     # es: "unas" and "un" are articles for MLQA, not for SQuAD
-    (eid, eans), = gold["es"]
+    ((eid, eans),) = gold["es"]
     pred = eans[0].replace("unas ", "").replace(" un ", " ")
     assert mlqa_scores(gold["es"], {eid: pred}, "es")["exact_match"] == 100.0
     assert squad.squad_scores(gold["es"], {eid: pred})["exact_match"] == 0.0
-    (nid, nans), = gold["en"]
+    ((nid, nans),) = gold["en"]
     assert nans == ["had sustained skin, liver, and respiratory injuries"]
     # 3 of 7 gold tokens, all 3 predicted right: P 1, R 3/7 -> 0.6
-    assert mlqa_scores(gold["en"], {nid: "sustained skin injuries"}, "en")["f1"] == pytest.approx(60.0)
+    assert mlqa_scores(gold["en"], {nid: "sustained skin injuries"}, "en")["f1"] == pytest.approx(
+        60.0
+    )

@@ -1,9 +1,15 @@
 """BUCC pair F1 and threshold tuning; Tatoeba accuracy; classification accuracy."""
 
 import pytest
+from conftest import SHARED_DATA, shared_file
 
-from conftest import shared_file, SHARED_DATA
-from xstilts.evaluation.metrics import accuracy, bucc_extract, bucc_f1, bucc_optimal_threshold, tatoeba_accuracy
+from xstilts.evaluation.metrics import (
+    accuracy,
+    bucc_extract,
+    bucc_f1,
+    bucc_optimal_threshold,
+    tatoeba_accuracy,
+)
 
 
 def test_accuracy_hand_computed():

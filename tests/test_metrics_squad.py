@@ -1,10 +1,15 @@
 """SQuAD v1.1 EM/F1 (XQuAD, TyDiQA): hand-computed cases and real files."""
 
 import pytest
-
 from conftest import shared_file
+
 from xstilts.evaluation import layout
-from xstilts.evaluation.metrics.squad import exact_match_score, f1_score, normalize_answer, squad_scores
+from xstilts.evaluation.metrics.squad import (
+    exact_match_score,
+    f1_score,
+    normalize_answer,
+    squad_scores,
+)
 
 
 def test_normalisation_lower_punct_articles_space():
@@ -25,7 +30,12 @@ def test_em_and_f1_hand_computed():
 
 
 def test_scores_perfect_wrong_partial_missing_and_max_over_answers():
-    gold = [("q1", ["Paris", "the city of Paris"]), ("q2", ["1999"]), ("q3", ["blue whale"]), ("q4", ["x"])]
+    gold = [
+        ("q1", ["Paris", "the city of Paris"]),
+        ("q2", ["1999"]),
+        ("q3", ["blue whale"]),
+        ("q4", ["x"]),
+    ]
     preds = {"q1": "city of Paris", "q2": "in 1999 or 2000", "q3": "whale"}  # q4 missing
     s = squad_scores(gold, preds)
     # q1 EM via the 2nd answer; q2 F1 = P 1/4 R 1 -> 2/5; q3 P 1 R 1/2 -> 2/3; q4 counts 0
@@ -61,17 +71,24 @@ def test_xquad_other_languages_gold_is_perfect(lang):
 
 
 def test_tydiqa_first_answer_vs_other_answers():
-    gold = layout.read_labels(shared_file("tydiqa/xtreme-mock/mock_test_data/labels/tydiqa/test-fi.json"), "tydiqa")
-    (qid, answers), = gold
+    gold = layout.read_labels(
+        shared_file("tydiqa/xtreme-mock/mock_test_data/labels/tydiqa/test-fi.json"), "tydiqa"
+    )
+    ((qid, answers),) = gold
     assert answers == ["vuonna 4000 eaa", "4000 eaa"]
     assert squad_scores(gold, {qid: "4000 eaa"})["exact_match"] == 100.0  # matches the 2nd answer
     # "vuonna 4000" vs 1st: P 1, R 2/3 -> 0.8; vs 2nd: P 1/2, R 1/2 -> 0.5; max 0.8
-    assert squad_scores(gold, {qid: "vuonna 4000"}) == {"exact_match": 0.0, "f1": pytest.approx(80.0)}
+    assert squad_scores(gold, {qid: "vuonna 4000"}) == {
+        "exact_match": 0.0,
+        "f1": pytest.approx(80.0),
+    }
 
 
 def test_tydiqa_bengali_two_answers():
-    gold = layout.read_labels(shared_file("tydiqa/xtreme-mock/mock_test_data/labels/tydiqa/test-bn.json"), "tydiqa")
-    (qid, answers), = gold
+    gold = layout.read_labels(
+        shared_file("tydiqa/xtreme-mock/mock_test_data/labels/tydiqa/test-bn.json"), "tydiqa"
+    )
+    ((qid, answers),) = gold
     assert len(answers) == 2
     assert squad_scores(gold, {qid: answers[1]})["exact_match"] == 100.0
     # one token of the 4-token second answer, no token of the first: F1 = 2*1*(1/4)/(5/4) = 0.4

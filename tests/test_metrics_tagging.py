@@ -4,8 +4,8 @@ import random
 import warnings
 
 import pytest
-
 from conftest import SHARED_DATA, shared_file
+
 from xstilts.evaluation import layout
 from xstilts.evaluation.metrics.tagging import get_entities, seqeval_scores
 
@@ -42,7 +42,12 @@ def test_x_after_first_sentence_differs_between_legacy_and_v1():
     pred = [["NOUN", "NOUN"], ["X", "NOUN"]]
     # legacy (seqeval 0.0.x): gold chunks NOUN(0) VERB(1) X(3) NOUN(4); predicted NOUN(0-1) X(3)
     # NOUN(4) -> 2 of 3 predicted correct, 2 of 4 gold found: F1 = 2*(2/3)(1/2)/(7/6) = 4/7.
-    assert get_entities(gold, "legacy") == [("NOUN", 0, 0), ("VERB", 1, 1), ("X", 3, 3), ("NOUN", 4, 4)]
+    assert get_entities(gold, "legacy") == [
+        ("NOUN", 0, 0),
+        ("VERB", 1, 1),
+        ("X", 3, 3),
+        ("NOUN", 4, 4),
+    ]
     assert seqeval_scores(gold, pred, "legacy")["f1"] == pytest.approx(400 / 7)
     # v1 (seqeval >= 1.0): X and the sentence-separating O share type "_", so the X does not
     # open a chunk; the chunk that ends before NOUN(4) is (_, 1, 3) in gold and (_, 0, 3) predicted.
@@ -113,7 +118,11 @@ def test_real_udpos_v1_equals_seqeval_122_and_legacy_equals_independent_reading(
         pred = _perturb(gold, UPOS, 0.2, seed=len(path.name))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            expected = [seqeval.f1_score(gold, pred), seqeval.precision_score(gold, pred), seqeval.recall_score(gold, pred)]
+            expected = [
+                seqeval.f1_score(gold, pred),
+                seqeval.precision_score(gold, pred),
+                seqeval.recall_score(gold, pred),
+            ]
         v1 = seqeval_scores(gold, pred, "v1")
         assert [v1["f1"], v1["precision"], v1["recall"]] == [x * 100 for x in expected], path.name
         legacy = seqeval_scores(gold, pred, "legacy")
@@ -130,7 +139,9 @@ def test_real_udpos_x_tagged_as_noun_changes_v1_score():
     gold = layout.read_labels(path, "udpos")
     assert any("X" in s for s in gold[1:])  # X occurs after the first sentence
     pred = [["NOUN" if t == "X" else t for t in s] for s in gold]
-    assert seqeval_scores(gold, pred, "legacy")["f1"] != pytest.approx(seqeval_scores(gold, pred, "v1")["f1"], abs=1e-9)
+    assert seqeval_scores(gold, pred, "legacy")["f1"] != pytest.approx(
+        seqeval_scores(gold, pred, "v1")["f1"], abs=1e-9
+    )
 
 
 def test_real_panx_both_modes_equal_seqeval_122():

@@ -4,8 +4,8 @@ import json
 import shutil
 
 import pytest
-
 from conftest import shared_file
+
 from xstilts.cli import main
 from xstilts.data.examples import QAAnswer, QAExample
 from xstilts.errors import DataFormatError, MissingDataError
@@ -18,7 +18,9 @@ MLQA_MOCK = "mlqa/xtreme-mock/mock_test_data/labels/mlqa/test-{}.json"
 
 
 def _qa(qid="q1", answer="Paris"):
-    return [QAExample(id=qid, question="Where?", context=f"In {answer}.", answers=[QAAnswer(answer, 3)])]
+    return [
+        QAExample(id=qid, question="Where?", context=f"In {answer}.", answers=[QAAnswer(answer, 3)])
+    ]
 
 
 def _write_all_nine(root):
@@ -28,7 +30,9 @@ def _write_all_nine(root):
         task = get_task(name)
         for lang in task.languages:
             if name == "xnli":
-                layout.write_predictions(labels, name, lang, ["entailment", "neutral", "contradiction"])
+                layout.write_predictions(
+                    labels, name, lang, ["entailment", "neutral", "contradiction"]
+                )
                 layout.write_predictions(preds, name, lang, ["entailment", "neutral", "neutral"])
             elif layout.file_format(task) == layout.QA:
                 layout.write_labels(labels, name, lang, _qa())
@@ -57,7 +61,11 @@ def test_cli_json_on_all_nine_tasks(tmp_path, capsys):
         assert sorted(entry["languages"]) == sorted(get_task(name).languages)
     assert out["tasks"]["xnli"]["languages"]["sw"] == {"accuracy": pytest.approx(200 / 3)}
     assert out["tasks"]["xquad"]["languages"]["th"] == {"exact_match": 100.0, "f1": 100.0}
-    assert out["tasks"]["bucc2018"]["languages"]["zh"] == {"f1": 100.0, "precision": 100.0, "recall": 100.0}
+    assert out["tasks"]["bucc2018"]["languages"]["zh"] == {
+        "f1": 100.0,
+        "precision": 100.0,
+        "recall": 100.0,
+    }
     assert out["tasks"]["xnli"]["score"] == pytest.approx(200 / 3)
     assert out["xtreme_score"] == pytest.approx((8 * 100 + 200 / 3) / 9)
 
@@ -104,14 +112,21 @@ def test_cli_error_is_one_line_with_status_2(tmp_path, capsys):
     layout.write_predictions(preds, "tatoeba", "de", [0, 1])
     assert main(["score", "-p", str(preds), "-l", str(labels)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error:") and "test-de.tsv" in err and "expected 3" in err and "found 2" in err
+    assert (
+        err.startswith("error:")
+        and "test-de.tsv" in err
+        and "expected 3" in err
+        and "found 2" in err
+    )
     assert "Traceback" not in err
 
 
 def test_tag_length_mismatch_names_the_sentence(tmp_path):
     gold = [["NOUN", "VERB"], ["X", "NOUN", "PUNCT"]]
     with pytest.raises(DataFormatError) as info:
-        score_language("udpos", "en", gold, [["NOUN", "VERB"], ["X"]], prediction_file=tmp_path / "p.tsv")
+        score_language(
+            "udpos", "en", gold, [["NOUN", "VERB"], ["X"]], prediction_file=tmp_path / "p.tsv"
+        )
     assert info.value.line == 4 and "sentence 2" in str(info.value) and "found 1" in str(info.value)
     with pytest.raises(DataFormatError, match="expected 2 sentences"):
         score_language("udpos", "en", gold, [["NOUN", "VERB"]])
@@ -123,7 +138,10 @@ def test_seqeval_mode_option_changes_udpos(tmp_path, capsys):
     layout.write_predictions(preds, "udpos", "en", [["NOUN", "NOUN"], ["X", "NOUN"]])
     scores = {}
     for mode in ("legacy", "v1"):
-        assert main(["score", "-p", str(preds), "-l", str(labels), "--json", "--seqeval-mode", mode]) == 0
+        assert (
+            main(["score", "-p", str(preds), "-l", str(labels), "--json", "--seqeval-mode", mode])
+            == 0
+        )
         scores[mode] = json.loads(capsys.readouterr().out)["tasks"]["udpos"]["score"]
     assert scores["legacy"] == pytest.approx(400 / 7)
     assert scores["v1"] == pytest.approx(200 / 7)
@@ -143,7 +161,10 @@ def test_mlqa_all_seven_mock_files_hand_computed(tmp_path):
         dest = layout.label_path(labels, "mlqa", lang)
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(shared_file(MLQA_MOCK.format(lang)), dest)
-    gold = {lang: layout.read_labels(layout.label_path(labels, "mlqa", lang), "mlqa") for lang in get_task("mlqa").languages}
+    gold = {
+        lang: layout.read_labels(layout.label_path(labels, "mlqa", lang), "mlqa")
+        for lang in get_task("mlqa").languages
+    }
     answers = {
         "ar": ["طرق ترابية", "شمال"],  # EM; F1 2/3
         "de": ["die 3050 und 3350 Meter"],  # article removed: EM
@@ -177,7 +198,13 @@ def test_missing_qid_scores_zero_with_a_warning(tmp_path, caplog):
 
 
 def test_task_and_xtreme_score_rules():
-    assert task_score("tydiqa", {"en": {"exact_match": 40.0, "f1": 60.0}, "fi": {"exact_match": 60.0, "f1": 80.0}}) == 60.0
+    assert (
+        task_score(
+            "tydiqa",
+            {"en": {"exact_match": 40.0, "f1": 60.0}, "fi": {"exact_match": 60.0, "f1": 80.0}},
+        )
+        == 60.0
+    )
     assert task_score("bucc2018", {"de": {"f1": 80.0, "precision": 10.0, "recall": 5.0}}) == 80.0
     assert task_score("tatoeba", {}) is None
     scores = {name: float(i) for i, name in enumerate(XTREME_TASKS)}
@@ -202,7 +229,9 @@ def test_gold_from_a_data_folder_through_the_readers(tmp_path, shared_data, caps
     shared_file("xquad/xquad.en.json")
     preds = tmp_path / "p"
     for task, lang in (("xquad", "en"), ("xquad", "de"), ("udpos", "en"), ("tatoeba", "de")):
-        gold = layout.gold_from_examples(task, readers.read_examples(task, shared_data, "test", lang))
+        gold = layout.gold_from_examples(
+            task, readers.read_examples(task, shared_data, "test", lang)
+        )
         if task == "xquad":
             gold = {qid: answers[0] for qid, answers in gold}
             if lang == "de":
@@ -213,9 +242,14 @@ def test_gold_from_a_data_folder_through_the_readers(tmp_path, shared_data, caps
     out = score_directory(preds, data_dir=shared_data)
     assert out["tasks"]["xquad"]["languages"]["en"] == {"exact_match": 100.0, "f1": 100.0}
     assert out["tasks"]["xquad"]["languages"]["de"]["exact_match"] == pytest.approx(100 * 224 / 225)
-    assert out["tasks"]["udpos"]["languages"] == {"en": {"f1": 100.0, "precision": 100.0, "recall": 100.0}}
+    assert out["tasks"]["udpos"]["languages"] == {
+        "en": {"f1": 100.0, "precision": 100.0, "recall": 100.0}
+    }
     assert out["tasks"]["tatoeba"]["languages"] == {"de": {"accuracy": 75.0}}
     assert "ar" in out["tasks"]["xquad"]["missing"]
-    assert main(["score", "-p", str(preds), "--data", str(shared_data), "--json", "-t", "tatoeba"]) == 0
+    assert (
+        main(["score", "-p", str(preds), "--data", str(shared_data), "--json", "-t", "tatoeba"])
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["tasks"]["tatoeba"]["score"] == 75.0
     assert main(["score", "-p", str(preds)]) == 2  # neither --labels nor --data

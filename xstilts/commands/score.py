@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -26,14 +26,17 @@ def _split_tasks(tasks: list[str] | None) -> list[str] | None:
 
 def score(
     predictions: Annotated[
-        Path, typer.Option("--predictions", "-p", help="Prediction folder: {task}/test-{lang}.tsv|json.")
+        Path,
+        typer.Option("--predictions", "-p", help="Prediction folder: {task}/test-{lang}.tsv|json."),
     ],
     labels: Annotated[
-        Optional[Path],
-        typer.Option("--labels", "-l", help="Gold-label folder in the same layout (XTREME's label folder)."),
+        Path | None,
+        typer.Option(
+            "--labels", "-l", help="Gold-label folder in the same layout (XTREME's label folder)."
+        ),
     ] = None,
     data: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option(
             "--data",
             "-d",
@@ -41,7 +44,7 @@ def score(
         ),
     ] = None,
     tasks: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option(
             "--tasks",
             "-t",
@@ -49,7 +52,10 @@ def score(
         ),
     ] = None,
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print the scores as JSON (the shape other xstilts tools read).")
+        bool,
+        typer.Option(
+            "--json", help="Print the scores as JSON (the shape other xstilts tools read)."
+        ),
     ] = False,
     seqeval_mode: Annotated[
         SeqevalMode,
@@ -117,7 +123,8 @@ def _print_tables(results, report, seqeval_mode: str) -> None:
             notes.append("missing: " + " ".join(r.missing))
         if r.unanswered:
             notes.append(
-                "unanswered questions scored 0: " + ", ".join(f"{k} {v}" for k, v in r.unanswered.items())
+                "unanswered questions scored 0: "
+                + ", ".join(f"{k} {v}" for k, v in r.unanswered.items())
             )
         if r.ignored:
             notes.append("not a language of this task, ignored: " + " ".join(r.ignored))

@@ -114,7 +114,9 @@ def _read_lines(path: Path) -> list[str]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise DataFormatError(path, line, "UTF-8 text", f"undecodable byte {raw[exc.start]:#04x}") from None
+        raise DataFormatError(
+            path, line, "UTF-8 text", f"undecodable byte {raw[exc.start]:#04x}"
+        ) from None
     if text.startswith("\ufeff"):
         text = text[1:]
     # open(...) iteration in evaluate.py splits on \n (universal newlines); strip() removes \r.
@@ -166,7 +168,9 @@ def _read_indices(path: Path) -> list[int]:
     out = []
     for i, line in enumerate(_read_lines(path), 1):
         if not _PLAIN_INT.fullmatch(line):
-            raise DataFormatError(path, i, "a plain non-negative integer (target index)", repr(line))
+            raise DataFormatError(
+                path, i, "a plain non-negative integer (target index)", repr(line)
+            )
         out.append(int(line))
     return out
 
@@ -177,7 +181,9 @@ def _load_json(path: Path) -> Any:
     except FileNotFoundError:
         raise DataFormatError(path, None, "an existing file", "no such file") from None
     except UnicodeDecodeError as exc:
-        raise DataFormatError(path, None, "UTF-8 JSON", f"undecodable byte at offset {exc.start}") from None
+        raise DataFormatError(
+            path, None, "UTF-8 JSON", f"undecodable byte at offset {exc.start}"
+        ) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -187,7 +193,9 @@ def _load_json(path: Path) -> Any:
 def _read_qa_predictions(path: Path) -> dict[str, str]:
     data = _load_json(path)
     if not isinstance(data, dict):
-        raise DataFormatError(path, None, "a JSON object {question id: answer text}", type(data).__name__)
+        raise DataFormatError(
+            path, None, "a JSON object {question id: answer text}", type(data).__name__
+        )
     for qid, answer in data.items():
         if not isinstance(answer, str):
             raise DataFormatError(
@@ -204,31 +212,47 @@ def _read_qa_gold(path: Path) -> QAGold:
     data = _load_json(path)
     articles = data.get("data") if isinstance(data, dict) else data
     if not isinstance(articles, list):
-        raise DataFormatError(path, None, "SQuAD-format JSON with a 'data' list of articles", type(articles).__name__)
+        raise DataFormatError(
+            path, None, "SQuAD-format JSON with a 'data' list of articles", type(articles).__name__
+        )
     gold: QAGold = []
     for a, article in enumerate(articles):
         paragraphs = article.get("paragraphs") if isinstance(article, dict) else None
         if not isinstance(paragraphs, list):
-            raise DataFormatError(path, None, f"a 'paragraphs' list in article {a}", _short(article))
+            raise DataFormatError(
+                path, None, f"a 'paragraphs' list in article {a}", _short(article)
+            )
         for p, paragraph in enumerate(paragraphs):
             qas = paragraph.get("qas") if isinstance(paragraph, dict) else None
             if not isinstance(qas, list):
-                raise DataFormatError(path, None, f"a 'qas' list in article {a} paragraph {p}", _short(paragraph))
+                raise DataFormatError(
+                    path, None, f"a 'qas' list in article {a} paragraph {p}", _short(paragraph)
+                )
             for qa in qas:
                 qid = qa.get("id") if isinstance(qa, dict) else None
                 answers = qa.get("answers") if isinstance(qa, dict) else None
                 if not isinstance(qid, str) or not isinstance(answers, list):
                     raise DataFormatError(
-                        path, None, f"a question with 'id' and 'answers' in article {a} paragraph {p}", _short(qa)
+                        path,
+                        None,
+                        f"a question with 'id' and 'answers' in article {a} paragraph {p}",
+                        _short(qa),
                     )
                 texts = []
                 for ans in answers:
                     if not isinstance(ans, dict) or not isinstance(ans.get("text"), str):
-                        raise DataFormatError(path, None, f"answers with a 'text' string for question {qid}", _short(ans))
+                        raise DataFormatError(
+                            path,
+                            None,
+                            f"answers with a 'text' string for question {qid}",
+                            _short(ans),
+                        )
                     texts.append(ans["text"])
                 if not texts:
                     # evaluate.py would crash on max([]): a test question needs at least one answer.
-                    raise DataFormatError(path, None, f"at least one gold answer for question {qid}", "none")
+                    raise DataFormatError(
+                        path, None, f"at least one gold answer for question {qid}", "none"
+                    )
                 gold.append((qid, texts))
     return gold
 
@@ -299,9 +323,17 @@ def write_predictions(root: str | Path, task: Task | str, lang: str, predictions
         if not isinstance(predictions, dict):
             raise TypeError("QA predictions must be a dict {question id: answer text}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({str(k): str(v) for k, v in predictions.items()}, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        path.write_text(
+            json.dumps(
+                {str(k): str(v) for k, v in predictions.items()}, ensure_ascii=False, indent=1
+            )
+            + "\n",
+            encoding="utf-8",
+        )
     elif fmt == PAIRS:
-        _write_text(path, (f"{_check_field(s, 'id')}\t{_check_field(g, 'id')}" for s, g in predictions))
+        _write_text(
+            path, (f"{_check_field(s, 'id')}\t{_check_field(g, 'id')}" for s, g in predictions)
+        )
     else:
         out = []
         for p in predictions:
@@ -349,7 +381,9 @@ def gold_from_examples(task: Task | str, examples: Sequence[Any]) -> Any:
         gold_of[src] = position[tgt]
     missing = [s for s in bitext.source if s not in gold_of]
     if missing:
-        raise ValueError(f"{len(missing)} Tatoeba sources have no gold target (first: {missing[0]!r})")
+        raise ValueError(
+            f"{len(missing)} Tatoeba sources have no gold target (first: {missing[0]!r})"
+        )
     return [gold_of[s] for s in bitext.source]
 
 
@@ -357,7 +391,9 @@ def _one_bitext(examples: Any) -> Any:
     if hasattr(examples, "source") and hasattr(examples, "gold"):
         return examples
     if len(examples) != 1:
-        raise ValueError(f"retrieval tasks have one BitextExample per language, got {len(examples)}")
+        raise ValueError(
+            f"retrieval tasks have one BitextExample per language, got {len(examples)}"
+        )
     return examples[0]
 
 
@@ -388,7 +424,10 @@ def write_labels(root: str | Path, task: Task | str, lang: str, examples: Sequen
             }
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"version": "1.1", "data": articles}, ensure_ascii=False) + "\n", encoding="utf-8")
+    path.write_text(
+        json.dumps({"version": "1.1", "data": articles}, ensure_ascii=False) + "\n",
+        encoding="utf-8",
+    )
     return path
 
 

@@ -47,16 +47,25 @@ def _check_count(
         return
     where = prediction_file if prediction_file is not None else Path("<predictions>")
     gold_name = f" in {label_file}" if label_file is not None else ""
-    raise DataFormatError(where, None, f"{n_gold} {what} (as many as the gold items{gold_name})", f"{n_pred}")
+    raise DataFormatError(
+        where, None, f"{n_gold} {what} (as many as the gold items{gold_name})", f"{n_pred}"
+    )
 
 
-def _check_tag_lengths(gold: list[list[str]], predictions: list[list[str]], prediction_file: Path | None, label_file: Path | None) -> None:
+def _check_tag_lengths(
+    gold: list[list[str]],
+    predictions: list[list[str]],
+    prediction_file: Path | None,
+    label_file: Path | None,
+) -> None:
     line = 1  # the first line of the sentence in the prediction file (one tag a line + a blank)
     for k, (g, p) in enumerate(zip(gold, predictions), 1):
         if len(g) != len(p):
             where = prediction_file if prediction_file is not None else Path("<predictions>")
             gold_name = f" in {label_file}" if label_file is not None else ""
-            raise DataFormatError(where, line, f"{len(g)} tags for sentence {k} (as{gold_name})", f"{len(p)}")
+            raise DataFormatError(
+                where, line, f"{len(g)} tags for sentence {k} (as{gold_name})", f"{len(p)}"
+            )
         line += len(p) + 1
 
 
@@ -87,7 +96,9 @@ def score_language(
         return tatoeba.tatoeba_accuracy(gold, predictions)
     if t.metric == "seqeval_f1":
         if seqeval_mode not in SEQEVAL_MODES:
-            raise ConfigError(f"seqeval mode must be one of {', '.join(SEQEVAL_MODES)}, not {seqeval_mode!r}")
+            raise ConfigError(
+                f"seqeval mode must be one of {', '.join(SEQEVAL_MODES)}, not {seqeval_mode!r}"
+            )
         _check_count("sentences", len(gold), len(predictions), pfile, lfile)
         _check_tag_lengths(gold, predictions, pfile, lfile)
         return tagging.seqeval_scores(gold, predictions, seqeval_mode)
@@ -97,13 +108,20 @@ def score_language(
         n_missing = len(squad.unanswered(gold, predictions))
         if n_missing:
             where = f"{pfile}: " if pfile is not None else f"{t.name} {lang}: "
-            log.warning("%s%d of %d questions have no prediction and score 0", where, n_missing, len(squad.as_gold_list(gold)))
+            log.warning(
+                "%s%d of %d questions have no prediction and score 0",
+                where,
+                n_missing,
+                len(squad.as_gold_list(gold)),
+            )
         if t.metric == "mlqa":
             return mlqa.mlqa_scores(gold, predictions, lang)
         return squad.squad_scores(gold, predictions)
     if t.metric == "bucc_f1":
         return bucc.bucc_f1(gold, predictions)
-    raise ConfigError(f"task {t.name} has metric {t.metric!r}; the scorer knows {', '.join(SCORABLE_METRICS)}")
+    raise ConfigError(
+        f"task {t.name} has metric {t.metric!r}; the scorer knows {', '.join(SCORABLE_METRICS)}"
+    )
 
 
 def task_score(task: Task | str, languages: Mapping[str, Mapping[str, float]]) -> float | None:
@@ -201,15 +219,21 @@ class _DataTree:
         from xstilts.data import readers
 
         examples = readers.read_examples(task, self.root, task.score_split, lang)
-        return layout.gold_from_examples(task, examples), readers.find_file(task, self.root, task.score_split, lang)
+        return layout.gold_from_examples(task, examples), readers.find_file(
+            task, self.root, task.score_split, lang
+        )
 
 
-def _gold_source(label_dir: str | Path | None, data_dir: str | Path | None) -> _LabelTree | _DataTree:
+def _gold_source(
+    label_dir: str | Path | None, data_dir: str | Path | None
+) -> _LabelTree | _DataTree:
     if (label_dir is None) == (data_dir is None):
         raise ConfigError("give exactly one gold source: a label folder or a data folder")
     root = Path(label_dir if label_dir is not None else data_dir)  # type: ignore[arg-type]
     if not root.is_dir():
-        raise MissingDataError(f"{'label' if label_dir is not None else 'data'} folder {root} does not exist")
+        raise MissingDataError(
+            f"{'label' if label_dir is not None else 'data'} folder {root} does not exist"
+        )
     return _LabelTree(root) if label_dir is not None else _DataTree(root)
 
 
@@ -229,7 +253,9 @@ def score_task_files(
     return _score_task(Path(pred_dir), _gold_source(label_dir, data_dir), _task(task), seqeval_mode)
 
 
-def _score_task(pred_dir: Path, source: _LabelTree | _DataTree, t: Task, seqeval_mode: str) -> TaskResult:
+def _score_task(
+    pred_dir: Path, source: _LabelTree | _DataTree, t: Task, seqeval_mode: str
+) -> TaskResult:
     result = TaskResult(task=t.name)
     present_pred = set(layout.languages_in(pred_dir, t))
     present_gold = source.languages(t)
@@ -246,15 +272,25 @@ def _score_task(pred_dir: Path, source: _LabelTree | _DataTree, t: Task, seqeval
             if n_missing:
                 result.unanswered[lang] = n_missing
         result.languages[lang] = score_language(
-            t, lang, gold, predictions, seqeval_mode=seqeval_mode, prediction_file=pfile, label_file=lfile
+            t,
+            lang,
+            gold,
+            predictions,
+            seqeval_mode=seqeval_mode,
+            prediction_file=pfile,
+            label_file=lfile,
         )
     return result
 
 
-def _resolve_tasks(pred_dir: Path, source: _LabelTree | _DataTree, tasks: Iterable[str] | None) -> list[Task]:
+def _resolve_tasks(
+    pred_dir: Path, source: _LabelTree | _DataTree, tasks: Iterable[str] | None
+) -> list[Task]:
     if tasks is None:
         found = [
-            get_task(n) for n in XTREME_TASKS if (pred_dir / n).is_dir() and source.has_task(get_task(n))
+            get_task(n)
+            for n in XTREME_TASKS
+            if (pred_dir / n).is_dir() and source.has_task(get_task(n))
         ]
         if not found:
             raise MissingDataError(
@@ -266,7 +302,9 @@ def _resolve_tasks(pred_dir: Path, source: _LabelTree | _DataTree, tasks: Iterab
     for name in tasks:
         t = get_task(name)
         if not (pred_dir / t.name).is_dir():
-            raise MissingDataError(f"no predictions for task {t.name}: folder {pred_dir / t.name} does not exist")
+            raise MissingDataError(
+                f"no predictions for task {t.name}: folder {pred_dir / t.name} does not exist"
+            )
         if not source.has_task(t):
             raise MissingDataError(f"no gold for task {t.name}: nothing at {source.describe(t)}")
         out.append(t)
@@ -289,7 +327,10 @@ def score_tree(
     if not pred_dir.is_dir():
         raise MissingDataError(f"prediction folder {pred_dir} does not exist")
     source = _gold_source(label_dir, data_dir)
-    return [_score_task(pred_dir, source, t, seqeval_mode) for t in _resolve_tasks(pred_dir, source, tasks)]
+    return [
+        _score_task(pred_dir, source, t, seqeval_mode)
+        for t in _resolve_tasks(pred_dir, source, tasks)
+    ]
 
 
 def results_to_json(results: Iterable[TaskResult]) -> dict[str, Any]:
@@ -313,7 +354,9 @@ def score_directory(
 ) -> dict[str, Any]:
     """Score a prediction tree against a label tree (or a data folder read through the readers);
     returns the ``xstilts score --json`` dict."""
-    return results_to_json(score_tree(pred_dir, label_dir, tasks, seqeval_mode=seqeval_mode, data_dir=data_dir))
+    return results_to_json(
+        score_tree(pred_dir, label_dir, tasks, seqeval_mode=seqeval_mode, data_dir=data_dir)
+    )
 
 
 __all__ = [

@@ -40,7 +40,9 @@ def bucc_f1(gold: Iterable[Pair | str], predictions: Iterable[Pair | str]) -> di
     return {"f1": f1 * 100, "precision": precision * 100, "recall": recall * 100}
 
 
-def _scored(candidates: Mapping[Pair, float] | Iterable[tuple[Pair, float]]) -> list[tuple[Pair, float]]:
+def _scored(
+    candidates: Mapping[Pair, float] | Iterable[tuple[Pair, float]],
+) -> list[tuple[Pair, float]]:
     items = candidates.items() if isinstance(candidates, Mapping) else candidates
     return [((str(p[0]), str(p[1])), float(s)) for p, s in items]
 

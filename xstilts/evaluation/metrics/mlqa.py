@@ -89,7 +89,9 @@ def exact_match_score(prediction: str, gold: str, lang: str) -> bool:
 
 
 def f1_score(prediction: str, gold: str, lang: str) -> float:
-    return token_f1(normalize_answer(prediction, lang).split(), normalize_answer(gold, lang).split())
+    return token_f1(
+        normalize_answer(prediction, lang).split(), normalize_answer(gold, lang).split()
+    )
 
 
 def mlqa_scores(

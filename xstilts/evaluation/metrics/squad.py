@@ -49,7 +49,9 @@ def as_gold_list(gold: QAGold | Mapping[str, Sequence[str]]) -> list[tuple[str, 
     return list(gold.items()) if isinstance(gold, Mapping) else list(gold)
 
 
-def unanswered(gold: QAGold | Mapping[str, Sequence[str]], predictions: Mapping[str, str]) -> list[str]:
+def unanswered(
+    gold: QAGold | Mapping[str, Sequence[str]], predictions: Mapping[str, str]
+) -> list[str]:
     """Gold question ids with no prediction (they score 0)."""
     return [qid for qid, _ in as_gold_list(gold) if qid not in predictions]
 
@@ -77,7 +79,8 @@ def qa_scores(
     return {"exact_match": 100.0 * em_sum / len(items), "f1": 100.0 * f1_sum / len(items)}
 
 
-def squad_scores(gold: QAGold | Mapping[str, Sequence[str]], predictions: Mapping[str, str]) -> dict[str, float]:
+def squad_scores(
+    gold: QAGold | Mapping[str, Sequence[str]], predictions: Mapping[str, str]
+) -> dict[str, float]:
     """SQuAD v1.1 ``exact_match`` and ``f1`` ×100 (evaluate_squad.py's ``evaluate``)."""
     return qa_scores(gold, predictions, exact_match_score, f1_score)
-

@@ -54,7 +54,9 @@ def _chunk_starts(prev_tag: str, tag: str, prev_type: str, type_: str) -> bool:
     return tag not in ("O", ".") and prev_type != type_
 
 
-def get_entities(sentences: Sequence[Sequence[str]], mode: str = DEFAULT_SEQEVAL_MODE) -> list[tuple[str, int, int]]:
+def get_entities(
+    sentences: Sequence[Sequence[str]], mode: str = DEFAULT_SEQEVAL_MODE
+) -> list[tuple[str, int, int]]:
     """Chunks ``(type, first, last)`` over the flattened sentences (offsets count the ``O``
     inserted after every sentence), exactly as seqeval's ``get_entities`` of that mode."""
     if mode not in SEQEVAL_MODES:
