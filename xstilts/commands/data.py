@@ -61,7 +61,9 @@ def register(app: typer.Typer) -> None:
     def show_command(
         task: Annotated[str, typer.Argument(help="Task name, e.g. udpos.")],
         data_dir: Annotated[Path, typer.Option("--data-dir", "-d", help="Data folder.")],
-        split: Annotated[str, typer.Option("--split", "-s", help="Split: train, dev or test.")] = "test",
+        split: Annotated[
+            str, typer.Option("--split", "-s", help="Split: train, dev or test.")
+        ] = "test",
         lang: Annotated[str, typer.Option("--lang", "-l", help="Language (ISO 639-1).")] = "en",
         limit: Annotated[int, typer.Option(help="How many examples to print.")] = 3,
     ) -> None:
@@ -74,8 +76,8 @@ def register(app: typer.Typer) -> None:
 
         examples = read_examples(task, data_dir, split, lang)
         files = [str(p) for p in find_files(task, data_dir, split, lang)]
-        typer.echo(json.dumps({"task": task, "split": split, "lang": lang, "files": files,
-                               "count": len(examples)}, ensure_ascii=False))
+        head = {"task": task, "split": split, "lang": lang, "files": files, "count": len(examples)}
+        typer.echo(json.dumps(head, ensure_ascii=False))
         for example in examples[: max(limit, 0)]:
             row = dataclasses.asdict(example)
             for key, value in row.items():

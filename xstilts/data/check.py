@@ -44,7 +44,9 @@ class TaskCheck:
 
     @property
     def problems(self) -> list[str]:
-        return [p for splits in self.languages.values() for s in splits.values() for p in s.problems]
+        return [
+            p for splits in self.languages.values() for s in splits.values() for p in s.problems
+        ]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -144,7 +146,8 @@ def render_text(report: DataCheck) -> str:
         splits = list(get_task(name).splits)
         present = sum(len(s) for s in task.languages.values())
         lines.append("")
-        lines.append(f"{name} ({task.unit}; {present} files present, {len(task.problems)} problems)")
+        count = len(task.problems)
+        lines.append(f"{name} ({task.unit}; {present} files present, {count} problems)")
         if not task.languages:
             lines.append("  nothing found")
             continue

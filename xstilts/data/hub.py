@@ -155,7 +155,9 @@ def hub_spec(task: Task | str) -> HubSpec:
         return HUB_SPECS[name]
     except KeyError:
         known = ", ".join(sorted(HUB_SPECS))
-        raise ConfigError(f"no hub dataset is declared for task {name!r}; hub tasks: {known}") from None
+        raise ConfigError(
+            f"no hub dataset is declared for task {name!r}; hub tasks: {known}"
+        ) from None
 
 
 def load_hub(
@@ -168,7 +170,7 @@ def load_hub(
     revision: str | None = None,
     cache_dir: str | Path | None = None,
 ) -> list[Any]:
-    """Load (task, split, lang) from the hub — or from local parquet ``data_files`` — as examples.
+    """Load (task, split, lang) from the hub (or from local parquet ``data_files``) as examples.
 
     Malformed rows raise :class:`DataFormatError` naming ``hub:ID/CONFIG[SPLIT]`` (or the
     parquet file) and the 1-based row.
@@ -179,13 +181,19 @@ def load_hub(
     if task.family == "nlu":  # the NLU intermediate tasks keep their own hub table
         from xstilts.data.nlu_readers import read_nlu_hub
 
-        return read_nlu_hub(task, split, data_files=data_files, revision=revision, cache_dir=cache_dir)
+        return read_nlu_hub(
+            task, split, data_files=data_files, revision=revision, cache_dir=cache_dir
+        )
     spec = hub_spec(task)
     if split not in spec.splits:
-        raise ConfigError(f"{task.name} has no hub split for {split!r}; hub splits: {', '.join(spec.splits)}")
+        known = ", ".join(spec.splits)
+        raise ConfigError(f"{task.name} has no hub split for {split!r}; hub splits: {known}")
     hub_split = spec.splits[split]
     if data_files is not None:
-        files = [str(data_files)] if isinstance(data_files, (str, Path)) else [str(f) for f in data_files]
+        if isinstance(data_files, (str, Path)):
+            files = [str(data_files)]
+        else:
+            files = [str(f) for f in data_files]
         dataset = datasets.load_dataset(
             "parquet",
             data_files={hub_split: files},
@@ -264,7 +272,8 @@ def convert_rows(
     examples: list[Any] = []
     for i, row in enumerate(rows):
         number = i + 1
-        row_id = str(row[cols["id"]]) if "id" in cols and cols["id"] in row else f"{split}-{lang}-{i}"
+        has_id = "id" in cols and cols["id"] in row
+        row_id = str(row[cols["id"]]) if has_id else f"{split}-{lang}-{i}"
         if prefix is not None and not row_id.startswith(prefix):
             continue
         if task.kind is TaskKind.SENTENCE_PAIR:
@@ -290,7 +299,9 @@ def convert_rows(
                 if labels and tag not in labels:
                     raise problem(number, f"a tag in {{{', '.join(sorted(labels))}}}", repr(tag))
             examples.append(
-                TaggingExample(id=row_id, tokens=[t for t, _ in kept], tags=[str(g) for _, g in kept])
+                TaggingExample(
+                    id=row_id, tokens=[t for t, _ in kept], tags=[str(g) for _, g in kept]
+                )
             )
         elif task.kind is TaskKind.QA:
             context = str(column(number, row, "context"))
@@ -298,13 +309,15 @@ def convert_rows(
             texts = list(answers_raw.get("text", []))
             starts = list(answers_raw.get("answer_start", []))
             if len(texts) != len(starts):
-                raise problem(number, "as many answer starts as answer texts", f"{len(starts)} and {len(texts)}")
+                found = f"{len(starts)} and {len(texts)}"
+                raise problem(number, "as many answer starts as answer texts", found)
             answers = []
             for text, start in zip(texts, starts):
                 if context[start : start + len(text)] != text:
                     raise problem(
                         number,
-                        f"answer {text!r} of question {row_id} at context[{start}:{start + len(text)}]",
+                        f"answer {text!r} of question {row_id} "
+                        f"at context[{start}:{start + len(text)}]",
                         repr(context[start : start + len(text)]),
                     )
                 answers.append(QAAnswer(text=text, answer_start=int(start)))

@@ -10,8 +10,9 @@ every treebank of a language is read, as XTREME merges them).
 Formats read (each validated; a malformed record raises :class:`DataFormatError` naming the file,
 the 1-based line and what was expected):
 
-* sentence pairs (XNLI, PAWS-X) — XTREME's ``{split}-{lang}.tsv``: ``text_a<TAB>text_b[<TAB>label]``
-  written by ``csv.writer`` (fields with ``"`` are quoted); test files carry no label.
+* sentence pairs (XNLI, PAWS-X) — XTREME's ``{split}-{lang}.tsv``:
+  ``text_a<TAB>text_b[<TAB>label]`` written by ``csv.writer`` (fields with ``"`` are quoted);
+  test files carry no label.
 * tagging (UDPOS, PAN-X) — ``token<TAB>tag`` per line, a blank line between sentences; files
   without tags (XTREME's unlabelled test files) give ``tags=None``. Raw UD ``*.conllu`` too.
 * extractive QA (XQuAD, MLQA, TyDiQA-GoldP, SQuAD) — SQuAD v1.1/v2.0 JSON.
@@ -211,7 +212,7 @@ def find_file(task: Task | str, data_dir: str | Path, split: str, lang: str) -> 
 
 
 def available(task: Task | str, data_dir: str | Path) -> dict[str, list[str]]:
-    """Split → the registry's languages of that split whose files are present below ``data_dir``."""
+    """Split → the registry's languages of that split whose files are below ``data_dir``."""
     task = _as_task(task)
     listing = _LISTINGS.get(Path(data_dir))
     present: dict[str, list[str]] = {}
@@ -246,6 +247,12 @@ class ProblemSink:
             self.problems.append(error)
         else:
             self.dropped += 1
+
+
+def _report(
+    sink: ProblemSink, path: Path, line: int | None, expected: str, found: str | None = None
+) -> None:
+    sink.add(DataFormatError(path, line, expected, found))
 
 
 class _FatalFileError(Exception):
@@ -304,7 +311,7 @@ def _read_pair_tsv(
     width_line = 0
     for number, line in _lines(_read_text(path, sink)):
         if not line.strip():
-            sink.add(DataFormatError(path, number, "text_a<TAB>text_b<TAB>label", "an empty line"))
+            _report(sink, path, number, "text_a<TAB>text_b<TAB>label", "an empty line")
             continue
         fields = line.split("\t")
         if width is None and len(fields) in (2, 3):
@@ -316,14 +323,14 @@ def _read_pair_tsv(
                 expected = "2 or 3 tab-separated fields (text_a, text_b[, label])"
             else:
                 expected = f"{width} tab-separated fields, as on line {width_line}"
-            sink.add(DataFormatError(path, number, expected, f"{len(fields)}"))
+            _report(sink, path, number, expected, f"{len(fields)}")
             continue
         label: str | None = None
         if width == 3:
             label = _LABEL_ALIASES.get(fields[2].strip(), fields[2].strip())
             if labels and label not in labels:
                 allowed = ", ".join(sorted(labels))
-                sink.add(DataFormatError(path, number, f"a label in {{{allowed}}}", repr(label)))
+                _report(sink, path, number, f"a label in {{{allowed}}}", repr(label))
                 continue
         examples.append(
             SentencePairExample(
@@ -345,7 +352,7 @@ def _check_tag(
     tag: str, labels: set[str], path: Path, number: int, sink: ProblemSink
 ) -> bool:
     if labels and tag not in labels:
-        sink.add(DataFormatError(path, number, f"a tag in {{{', '.join(sorted(labels))}}}", repr(tag)))
+        _report(sink, path, number, f"a tag in {{{', '.join(sorted(labels))}}}", repr(tag))
         return False
     return True
 
@@ -387,11 +394,11 @@ def _read_tag_tsv(
                 if width
                 else "token<TAB>tag (or a token alone in an unlabelled file)"
             )
-            sink.add(DataFormatError(path, number, expected, f"{len(fields)} fields: {line!r}"))
+            _report(sink, path, number, expected, f"{len(fields)} fields: {line!r}")
             continue
         token = fields[0]  # kept as written, as XTREME's utils_tag.py reads it
         if not token.strip(" "):
-            sink.add(DataFormatError(path, number, "a non-empty token", repr(line)))
+            _report(sink, path, number, "a non-empty token", repr(line))
             continue
         if width == 2:
             tag = fields[1].strip()
@@ -447,7 +454,7 @@ def _read_conllu(
         if "-" in word_id or "." in word_id:
             continue
         if not word_id.isdigit():
-            sink.add(DataFormatError(path, number, "a word ID (1, 2, ...) in column 1", repr(word_id)))
+            _report(sink, path, number, "a word ID (1, 2, ...) in column 1", repr(word_id))
             continue
         form = "".join(fields[1].replace("\u200c", "").split(" "))
         tag = fields[3].strip()
@@ -493,24 +500,23 @@ def _read_squad(
     finder = _LineFinder(text)
     articles = data.get("data") if isinstance(data, dict) else None
     if not isinstance(articles, list):
-        raise _fatal(
-            sink, DataFormatError(path, 1, 'a SQuAD JSON object with a "data" list', type(data).__name__)
-        )
+        expected = 'a SQuAD JSON object with a "data" list'
+        raise _fatal(sink, DataFormatError(path, 1, expected, type(data).__name__))
     examples: list[QAExample] = []
     for a_index, article in enumerate(articles):
         paragraphs = article.get("paragraphs") if isinstance(article, dict) else None
         if not isinstance(paragraphs, list):
-            sink.add(DataFormatError(path, None, f'data[{a_index}] with a "paragraphs" list', None))
+            _report(sink, path, None, f'data[{a_index}] with a "paragraphs" list', None)
             continue
         title = str(article.get("title", ""))
         for p_index, paragraph in enumerate(paragraphs):
             where = f"data[{a_index}].paragraphs[{p_index}]"
             if not isinstance(paragraph, dict) or not isinstance(paragraph.get("context"), str):
-                sink.add(DataFormatError(path, None, f'{where} with a "context" string', None))
+                _report(sink, path, None, f'{where} with a "context" string', None)
                 continue
             qas = paragraph.get("qas")
             if not isinstance(qas, list):
-                sink.add(DataFormatError(path, None, f'{where} with a "qas" list', None))
+                _report(sink, path, None, f'{where} with a "qas" list', None)
                 continue
             context = paragraph["context"]
             for qa in qas:
@@ -530,14 +536,15 @@ def _qa_example(
     sink: ProblemSink,
 ) -> QAExample | None:
     if not isinstance(qa, dict) or "id" not in qa or not isinstance(qa.get("question"), str):
-        sink.add(DataFormatError(path, None, f'each question in {where} with "id" and "question"', None))
+        _report(sink, path, None, f'each question in {where} with "id" and "question"', None)
         return None
     qid = str(qa["id"])
     line = finder.line_of(qid)
     answers: list[QAAnswer] = []
     raw_answers = qa.get("answers", [])
     if not isinstance(raw_answers, list):
-        sink.add(DataFormatError(path, line, f'an "answers" list for question {qid}', type(raw_answers).__name__))
+        found = type(raw_answers).__name__
+        _report(sink, path, line, f'an "answers" list for question {qid}', found)
         return None
     for answer in raw_answers:
         if (
@@ -545,25 +552,17 @@ def _qa_example(
             or not isinstance(answer.get("text"), str)
             or not isinstance(answer.get("answer_start"), int)
         ):
-            sink.add(
-                DataFormatError(
-                    path, line, f'answers of question {qid} with "text" and integer "answer_start"', repr(answer)
-                )
-            )
+            expected = f'answers of question {qid} with "text" and integer "answer_start"'
+            _report(sink, path, line, expected, repr(answer))
             return None
         start, answer_text = answer["answer_start"], answer["text"]
         if answer_text == "":
             continue  # XTREME blanks test answers ({"answer_start": 0, "text": ""}): no gold
         span = context[start : start + len(answer_text)] if start >= 0 else None
         if span != answer_text:
-            sink.add(
-                DataFormatError(
-                    path,
-                    line,
-                    f"answer {answer_text!r} of question {qid} at context[{start}:{start + len(answer_text)}]",
-                    repr(span),
-                )
-            )
+            end = start + len(answer_text)
+            expected = f"answer {answer_text!r} of question {qid} at context[{start}:{end}]"
+            _report(sink, path, line, expected, repr(span))
             return None
         answers.append(QAAnswer(text=answer_text, answer_start=start))
     return QAExample(
@@ -588,11 +587,11 @@ def _read_id_sentences(path: Path, sink: ProblemSink) -> dict[str, str]:
     for number, line in _lines(_read_text(path, sink)):
         fields = line.split("\t", 1)
         if len(fields) != 2 or not fields[0].strip():
-            sink.add(DataFormatError(path, number, "id<TAB>sentence", repr(line)))
+            _report(sink, path, number, "id<TAB>sentence", repr(line))
             continue
         key = fields[0].strip()
         if key in sentences:
-            sink.add(DataFormatError(path, number, "a sentence id not seen before", repr(key)))
+            _report(sink, path, number, "a sentence id not seen before", repr(key))
             continue
         sentences[key] = fields[1].strip()
     return sentences
@@ -607,14 +606,14 @@ def _read_gold_pairs(
             continue
         fields = line.strip().split("\t")
         if len(fields) != 2:
-            sink.add(DataFormatError(path, number, "src_id<TAB>tgt_id", f"{len(fields)} fields: {line!r}"))
+            _report(sink, path, number, "src_id<TAB>tgt_id", f"{len(fields)} fields: {line!r}")
             continue
         src, tgt = fields[0].strip(), fields[1].strip()
         if source is not None and src not in source:
-            sink.add(DataFormatError(path, number, "a source id present in the source file", repr(src)))
+            _report(sink, path, number, "a source id present in the source file", repr(src))
             continue
         if target is not None and tgt not in target:
-            sink.add(DataFormatError(path, number, "a target id present in the English file", repr(tgt)))
+            _report(sink, path, number, "a target id present in the English file", repr(tgt))
             continue
         gold.add((src, tgt))
     return gold
@@ -638,7 +637,8 @@ def _read_bucc(
         gold_file = listing.path(hits[0]) if hits else gold_file
     if gold_file.is_file():
         gold = _read_gold_pairs(gold_file, sink, source, target)
-    return [BitextExample(id=f"{task.name}-{split}-{lang}", source=source, target=target, gold=gold)]
+    name = f"{task.name}-{split}-{lang}"
+    return [BitextExample(id=name, source=source, target=target, gold=gold)]
 
 
 def _plain_lines(path: Path, sink: ProblemSink) -> list[str]:
@@ -681,14 +681,12 @@ def _read_tatoeba(
             for number, line in _lines(_read_text(gold_path, sink)):
                 value = line.strip()
                 if not value.isdigit() or int(value) >= len(target_lines):
-                    sink.add(
-                        DataFormatError(
-                            gold_path, number, f"an index 0..{len(target_lines) - 1} into {english.name}", repr(value)
-                        )
-                    )
+                    expected = f"an index 0..{len(target_lines) - 1} into {english.name}"
+                    _report(sink, gold_path, number, expected, repr(value))
                     continue
-                gold.add((str(number - 1), value))
-    return [BitextExample(id=f"{task.name}-{split}-{lang}", source=source, target=target, gold=gold)]
+                gold.add((str(number - 1), str(int(value))))
+    name = f"{task.name}-{split}-{lang}"
+    return [BitextExample(id=name, source=source, target=target, gold=gold)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -765,7 +763,8 @@ def read_examples(
 
     Returns the kind's example class; for retrieval tasks a one-element list holding a
     :class:`BitextExample`. NLU intermediate and code tasks are read by their own modules
-    (:mod:`xstilts.data.nlu_readers`, :mod:`xstilts.data.code_readers`). Raises :class:`MissingDataError` when no file matches and
+    (:mod:`xstilts.data.nlu_readers`, :mod:`xstilts.data.code_readers`).
+    Raises :class:`MissingDataError` when no file matches and
     :class:`DataFormatError` (file, line, what was expected) at the first malformed record.
     """
     task = _as_task(task)
