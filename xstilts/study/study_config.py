@@ -46,6 +46,15 @@ HPARAM_KEYS = (
 )
 
 
+def _hparam_keys() -> tuple[str, ...]:
+    """The pipeline's per-phase hyperparameter names (its PhaseHyperparameters), else ours."""
+    try:
+        from xstilts.study.config import PhaseHyperparameters
+    except ImportError:
+        return HPARAM_KEYS
+    return tuple(PhaseHyperparameters.model_fields)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -216,9 +225,19 @@ class Hyperparameters(_Strict):
     @field_validator("intermediate", "target")
     @classmethod
     def _keys(cls, value: dict[str, Any]) -> dict[str, Any]:
-        bad = sorted(set(value) - set(HPARAM_KEYS))
+        allowed = _hparam_keys()
+        bad = sorted(set(value) - set(allowed))
         if bad:
-            raise ValueError(f"unknown hyperparameter(s) {', '.join(bad)}; allowed: {', '.join(HPARAM_KEYS)}")
+            raise ValueError(f"unknown hyperparameter(s) {', '.join(bad)}; allowed: {', '.join(allowed)}")
+        try:  # the pipeline's own per-phase model checks the values (ranges, choices)
+            from xstilts.study.config import PhaseHyperparameters
+        except ImportError:
+            return value
+        try:
+            PhaseHyperparameters(**value)
+        except ValidationError as exc:
+            raise ValueError("; ".join(
+                ".".join(str(p) for p in e["loc"]) + ": " + e["msg"] for e in exc.errors())) from None
         return value
 
 
