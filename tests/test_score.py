@@ -253,3 +253,23 @@ def test_gold_from_a_data_folder_through_the_readers(tmp_path, shared_data, caps
     )
     assert json.loads(capsys.readouterr().out)["tasks"]["tatoeba"]["score"] == 75.0
     assert main(["score", "-p", str(preds)]) == 2  # neither --labels nor --data
+
+
+def test_score_language_takes_reader_examples():
+    from xstilts.data.examples import BitextExample, SentencePairExample, TaggingExample
+
+    pairs = [
+        SentencePairExample("1", "a", "b", "entailment"),
+        SentencePairExample("2", "a", "b", "neutral"),
+    ]
+    assert score_language("xnli", "de", pairs, ["entailment", "entailment"]) == {"accuracy": 50.0}
+    tags = [TaggingExample("1", ["Ann", "ran"], ["B-PER", "O"])]
+    assert score_language("panx", "de", tags, [["B-PER", "O"]])["f1"] == 100.0
+    assert (
+        score_language("mlqa", "de", _qa(answer="der Hund"), {"q1": "Hund"})["exact_match"] == 100.0
+    )
+    bitext = BitextExample(
+        "t", {"0": "x", "1": "y"}, {"0": "X", "1": "Y"}, {("0", "1"), ("1", "0")}
+    )
+    assert score_language("tatoeba", "de", [bitext], [1, 1]) == {"accuracy": 50.0}
+    assert score_language("bucc2018", "de", bitext, [("0", "1")])["precision"] == 100.0

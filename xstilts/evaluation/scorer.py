@@ -69,6 +69,15 @@ def _check_tag_lengths(
         line += len(p) + 1
 
 
+def _looks_like_examples(gold: Any) -> bool:
+    if hasattr(gold, "source") and hasattr(gold, "gold"):  # a bare BitextExample
+        return True
+    if isinstance(gold, Mapping) or not isinstance(gold, (list, tuple)) or not gold:
+        return False
+    first = gold[0]
+    return hasattr(first, "id") and not isinstance(first, (str, tuple, list))
+
+
 def score_language(
     task: Task | str,
     lang: str,
@@ -84,8 +93,11 @@ def score_language(
     A different number of predictions and gold items (sentences, tags of a sentence, labels,
     Tatoeba sources) is a :class:`DataFormatError` naming the prediction file and both counts.
     QA questions without a prediction score 0 (with a warning); BUCC compares pair sets.
+    ``gold`` may also be the reader's examples (converted with ``layout.gold_from_examples``).
     """
     t = _task(task)
+    if _looks_like_examples(gold):
+        gold = layout.gold_from_examples(t, gold)
     pfile = Path(prediction_file) if prediction_file is not None else None
     lfile = Path(label_file) if label_file is not None else None
     if t.metric == "accuracy":
