@@ -59,6 +59,8 @@ def test_tatoeba_tolerates_crlf(tmp_path):
     path = tmp_path / "t.tsv"
     path.write_bytes(b"0\r\n12\r\n")
     assert layout.read_predictions(path, "tatoeba") == [0, 12]
+    path.write_bytes(b"0\r12\r")  # a lone CR ends a line too (universal newlines)
+    assert layout.read_predictions(path, "tatoeba") == [0, 12]
 
 
 @pytest.mark.parametrize("bad", ["de-1 en-1", "de-1\ten-1\textra", "\ten-1", ""])

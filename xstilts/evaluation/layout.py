@@ -119,8 +119,8 @@ def _read_lines(path: Path) -> list[str]:
         ) from None
     if text.startswith("\ufeff"):
         text = text[1:]
-    # open(...) iteration in evaluate.py splits on \n (universal newlines); strip() removes \r.
-    lines = text.split("\n")
+    # evaluate.py iterates open(...) in text mode: universal newlines (\n, \r\n and a lone \r).
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     return [line.strip() for line in lines]
