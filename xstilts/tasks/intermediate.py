@@ -24,39 +24,30 @@ TRAIN_DEV_TEST = {"train": EN, "dev": EN, "test": EN}
 NLI_LABELS = ("contradiction", "entailment", "neutral")
 
 
+# ANLI keeps each round in a folder: the round-1 file is located, rounds 2 and 3 are read from
+# the sibling folders (xstilts.data.nlu_readers).
+_ANLI_FILES = {s: (f"anli_v1.0/R1/{s}.jsonl", f"anli/R1/{s}.jsonl") for s in ("train", "dev", "test")}
+
+
 def _register(**kwargs) -> Task:
     kwargs.setdefault("family", "nlu")
     kwargs.setdefault("score_split", "dev")
     return REGISTRY.register(Task(**kwargs))
 
 
-ANLI = _register(
-    name="anli",
+ANLI_PLUS = _register(
+    name="anli_plus",
     kind=TaskKind.SENTENCE_PAIR,
-    reader="anli",
+    reader="anli_plus",
     splits=TRAIN_DEV_TEST,
     metric="accuracy",
     labels=NLI_LABELS,
-    # The round-1 file is located; rounds 2 and 3 are read from the sibling folders.
-    files={s: (f"anli_v1.0/R1/{s}.jsonl", f"anli/R1/{s}.jsonl") for s in ("train", "dev", "test")},
-    hub="facebook/anli",
-    description="Adversarial NLI, rounds 1-3 together (jsonl: uid, premise, hypothesis, label e/n/c).",
-    extra={"rounds": ("R1", "R2", "R3")},
-)
-
-SNLI = _register(
-    name="snli",
-    kind=TaskKind.SENTENCE_PAIR,
-    reader="nli",
-    splits=TRAIN_DEV_TEST,
-    metric="accuracy",
-    labels=NLI_LABELS,
-    files={
-        s: (f"snli_1.0/snli_1.0_{s}.jsonl", f"snli_1.0_{s}.jsonl", f"snli_1.0/snli_1.0_{s}.txt")
-        for s in ("train", "dev", "test")
-    },
-    hub="stanfordnlp/snli",
-    description="Stanford NLI 1.0 (jsonl: sentence1, sentence2, gold_label; '-' pairs left out).",
+    # Located by ANLI, which every split needs; training adds MNLI and SNLI. Dev and test are
+    # ANLI's alone: the adversarial rounds are what ANLI+ is measured on, and MNLI/SNLI dev
+    # (about 20k pairs) would drown ANLI's 3.2k.
+    files=_ANLI_FILES,
+    description="ANLI+ (Nie et al. 2020): ANLI R1-R3 + MNLI + SNLI for training, one 3-way NLI head.",
+    extra={"components": {"train": ("anli", "mnli", "snli"), "dev": ("anli",), "test": ("anli",)}},
 )
 
 MNLI = _register(
@@ -70,33 +61,20 @@ MNLI = _register(
         "train": (
             "multinli_1.0/multinli_1.0_train.jsonl",
             "multinli_1.0_train.jsonl",
+            "multinli_1.0/multinli_1.0_train.txt",
             "MNLI/train.tsv",
             "mnli/mnli_train.jsonl",  # jiant's JSONL (premise, hypothesis, label)
         ),
         "dev": (
             "multinli_1.0/multinli_1.0_dev_matched.jsonl",
             "multinli_1.0_dev_matched.jsonl",
+            "multinli_1.0/multinli_1.0_dev_matched.txt",
             "MNLI/dev_matched.tsv",
             "mnli/mnli_val.jsonl",
         ),
     },
     hub="nyu-mll/multi_nli",
     description="MultiNLI (dev = matched); original jsonl with gold_label, GLUE TSV or jiant JSONL.",
-)
-
-ANLI_PLUS = _register(
-    name="anli_plus",
-    kind=TaskKind.SENTENCE_PAIR,
-    reader="anli_plus",
-    splits=TRAIN_DEV_TEST,
-    metric="accuracy",
-    labels=NLI_LABELS,
-    # Located by ANLI, which every split needs; training adds MNLI and SNLI. Dev and test are
-    # ANLI's alone: the adversarial rounds are what ANLI+ is measured on, and MNLI/SNLI dev
-    # (30k pairs) would drown ANLI's 3.2k.
-    files=ANLI.files,
-    description="ANLI+ (Nie et al. 2020): ANLI R1-R3 + MNLI + SNLI for training, one 3-way NLI head.",
-    extra={"components": {"train": ("anli", "mnli", "snli"), "dev": ("anli",), "test": ("anli",)}},
 )
 
 QQP = _register(
@@ -199,6 +177,35 @@ CCG = _register(
         "min_count": 1,
         "unknown_tag": "<UNK>",
     },
+)
+
+# ANLI+'s components, registered on their own too (each readable and trainable alone).
+ANLI = _register(
+    name="anli",
+    kind=TaskKind.SENTENCE_PAIR,
+    reader="anli",
+    splits=TRAIN_DEV_TEST,
+    metric="accuracy",
+    labels=NLI_LABELS,
+    files=_ANLI_FILES,
+    hub="facebook/anli",
+    description="Adversarial NLI, rounds 1-3 together (jsonl: uid, premise, hypothesis, label e/n/c).",
+    extra={"rounds": ("R1", "R2", "R3")},
+)
+
+SNLI = _register(
+    name="snli",
+    kind=TaskKind.SENTENCE_PAIR,
+    reader="nli",
+    splits=TRAIN_DEV_TEST,
+    metric="accuracy",
+    labels=NLI_LABELS,
+    files={
+        s: (f"snli_1.0/snli_1.0_{s}.jsonl", f"snli_1.0_{s}.jsonl", f"snli_1.0/snli_1.0_{s}.txt")
+        for s in ("train", "dev", "test")
+    },
+    hub="stanfordnlp/snli",
+    description="Stanford NLI 1.0 (jsonl: sentence1, sentence2, gold_label; '-' pairs left out).",
 )
 
 # The nine intermediate tasks of Phang et al. (2020), in the paper's order.
