@@ -317,3 +317,14 @@ def test_listing_cache_sees_new_files(tmp_path: Path) -> None:
     _write(tmp_path / "xquad/xquad.de.json", _squad([("abc", [("q", "?", [("b", 1)])])]))
     assert find_file("xquad", tmp_path, "test", "de") == tmp_path / "xquad/xquad.de.json"
     assert read_examples("xquad", tmp_path, "test", "de")[0].answers[0].text == "b"
+
+
+def test_symlinked_folders_are_followed_and_paths_keep_the_callers_spelling(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    _write(elsewhere / "xquad.de.json", _squad([("abc", [("q", "?", [("c", 2)])])]))
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "xquad").symlink_to(elsewhere, target_is_directory=True)
+    (data / "loop").symlink_to(data, target_is_directory=True)  # a cycle must not hang the walk
+    assert find_file("xquad", data, "test", "de") == data / "xquad/xquad.de.json"
+    assert read_examples("xquad", data, "test", "de")[0].answers[0].text == "c"

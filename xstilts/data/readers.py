@@ -91,15 +91,45 @@ class _Listing:
                 return False
         return True
 
+
+
+@dataclass(frozen=True)
+class _Tree:
+    """A cached listing seen from the data directory as the caller spelled it: returned paths
+    start with the caller's ``data_dir`` (not its resolved form), so messages name familiar paths."""
+
+    listing: _Listing
+    base: Path
+
+    @property
+    def files(self) -> list[str]:
+        return self.listing.files
+
+    @property
+    def by_name(self) -> dict[str, list[str]]:
+        return self.listing.by_name
+
+    @property
+    def by_ext(self) -> dict[str, list[str]]:
+        return self.listing.by_ext
+
     def path(self, rel: str) -> Path:
-        return self.root.parent / rel
+        return self.base.joinpath(*rel.split("/")[1:])
 
 
 def _walk(root: Path) -> _Listing:
+    """List every file below ``root``; symlinked folders are followed (data trees are often
+    assembled from links), each real folder once."""
     prefix = root.name
     dir_mtimes: dict[str, int] = {}
     files: list[str] = []
-    for current, dirs, names in os.walk(root):
+    seen: set[str] = set()
+    for current, dirs, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(current)
+        if real in seen:  # a link back up the tree, or a second link to the same folder
+            dirs[:] = []
+            continue
+        seen.add(real)
         dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS)
         dir_mtimes[current] = os.stat(current).st_mtime_ns
         rel_dir = os.path.relpath(current, root)
@@ -117,7 +147,7 @@ class _ListingCache:
         self.size = size
         self.entries: dict[Path, _Listing] = {}
 
-    def get(self, data_dir: Path) -> _Listing:
+    def get(self, data_dir: Path) -> _Tree:
         root = data_dir.resolve()
         listing = self.entries.get(root)
         if listing is None or not listing.still_valid():
@@ -128,7 +158,7 @@ class _ListingCache:
             self.entries[root] = listing
             while len(self.entries) > self.size:
                 self.entries.pop(next(iter(self.entries)))
-        return listing
+        return _Tree(listing=listing, base=data_dir)
 
 
 _LISTINGS = _ListingCache()
@@ -159,7 +189,7 @@ def _suffix_regex(pattern: str) -> re.Pattern[str]:
     return re.compile(rf"(?:^|/){body}$")
 
 
-def _match(listing: _Listing, pattern: str) -> list[str]:
+def _match(listing: _Tree, pattern: str) -> list[str]:
     """Paths in the listing that end with ``pattern`` (closest to the root first)."""
     last = pattern.rsplit("/", 1)[-1]
     ext = last.rsplit(".", 1)[-1]
@@ -181,7 +211,7 @@ def _patterns(task: Task, split: str) -> tuple[str, ...]:
     return task.files[split]
 
 
-def _locate(task: Task, listing: _Listing, split: str, lang: str) -> list[Path]:
+def _locate(task: Task, listing: _Tree, split: str, lang: str) -> list[Path]:
     for pattern in _patterns(task, split):
         expanded = _expand(pattern, split, lang)
         if expanded is None:
@@ -620,7 +650,7 @@ def _read_gold_pairs(
 
 
 def _read_bucc(
-    path: Path, task: Task, split: str, lang: str, sink: ProblemSink, listing: _Listing | None
+    path: Path, task: Task, split: str, lang: str, sink: ProblemSink, listing: _Tree | None
 ) -> list[BitextExample]:
     match = _BUCC_NAME.match(path.name)
     stem = match.group("stem") if match else path.name.rsplit(".", 1)[0]
@@ -646,7 +676,7 @@ def _plain_lines(path: Path, sink: ProblemSink) -> list[str]:
 
 
 def _read_tatoeba(
-    path: Path, task: Task, split: str, lang: str, sink: ProblemSink, listing: _Listing | None
+    path: Path, task: Task, split: str, lang: str, sink: ProblemSink, listing: _Tree | None
 ) -> list[BitextExample]:
     name = path.name
     if name.startswith("tatoeba.") and "-eng." in name:
