@@ -96,7 +96,8 @@ class _Listing:
 @dataclass(frozen=True)
 class _Tree:
     """A cached listing seen from the data directory as the caller spelled it: returned paths
-    start with the caller's ``data_dir`` (not its resolved form), so messages name familiar paths."""
+    start with the caller's ``data_dir`` (not its resolved form), so messages name the paths
+    the user typed."""
 
     listing: _Listing
     base: Path
