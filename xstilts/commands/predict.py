@@ -1,7 +1,92 @@
-"""CLI command module (being written)."""
+"""``xstilts predict``: zero-shot predictions of one task in every language, in XTREME's layout."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
 
+class Pooling(str, Enum):
+    mean = "mean"
+    cls = "cls"
+
+
+def _split_list(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    out: list[str] = []
+    for item in values:
+        out.extend(x for x in item.replace(",", " ").split() if x)
+    return out or None
+
+
+def predict(
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            "-m",
+            help="A trained task model folder (head.json + encoder/); for bucc2018/tatoeba any encoder "
+            "(folder, converted name such as multilingual-e5-small, or hub id).",
+        ),
+    ],
+    task: Annotated[str, typer.Option("--task", "-t", help="Task name (see `xstilts tasks`).")],
+    data_dir: Annotated[Path, typer.Option("--data-dir", "-d", help="Folder holding the task's files.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output root: files go to OUT/{task}/test-{lang}.*")],
+    languages: Annotated[
+        Optional[list[str]],
+        typer.Option("--languages", "-l", help="Languages (repeat or comma-separate). Default: every one present."),
+    ] = None,
+    split: Annotated[
+        Optional[str],
+        typer.Option(
+            "--split",
+            help="Split to predict (default: the task's scored split, test). PAN-X test labels are hidden: use dev.",
+        ),
+    ] = None,
+    layer: Annotated[
+        Optional[int],
+        typer.Option("--layer", help="Retrieval: hidden layer to pool (0 = embeddings, N = output of layer N)."),
+    ] = None,
+    pooling: Annotated[Pooling, typer.Option("--pooling", help="Retrieval: mean over tokens or first token.")] = Pooling.mean,
+    prefix: Annotated[
+        str, typer.Option("--prefix", help="Retrieval: text put before every sentence (e.g. 'query: ' for E5).")
+    ] = "",
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Sentences (features) per batch.")] = 32,
+    max_length: Annotated[
+        Optional[int],
+        typer.Option("--max-length", min=8, help="Max tokens per feature (default: 128; 384 for QA; 512 retrieval)."),
+    ] = None,
+    doc_stride: Annotated[int, typer.Option("--doc-stride", min=1, help="QA: tokens between window starts.")] = 128,
+    device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:1 ... (default: GPU if any).")] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
+) -> None:
+    """Predict every language of a task with no gradient, batches sorted by length; write XTREME's layout."""
+    from xstilts.evaluation.predict import predict_task
+
+    written = predict_task(
+        task,
+        model,
+        data_dir,
+        out,
+        _split_list(languages),
+        split=split,
+        batch_size=batch_size,
+        max_length=max_length,
+        doc_stride=doc_stride,
+        layer=layer,
+        pooling=pooling.value,
+        prefix=prefix,
+        device=device,
+        progress=not no_progress,
+    )
+    for lang, path in written.items():
+        typer.echo(f"{lang}\t{path}")
+
+
 def register(app: typer.Typer) -> None:
-    """Adds this module's commands to the app."""
+    """Adds ``predict`` to the app."""
+    app.command("predict")(predict)

@@ -265,7 +265,8 @@ def word_pieces(words: Sequence[str], tokenizer) -> list[WordPieces]:
     words = list(words)
     result: list[WordPieces | None] = [None] * len(words)
     if words:
-        enc = tokenizer(words, is_split_into_words=True, add_special_tokens=False)
+        # verbose=False: the whole sentence may exceed max_length here; windows come later
+        enc = tokenizer(words, is_split_into_words=True, add_special_tokens=False, verbose=False)
         grouped: dict[int, list[int]] = {}
         for tid, wid in zip(enc["input_ids"], enc.word_ids()):
             if wid is not None:

@@ -1,0 +1,211 @@
+"""Zero-shot prediction with tiny models: tagging and QA end to end, QA decoding, the CLI."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import shared_file
+from xstilts.data.examples import QAAnswer, QAExample, TaggingExample
+from xstilts.data.features import collate, featurize
+from xstilts.evaluation.predict import predict_examples, predict_task
+from xstilts.evaluation.qa_decode import best_spans, decode_answers
+from xstilts.models.heads import build_model
+from xstilts.models.tiny import build_tiny_model
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def tiny_tagger(tmp_path_factory):
+    encoder, tok = build_tiny_model(seed=0)
+    model = build_model("udpos", encoder)
+    folder = tmp_path_factory.mktemp("udpos-model")
+    model.save(folder, tokenizer=tok)
+    return folder, model, tok
+
+
+# ---------------------------------------------------------------------------- tagging
+
+
+def test_tagging_prediction_one_tag_per_word(tiny_tagger):
+    _, model, tok = tiny_tagger
+    long = ("The quick brown fox jumps over the lazy dog . 狐狸 跳 " * 30).split()
+    examples = [
+        TaggingExample("long", long),
+        TaggingExample("odd", ["fox", "", " ", "\u200b", "dog"]),
+        TaggingExample("one", ["狐狸"]),
+    ]
+    preds = predict_examples("udpos", model, tok, examples, max_length=32, batch_size=4)
+    assert [len(p) for p in preds] == [len(long), 5, 1]
+    assert all(t in model.labels for p in preds for t in p)
+    # windowed prediction of a long sentence = the same words predicted one window at a time
+    feats = featurize("udpos", examples[:1], tok, max_length=32)
+    model.eval()
+    expected = [None] * len(long)
+    with torch.no_grad():
+        for f in feats:
+            logits = model(**collate([f], tok)).logits[0]
+            for p, w in f["word_positions"]:
+                expected[w] = model.labels[logits[p].argmax().item()]
+    assert preds[0] == expected
+
+
+def test_predict_udpos_end_to_end_and_score(tmp_path):
+    """Train a tiny tagger briefly on real English UD data; predict and score real test files."""
+    train_file = shared_file("udpos/xtreme-format/download/udpos/train-en.tsv")
+    data_dir = train_file.parents[2]
+    from xstilts.data.readers import read_examples
+    from xstilts.evaluation.layout import gold_from_examples, read_predictions
+    from xstilts.evaluation.scorer import score_language
+
+    train = read_examples("udpos", data_dir, "train", "en")[:400]
+    encoder, tok = build_tiny_model(seed=0, extra_text=[" ".join(e.tokens) for e in train])
+    model = build_model("udpos", encoder)
+    test_en = read_examples("udpos", data_dir, "test", "en")
+    gold = gold_from_examples("udpos", test_en)
+    before = score_language("udpos", "en", gold, predict_examples("udpos", model, tok, test_en))["f1"]
+
+    feats = featurize("udpos", train, tok, max_length=64, for_training=True)
+    torch.manual_seed(0)
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    rng = random.Random(0)
+    model.train()
+    for _ in range(150):
+        loss = model(**collate(rng.sample(feats, 32), tok)).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    folder = tmp_path / "model"
+    model.save(folder, tokenizer=tok)
+
+    out = tmp_path / "preds"
+    written = predict_task("udpos", folder, data_dir, out, ["en", "zh", "fr"], progress=False)
+    assert set(written) == {"en", "zh", "fr"}
+    scores = {}
+    for lang, path in written.items():
+        assert path == out / "udpos" / f"test-{lang}.tsv"
+        examples = read_examples("udpos", data_dir, "test", lang)
+        predictions = read_predictions(path, "udpos")
+        assert [len(p) for p in predictions] == [len(e.tokens) for e in examples]
+        scores[lang] = score_language("udpos", lang, gold_from_examples("udpos", examples), predictions)["f1"]
+    assert before < 20 and scores["en"] > 50, (before, scores)
+    # every language present by default
+    from xstilts.data.readers import available
+
+    written_all = predict_task("udpos", folder, data_dir, tmp_path / "all", progress=False)
+    assert sorted(written_all) == sorted(available("udpos", data_dir)["test"])
+
+
+# ---------------------------------------------------------------------------- QA
+
+
+def _long_qa_example():
+    filler = "The quick brown fox jumps over the lazy dog. "
+    ctx = filler * 6 + "The treaty was signed in Paris in 1763. " + filler * 2
+    return QAExample("q", "Where was the treaty signed?", ctx, [QAAnswer("Paris", ctx.index("Paris"))])
+
+
+def test_frcode_picks_answer_from_later_window(tiny_tagger):
+    _, _, tok = tiny_tagger
+    ex = _long_qa_example()
+    feats = featurize("xquad", [ex], tok, max_length=48, doc_stride=16, for_training=True)
+    starts, ends = [], []
+    target = None
+    for i, f in enumerate(feats):
+        s = np.zeros(len(f["input_ids"]))
+        e = np.zeros(len(f["input_ids"]))
+        if f["start_positions"] and f["max_context"][f["start_positions"]] and target is None:
+            target = i
+            s[f["start_positions"]] = 5.0
+            e[f["end_positions"]] = 5.0
+        s[0] = e[0] = 9.0  # CLS is never an answer
+        starts.append(s)
+        ends.append(e)
+    assert target is not None and target > 0
+    assert decode_answers([ex], feats, starts, ends) == {"q": "Paris"}
+
+
+def test_best_spans_rules():
+    ctx = "北京是中国的首都"
+    offsets = [None] + [(i, i + 1) for i in range(len(ctx))] + [None]
+    start = np.array([0, 0, 0, 0, 3.0, 0, 0, 1.0, 0, 0])
+    end = np.array([0, 0, 0, 0, 0, 2.0, 0, 0, 4.0, 0])
+    spans = best_spans(start, end, offsets, ctx, n_best=3, max_answer_length=30)
+    assert spans[0].text == "中国的首都" and spans[0].score == 7.0
+    assert best_spans(start, end, offsets, ctx, n_best=3, max_answer_length=2)[0].text == "中国"
+    # a start whose window is not its max-context window is skipped
+    mc = [True] * 10
+    mc[4] = False
+    assert best_spans(start, end, offsets, ctx, max_context=mc, n_best=3)[0].text == "首都"
+    # an end before the start never pairs with it
+    assert all(sp.end_char > sp.start_char for sp in spans)
+
+
+def test_qa_model_finds_answer_in_later_window(tiny_tagger):
+    """A tiny QA model overfit on one long context answers from the right window."""
+    _, _, tok = tiny_tagger
+    ex = _long_qa_example()
+    encoder, _ = build_tiny_model(seed=1)
+    model = build_model("xquad", encoder)
+    feats = featurize("xquad", [ex], tok, max_length=48, doc_stride=16, for_training=True)
+    assert len(feats) >= 4 and any(f["start_positions"] for f in feats[1:])
+    batch = collate(feats, tok)
+    torch.manual_seed(0)  # dropout masks
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    model.train()
+    for _ in range(100):
+        loss = model(**batch).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert predict_examples("xquad", model, tok, [ex], max_length=48, doc_stride=16) == {"q": "Paris"}
+
+
+def test_predict_xquad_files_answers_are_context_substrings(tiny_tagger, tmp_path):
+    xquad_zh = shared_file("xquad/xquad.zh.json")
+    data_dir = xquad_zh.parents[1]
+    from xstilts.data.readers import read_examples
+    from xstilts.evaluation.layout import read_predictions
+
+    encoder, tok = build_tiny_model(seed=0)
+    model = build_model("xquad", encoder)
+    folder = tmp_path / "qa"
+    model.save(folder, tokenizer=tok)
+    written = predict_task("xquad", folder, data_dir, tmp_path / "out", ["zh"], max_length=128, batch_size=64, progress=False)
+    predictions = read_predictions(written["zh"], "xquad")
+    examples = read_examples("xquad", data_dir, "test", "zh")
+    assert set(predictions) == {e.id for e in examples}
+    for e in examples:
+        answer = predictions[e.id]
+        assert answer and answer == answer.strip() and answer in e.context
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+def test_cli_predict_and_errors(tiny_tagger, tmp_path, capsys):
+    folder, _, _ = tiny_tagger
+    test_fr = shared_file("udpos/xtreme-format/download/udpos/test-fr.tsv")
+    from xstilts.cli import main
+
+    out = tmp_path / "out"
+    rc = main(["predict", "--model", str(folder), "--task", "udpos", "--data-dir", str(test_fr.parents[2]),
+               "--out", str(out), "--languages", "fr,en", "--no-progress"])
+    assert rc == 0
+    assert (out / "udpos" / "test-fr.tsv").is_file() and (out / "udpos" / "test-en.tsv").is_file()
+    assert "fr\t" in capsys.readouterr().out
+    # a plain encoder folder cannot predict a task with a head: one-line error, status 2
+    plain = tmp_path / "plain"
+    build_tiny_model(plain)
+    rc = main(["predict", "--model", str(plain), "--task", "udpos", "--data-dir", str(test_fr.parents[2]),
+               "--out", str(out), "--languages", "fr"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "not a trained task model" in err and "Traceback" not in err
+    rc = main(["predict", "--model", str(folder), "--task", "udpos", "--data-dir", str(test_fr.parents[2]),
+               "--out", str(out), "--languages", "xx"])
+    assert rc == 2 and "no language xx" in capsys.readouterr().err

@@ -1,0 +1,358 @@
+"""Zero-shot prediction: a trained task model (or, for retrieval, an encoder) on every language.
+
+:func:`predict_task` reads each language's examples of a split, featurizes them, runs the model
+without gradients over batches sorted by length, maps the outputs back to examples (labels,
+tags per word, answer strings) and writes them in XTREME's submission layout through
+:func:`xstilts.evaluation.layout.write_predictions`. Retrieval tasks (BUCC, Tatoeba) go to
+:func:`xstilts.evaluation.retrieval.predict_retrieval` with a plain encoder.
+
+The lower-level :func:`predict_examples` does the same for a list of examples in memory and
+returns the predictions (the training loop's evaluation uses it).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+from xstilts.errors import ConfigError, MissingDataError
+from xstilts.tasks import Task, TaskKind, get_task
+
+DEFAULT_BATCH_SIZE = 32
+
+
+def _as_task(task: Task | str) -> Task:
+    return task if isinstance(task, Task) else get_task(task)
+
+
+def resolve_device(device: str | None = None):
+    """``device`` as a torch device; ``None``/``"auto"``: the GPU when there is one."""
+    import torch
+
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return nullcontext(None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=False,
+    )
+
+
+def run_model(
+    model: Any,
+    features: Sequence[dict],
+    tokenizer: Any,
+    extract: Callable[[Any, Sequence[dict]], list],
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    max_tokens: int | None = None,
+    device: Any = None,
+    progress: Any = None,
+    description: str = "predict",
+) -> list:
+    """Run ``model`` over ``features`` in length-sorted batches; one result per feature, in order.
+
+    ``extract(output, batch_features)`` turns a batch's model output into one small result per
+    feature (an argmax, the logits at a few positions...), so full logits are never kept for
+    the whole set. ``progress`` is a rich ``Progress`` (or None for no bar).
+    """
+    import torch
+
+    from xstilts.data.batching import feature_length, sorted_batches
+    from xstilts.data.features import collate
+
+    device = resolve_device(device) if not isinstance(device, torch.device) else device
+    was_training = model.training
+    model.eval()
+    model.to(device)
+    batches = sorted_batches([feature_length(f) for f in features], batch_size, max_tokens=max_tokens)
+    results: list = [None] * len(features)
+    bar = progress.add_task(description, total=len(features)) if progress is not None else None
+    try:
+        with torch.no_grad():
+            for batch_indices in batches:
+                batch_features = [features[i] for i in batch_indices]
+                batch = collate(batch_features, tokenizer)
+                batch.pop("labels", None)
+                batch.pop("start_positions", None)
+                batch.pop("end_positions", None)
+                batch = {k: v.to(device) for k, v in batch.items()}
+                output = model(**batch)
+                for i, r in zip(batch_indices, extract(output, batch_features)):
+                    results[i] = r
+                if progress is not None:
+                    progress.advance(bar, len(batch_indices))
+    finally:
+        model.train(was_training)
+    return results
+
+
+# --------------------------------------------------------------------------------------------
+# per kind: what to keep of a batch's output, and how to turn it into predictions
+
+
+def _argmax(output, batch_features):
+    return output.logits.argmax(-1).tolist()
+
+
+def _tag_ids(output, batch_features):
+    logits = output.logits
+    out = []
+    for row, f in enumerate(batch_features):
+        positions = [p for p, _ in f["word_positions"]]
+        ids = logits[row, positions].argmax(-1).tolist() if positions else []
+        out.append([(w, i) for (_, w), i in zip(f["word_positions"], ids)])
+    return out
+
+
+def _span_logits(output, batch_features):
+    start = output.start_logits.float().cpu().numpy()
+    end = output.end_logits.float().cpu().numpy()
+    return [(start[r, : len(f["input_ids"])], end[r, : len(f["input_ids"])]) for r, f in enumerate(batch_features)]
+
+
+def fallback_label(labels: Sequence[str]) -> str:
+    """The tag given to a word the model produced no prediction for (should not happen: words
+    without pieces are fed as the unknown token). "O" for entity tag sets, "X" (UD's "other")
+    for POS, else the first label."""
+    for candidate in ("O", "X"):
+        if candidate in labels:
+            return candidate
+    return labels[0]
+
+
+def _label_names(task: Task, model: Any) -> list[str]:
+    labels = getattr(model, "labels", None) or (list(task.labels) if task.labels else None)
+    if not labels:
+        raise ConfigError(f"{task.name}: neither the model nor the task has a label list")
+    return list(labels)
+
+
+def predict_examples(
+    task: Task | str,
+    model: Any,
+    tokenizer: Any,
+    examples: Sequence[Any],
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    max_length: int | None = None,
+    doc_stride: int = 128,
+    n_best: int = 20,
+    max_answer_length: int = 30,
+    device: Any = None,
+    progress: Any = None,
+    description: str | None = None,
+) -> Any:
+    """Predictions for ``examples`` in the submission layout's in-memory form.
+
+    sentence pair: ``list[str]`` labels; tagging: ``list[list[str]]`` (one tag per word, always
+    as many as words); QA: ``{id: answer text}``; multiple choice: ``list[int]`` choice indices.
+    """
+    from xstilts.data.features import featurize
+
+    task = _as_task(task)
+    kind = task.kind
+    description = description or task.name
+    features = featurize(
+        task,
+        examples,
+        tokenizer,
+        max_length=max_length,
+        doc_stride=doc_stride,
+        for_training=False,
+        labels=getattr(model, "labels", None),
+    )
+    common = dict(batch_size=batch_size, device=device, progress=progress, description=description)
+    if kind == TaskKind.SENTENCE_PAIR:
+        names = _label_names(task, model)
+        ids = run_model(model, features, tokenizer, _argmax, **common)
+        by_example = {f["example_index"]: i for f, i in zip(features, ids)}
+        return [names[by_example[e]] for e in range(len(examples))]
+    if kind == TaskKind.MULTIPLE_CHOICE:
+        ids = run_model(model, features, tokenizer, _argmax, **common)
+        by_example = {f["example_index"]: i for f, i in zip(features, ids)}
+        return [int(by_example[e]) for e in range(len(examples))]
+    if kind == TaskKind.TAGGING:
+        names = _label_names(task, model)
+        results = run_model(model, features, tokenizer, _tag_ids, **common)
+        tags: list[list[str | None]] = [[None] * len(ex.tokens) for ex in examples]
+        for f, pairs in zip(features, results):
+            row = tags[f["example_index"]]
+            for w, i in pairs:
+                if row[w] is not None:
+                    raise AssertionError(f"word {w} of example {f['example_index']} predicted twice")
+                row[w] = names[i]
+        fallback = fallback_label(names)
+        return [[t if t is not None else fallback for t in row] for row in tags]
+    if kind == TaskKind.QA:
+        from xstilts.evaluation.qa_decode import decode_answers
+
+        results = run_model(model, features, tokenizer, _span_logits, **common)
+        if task.metric == "squad_v2":  # unanswerable questions: the null answer "" can win
+            from xstilts.evaluation.metrics_nlu import decode_answers_v2
+
+            return decode_answers_v2(
+                examples, features, [s for s, _ in results], [e for _, e in results],
+                n_best=n_best, max_answer_length=max_answer_length,
+            )[0]  # fmt: skip
+        return decode_answers(
+            examples,
+            features,
+            [s for s, _ in results],
+            [e for _, e in results],
+            n_best=n_best,
+            max_answer_length=max_answer_length,
+        )
+    raise ConfigError(f"{task.name}: no prediction for task kind {kind.value!r}")
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _load_for_task(task: Task, model_or_path: Any, tokenizer: Any, device: Any):
+    """(model, tokenizer) for a task with a head; a path is a folder from ``TaskModel.save``."""
+    from xstilts.models.heads import TaskModel, is_task_model_dir, load_task_model
+
+    if isinstance(model_or_path, (str, os.PathLike)):
+        path = Path(model_or_path)
+        if not is_task_model_dir(path):
+            raise MissingDataError(
+                f"{path}: not a trained task model (expected head.json, head.safetensors and "
+                f"encoder/); {task.name} needs a model fine-tuned on its training data "
+                f"(`xstilts run`), only bucc2018 and tatoeba run on a plain encoder"
+            )
+        model, tok = load_task_model(path, device=device)
+        return model, tokenizer or tok
+    if isinstance(model_or_path, tuple):
+        model_or_path, tokenizer = model_or_path
+    if not isinstance(model_or_path, TaskModel):
+        raise ConfigError(f"{task.name}: expected a TaskModel or a task model folder")
+    if tokenizer is None:
+        raise ConfigError("a tokenizer is needed with an in-memory model")
+    if model_or_path.kind != task.kind:
+        raise ConfigError(
+            f"the model has a {model_or_path.kind.value} head but {task.name} is a {task.kind.value} task"
+        )
+    return model_or_path, tokenizer
+
+
+def _load_encoder(model_or_path: Any, tokenizer: Any):
+    """(encoder, tokenizer) for retrieval: a name or folder, a TaskModel, or an encoder."""
+    if isinstance(model_or_path, (str, os.PathLike)):
+        from xstilts.models.loading import load_encoder
+
+        return load_encoder(os.fspath(model_or_path))
+    if isinstance(model_or_path, tuple):
+        return model_or_path
+    encoder = getattr(model_or_path, "encoder", model_or_path)
+    if tokenizer is None:
+        raise ConfigError("a tokenizer is needed with an in-memory encoder")
+    return encoder, tokenizer
+
+
+def languages_to_predict(task: Task, data_dir: str | Path, split: str, languages: Sequence[str] | None) -> list[str]:
+    """The requested languages (all present ones by default) whose ``split`` files exist."""
+    from xstilts.data.readers import available
+
+    if split not in task.splits:
+        raise ConfigError(f"{task.name} has no {split!r} split (it has: {', '.join(task.splits)})")
+    present = available(task, data_dir).get(split, [])
+    if languages is None:
+        if not present:
+            raise MissingDataError(f"no {task.name} {split} files below {data_dir}")
+        return list(present)
+    unknown = [l for l in languages if l not in task.splits[split]]
+    if unknown:
+        raise ConfigError(
+            f"{task.name} {split} has no language {', '.join(unknown)} "
+            f"(it has: {' '.join(task.splits[split])})"
+        )
+    missing = [l for l in languages if l not in present]
+    if missing:
+        raise MissingDataError(
+            f"no {task.name} {split} file below {data_dir} for {', '.join(missing)} "
+            f"(present: {' '.join(present) or 'none'})"
+        )
+    return list(languages)
+
+
+def predict_task(
+    task: Task | str,
+    model_or_path: Any,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    languages: Sequence[str] | None = None,
+    *,
+    split: str | None = None,
+    tokenizer: Any = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    max_length: int | None = None,
+    doc_stride: int = 128,
+    layer: int | None = None,
+    pooling: str = "mean",
+    prefix: str = "",
+    device: str | None = None,
+    progress: bool = True,
+) -> dict[str, Path]:
+    """Predict ``split`` (default: the task's scored split) of every language; write the files.
+
+    ``model_or_path``: a folder written by ``TaskModel.save`` (or a TaskModel / ``(model,
+    tokenizer)``); for retrieval tasks a plain encoder name or folder (any form
+    :func:`xstilts.models.loading.load_encoder` takes). ``layer``, ``pooling`` and ``prefix`` (text
+    put before every sentence, e.g. ``"query: "`` for E5) apply to retrieval only. Returns
+    language → written file.
+    """
+    task = _as_task(task)
+    split = split or task.score_split
+    if task.kind == TaskKind.RETRIEVAL:
+        from xstilts.evaluation.retrieval import predict_retrieval
+
+        if pooling not in ("mean", "cls"):
+            raise ConfigError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
+        encoder, tok = _load_encoder(model_or_path, tokenizer)
+        encoder.to(resolve_device(device))
+        langs = languages_to_predict(task, data_dir, split, languages)
+        extra: dict[str, Any] = {} if max_length is None else {"max_length": max_length}
+        return predict_retrieval(
+            task, encoder, tok, data_dir, langs, out_dir, layer=layer, pooling=pooling,
+            batch_size=batch_size, prefix=prefix, progress=progress, **extra,
+        )
+    if task.kind not in (TaskKind.SENTENCE_PAIR, TaskKind.TAGGING, TaskKind.QA, TaskKind.MULTIPLE_CHOICE):
+        raise ConfigError(f"{task.name}: `predict` does not handle {task.kind.value} tasks")
+    from xstilts.data.readers import read_examples
+    from xstilts.evaluation.layout import write_predictions
+
+    langs = languages_to_predict(task, data_dir, split, languages)
+    dev = resolve_device(device)
+    model, tok = _load_for_task(task, model_or_path, tokenizer, dev)
+    written: dict[str, Path] = {}
+    with _progress(progress) as bar:
+        for lang in langs:
+            examples = read_examples(task, data_dir, split, lang)
+            predictions = predict_examples(
+                task,
+                model,
+                tok,
+                examples,
+                batch_size=batch_size,
+                max_length=max_length,
+                doc_stride=doc_stride,
+                device=dev,
+                progress=bar,
+                description=f"{task.name} {split} {lang}",
+            )
+            written[lang] = write_predictions(out_dir, task, lang, predictions)
+    return written
