@@ -44,13 +44,17 @@ def test_ccg_tagging_with_the_training_tag_set(tmp_path):
     preds = predict_examples("ccg", model, tok, examples)
     assert [len(p) for p in preds] == [5, 2] and all(t in labels for p in preds for t in p)
     score = score_intermediate("ccg", examples, preds)["token_accuracy"]
-    assert score == pytest.approx(100 * sum(a == b for ex, p in zip(examples, preds) for a, b in zip(ex.tags, p)) / 7)
+    assert score == pytest.approx(
+        100 * sum(a == b for ex, p in zip(examples, preds) for a, b in zip(ex.tags, p)) / 7
+    )
 
 
 def test_squad_v2_model_learns_the_null_answer(tmp_path):
     (tmp_path / "dev-v2.0.json").write_text(json.dumps(SQUAD_V2))
     examples = read_nlu_examples("squad_v2", tmp_path, "dev", "en")
-    encoder, tok = build_tiny_model(seed=0, extra_text=[examples[0].context, examples[0].question, examples[1].question])
+    encoder, tok = build_tiny_model(
+        seed=0, extra_text=[examples[0].context, examples[0].question, examples[1].question]
+    )
     torch.manual_seed(0)
     model = build_model("squad_v2", encoder, dropout=0.0)
     features = featurize("squad_v2", examples, tok, max_length=96, for_training=True)
@@ -68,4 +72,6 @@ def test_squad_v2_model_learns_the_null_answer(tmp_path):
     preds = predict_examples("squad_v2", model, tok, examples, max_length=96)
     assert preds == {"q1": "France", "q2": ""}
     scores = score_intermediate("squad_v2", examples, preds)
-    assert scores["exact"] == 100.0 and scores["NoAns_exact"] == 100.0 and scores["HasAns_f1"] == 100.0
+    assert (
+        scores["exact"] == 100.0 and scores["NoAns_exact"] == 100.0 and scores["HasAns_f1"] == 100.0
+    )

@@ -53,7 +53,9 @@ PRED = {"q1": "Eiffel Tower!", "q2": "Broncos", "q3": "", "q4": "", "q5": "Paris
 def test_normalisation_and_token_f1():
     assert normalize_answer("  The  Eiffel-Tower, an icon. ") == "eiffeltower icon"
     assert token_f1_v2("Denver Broncos", "Broncos") == pytest.approx(2 / 3)
-    assert token_f1_v2("", "") == 1.0 and token_f1_v2("", "x") == 0.0 and token_f1_v2("x", "") == 0.0
+    assert (
+        token_f1_v2("", "") == 1.0 and token_f1_v2("", "x") == 0.0 and token_f1_v2("x", "") == 0.0
+    )
     assert token_f1_v1("", "") == 0.0  # v1.1 has no null answer: no overlap is 0
 
 
@@ -64,7 +66,9 @@ def test_squad_v2_overall_hasans_noans():
     assert scores["f1"] == pytest.approx(100 * (1 + 2 / 3 + 1) / 5)
     assert scores["HasAns_exact"] == pytest.approx(100 / 3)
     assert scores["HasAns_f1"] == pytest.approx(100 * (1 + 2 / 3) / 3)
-    assert scores["NoAns_exact"] == pytest.approx(50.0) and scores["NoAns_f1"] == pytest.approx(50.0)
+    assert scores["NoAns_exact"] == pytest.approx(50.0) and scores["NoAns_f1"] == pytest.approx(
+        50.0
+    )
     assert scores["missing"] == 0
 
 
@@ -113,11 +117,16 @@ def test_score_intermediate_squad_v1_on_xquad_english():
         "exact_match": 100.0, "f1": 100.0, "total": 225, "missing": 0,
     }  # fmt: skip
     half = {ex.id: (ex.answers[0].text if i % 2 == 0 else "") for i, ex in enumerate(gold)}
-    assert score_intermediate("squad_v1", gold, half)["exact_match"] == pytest.approx(100 * 113 / 225)
+    assert score_intermediate("squad_v1", gold, half)["exact_match"] == pytest.approx(
+        100 * 113 / 225
+    )
 
 
 def test_accuracy_and_qqp_f1():
-    gold = [SentencePairExample(id=str(i), text_a="a", text_b="b", label=l) for i, l in enumerate("1100")]
+    gold = [
+        SentencePairExample(id=str(i), text_a="a", text_b="b", label=lab)
+        for i, lab in enumerate("1100")
+    ]
     pred = ["1", "0", "1", "0"]
     # QQP: accuracy 2/4; positive class: tp 1, fp 1, fn 1 → F1 = 2/(2+1+1).
     assert score_intermediate("qqp", gold, pred) == {"accuracy": 50.0, "f1": pytest.approx(50.0)}
@@ -129,16 +138,22 @@ def test_accuracy_and_qqp_f1():
 
 
 def test_multiple_choice_accuracy_on_cosmosqa():
-    gold = read_nlu_examples("cosmosqa", shared_file("cosmosqa/data/valid.csv").parents[2], "dev", "en")
+    gold = read_nlu_examples(
+        "cosmosqa", shared_file("cosmosqa/data/valid.csv").parents[2], "dev", "en"
+    )
     # Always answering choice 2 is right exactly for the 279 records labelled 2.
-    assert score_intermediate("cosmosqa", gold, [2] * len(gold)) == {"accuracy": pytest.approx(27.9)}
+    assert score_intermediate("cosmosqa", gold, [2] * len(gold)) == {
+        "accuracy": pytest.approx(27.9)
+    }
     mc = [MultipleChoiceExample(id="x", context="", question="q", choices=list("abcde"), label=4)]
     assert score_intermediate("commonsenseqa", mc, {"x": 4})["accuracy"] == 100.0
 
 
 def test_ccg_token_accuracy():
     gold = [
-        TaggingExample(id="s1", tokens=["Mr.", "Vinken", "sleeps"], tags=["N/N", "N", r"S[dcl]\NP"]),
+        TaggingExample(
+            id="s1", tokens=["Mr.", "Vinken", "sleeps"], tags=["N/N", "N", r"S[dcl]\NP"]
+        ),
         TaggingExample(id="s2", tokens=["."], tags=["."]),
     ]
     pred = [["N/N", "N/N", r"S[dcl]\NP"], ["."]]
@@ -166,4 +181,7 @@ def test_decode_answers_v2_predicts_the_null_answer_when_cls_wins():
     assert answers == {"a": "Paris", "b": ""} and diff == {"a": -5.0, "b": 3.0}
     assert squad_v2_scores(examples, answers)["exact"] == 100.0
     # A threshold above the difference keeps the span.
-    assert decode_answers_v2(examples, features, starts, ends, null_score_diff_threshold=3.5)[0]["b"] == "Paris"
+    assert (
+        decode_answers_v2(examples, features, starts, ends, null_score_diff_threshold=3.5)[0]["b"]
+        == "Paris"
+    )

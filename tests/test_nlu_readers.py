@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import shared_file
-from xstilts.data.examples import MultipleChoiceExample, QAExample, SentencePairExample, TaggingExample
+from xstilts.data.examples import (
+    MultipleChoiceExample,
+    QAExample,
+    SentencePairExample,
+    TaggingExample,
+)
 from xstilts.data.nlu_readers import (
     ccg_tag_set,
     map_unknown_tags,
@@ -102,7 +107,13 @@ def test_mnli_real_jiant_fixtures(shared_data):
     assert (len(train), len(dev), len(test)) == (5, 5, 5)
     # The val fixture starts with MNLI dev_matched pair 1.
     assert dev[0].text_a == "The new rights are nice enough"
-    assert [ex.label for ex in dev] == ["neutral", "contradiction", "entailment", "contradiction", "contradiction"]
+    assert [ex.label for ex in dev] == [
+        "neutral",
+        "contradiction",
+        "entailment",
+        "contradiction",
+        "contradiction",
+    ]
     assert all(ex.label is None for ex in test)
 
 
@@ -113,7 +124,9 @@ def test_squad_v1_format_on_xquad_english():
     assert all(isinstance(ex, QAExample) and ex.answers and not ex.is_impossible for ex in examples)
     ex = examples[0]
     for answer in ex.answers:
-        assert ex.context[answer.answer_start : answer.answer_start + len(answer.text)] == answer.text
+        assert (
+            ex.context[answer.answer_start : answer.answer_start + len(answer.text)] == answer.text
+        )
 
 
 # --------------------------------------------------------------------------- NLI
@@ -154,7 +167,9 @@ def test_anli_bad_label_and_bad_json_name_file_and_line(tmp_path):
     with pytest.raises(DataFormatError, match=r"train.jsonl:2: expected 'label' in e/n/c") as err:
         read_nlu_path("anli", path, "train")
     assert err.value.line == 2
-    path.write_text('{"uid": "a", "premise": "p", "hypothesis": "h", "label": "e"}\n{"uid": "b", premise\n')
+    path.write_text(
+        '{"uid": "a", "premise": "p", "hypothesis": "h", "label": "e"}\n{"uid": "b", premise\n'
+    )
     with pytest.raises(DataFormatError, match=r"train.jsonl:2: expected one JSON object per line"):
         read_nlu_path("anli", path, "train")
     path.write_text('{"uid": "a", "premise": "p", "label": "e"}\n')
@@ -172,9 +187,18 @@ def _multinli_record(i: int, gold: str) -> dict:
 
 
 def test_multinli_and_snli_original_jsonl_drop_no_gold_pairs(tmp_path):
-    _jsonl(tmp_path / "multinli_1.0/multinli_1.0_train.jsonl",
-           [_multinli_record(1, "neutral"), _multinli_record(2, "-"), _multinli_record(3, "contradiction")])
-    _jsonl(tmp_path / "snli_1.0/snli_1.0_train.jsonl", [_multinli_record(7, "-"), _multinli_record(8, "entailment")])
+    _jsonl(
+        tmp_path / "multinli_1.0/multinli_1.0_train.jsonl",
+        [
+            _multinli_record(1, "neutral"),
+            _multinli_record(2, "-"),
+            _multinli_record(3, "contradiction"),
+        ],
+    )
+    _jsonl(
+        tmp_path / "snli_1.0/snli_1.0_train.jsonl",
+        [_multinli_record(7, "-"), _multinli_record(8, "entailment")],
+    )
     mnli = read_nlu_examples("mnli", tmp_path, "train", "en")
     assert [(ex.id, ex.label) for ex in mnli] == [("1n", "neutral"), ("3n", "contradiction")]
     assert mnli[0].text_a == "premise 1" and mnli[0].text_b == "hypothesis 1"
@@ -198,8 +222,12 @@ def test_mnli_glue_tsv(tmp_path):
     )
     examples = read_nlu_examples("mnli", tmp_path, "dev", "en")
     assert [(ex.id, ex.text_a, ex.label) for ex in examples] == [("1n", "A man.", "entailment")]
-    (tmp_path / "MNLI/dev_matched.tsv").write_text(f"{header}\n0\t1\t1n\tslate\tA man.\tentailment\n")
-    with pytest.raises(DataFormatError, match=r"dev_matched.tsv:2: expected 8 tab-separated fields"):
+    (tmp_path / "MNLI/dev_matched.tsv").write_text(
+        f"{header}\n0\t1\t1n\tslate\tA man.\tentailment\n"
+    )
+    with pytest.raises(
+        DataFormatError, match=r"dev_matched.tsv:2: expected 8 tab-separated fields"
+    ):
         read_nlu_examples("mnli", tmp_path, "dev", "en")
 
 
@@ -219,7 +247,9 @@ def test_qqp_glue_tsv(tmp_path):
     with pytest.raises(DataFormatError, match=r"dev.tsv:2: expected 6 tab-separated fields"):
         read_nlu_examples("qqp", tmp_path, "dev", "en")
     (tmp_path / "QQP/dev.tsv").write_text(header + "1\t2\t3\tq1\tq2\t2\n")
-    with pytest.raises(DataFormatError, match=r"dev.tsv:2: expected is_duplicate 0 or 1, found '2'"):
+    with pytest.raises(
+        DataFormatError, match=r"dev.tsv:2: expected is_duplicate 0 or 1, found '2'"
+    ):
         read_nlu_examples("qqp", tmp_path, "dev", "en")
 
 
@@ -283,7 +313,9 @@ def test_hellaswag_jsonl(tmp_path):
     assert examples[0].question == "" and examples[0].context.startswith("Then, the man writes")
     assert examples[0].choices[3] == "then , the man continues removing the snow on his car."
     _jsonl(tmp_path / "hellaswag/hellaswag_val.jsonl", [_hellaswag(24, 3), _hellaswag(25, 4)])
-    with pytest.raises(DataFormatError, match=r"hellaswag_val.jsonl:2: expected 'label' an integer 0..3"):
+    with pytest.raises(
+        DataFormatError, match=r"hellaswag_val.jsonl:2: expected 'label' an integer 0..3"
+    ):
         read_nlu_examples("hellaswag", tmp_path, "dev", "en")
     three = _hellaswag(26, 0)
     three["endings"] = three["endings"][:3]
@@ -308,9 +340,15 @@ def test_cosmosqa_multiline_fields_and_line_of_a_bad_record(tmp_path):
     assert err.value.found == "7 fields"
     path.write_text(COSMOS_HEADER + 'a1,"It rained.\nWe stayed in, ""bored"".",Why?,x,y,z,w,2\n')
     (ex,) = read_nlu_examples("cosmosqa", tmp_path, "train", "en")
-    assert ex.context == 'It rained.\nWe stayed in, "bored".' and ex.label == 2 and ex.choices == list("xyzw")
+    assert (
+        ex.context == 'It rained.\nWe stayed in, "bored".'
+        and ex.label == 2
+        and ex.choices == list("xyzw")
+    )
     path.write_text(COSMOS_HEADER + "a1,c,q,x,y,z,w,1\na2,c,q,x,y,z,w,4\n")
-    with pytest.raises(DataFormatError, match=r"train.csv:3: expected 'label' an integer 0..3, found '4'"):
+    with pytest.raises(
+        DataFormatError, match=r"train.csv:3: expected 'label' an integer 0..3, found '4'"
+    ):
         read_nlu_examples("cosmosqa", tmp_path, "train", "en")
 
 
@@ -319,18 +357,24 @@ def _csqa_original(ident: str, key: str) -> dict:
     return {
         "answerKey": key, "id": ident,
         "question": {"question_concept": "revolving door",
-                     "choices": [{"label": l, "text": t} for l, t in zip("ABCDE", ["bank", "library", "department store", "mall", "new york"])],
+                     "choices": [{"label": k, "text": t} for k, t in zip("ABCDE", ["bank", "library", "department store", "mall", "new york"])],
                      "stem": "A revolving door is convenient for two direction travel, but it also serves as a security measure at a what?"},
     }  # fmt: skip
 
 
 def test_commonsenseqa_original_jsonl(tmp_path):
-    _jsonl(tmp_path / "train_rand_split.jsonl", [_csqa_original("x1", "A"), _csqa_original("x2", "D")])
+    _jsonl(
+        tmp_path / "train_rand_split.jsonl", [_csqa_original("x1", "A"), _csqa_original("x2", "D")]
+    )
     examples = read_nlu_examples("commonsenseqa", tmp_path, "train", "en")
     assert [(ex.id, ex.label) for ex in examples] == [("x1", 0), ("x2", 3)]
     assert examples[1].question.startswith("A revolving door") and examples[1].choices[3] == "mall"
-    _jsonl(tmp_path / "train_rand_split.jsonl", [_csqa_original("x1", "A"), _csqa_original("x2", "F")])
-    with pytest.raises(DataFormatError, match=r"train_rand_split.jsonl:2: expected answerKey one of"):
+    _jsonl(
+        tmp_path / "train_rand_split.jsonl", [_csqa_original("x1", "A"), _csqa_original("x2", "F")]
+    )
+    with pytest.raises(
+        DataFormatError, match=r"train_rand_split.jsonl:2: expected answerKey one of"
+    ):
         read_nlu_examples("commonsenseqa", tmp_path, "train", "en")
     four = _csqa_original("x3", "A")
     four["question"]["choices"].pop()
@@ -369,7 +413,10 @@ def test_ccg_auto_errors_name_the_line(tmp_path):
     _write(tmp_path / "ccg/dev.auto", bad_leaf)
     with pytest.raises(DataFormatError, match=r"dev.auto:4: expected a leaf .* with 6 fields"):
         read_nlu_examples("ccg", tmp_path, "dev", "en")
-    _write(tmp_path / "ccg/dev.auto", "ID=wsj_0001.1 PARSER=GOLD NUMPARSE=1\nID=wsj_0001.2 PARSER=GOLD NUMPARSE=1\n")
+    _write(
+        tmp_path / "ccg/dev.auto",
+        "ID=wsj_0001.1 PARSER=GOLD NUMPARSE=1\nID=wsj_0001.2 PARSER=GOLD NUMPARSE=1\n",
+    )
     with pytest.raises(DataFormatError, match=r"dev.auto:2: expected the tree of wsj_0001.1"):
         read_nlu_examples("ccg", tmp_path, "dev", "en")
     with pytest.raises(DataFormatError, match="at least one leaf"):
@@ -383,7 +430,10 @@ def test_ccg_from_a_ccgbank_release_reads_the_split_sections(tmp_path):
     _write(auto / "02/wsj_0201.auto", sentence.replace("wsj_0001.2", "wsj_0201.1"))
     _write(auto / "21/wsj_2101.auto", sentence.replace("wsj_0001.2", "wsj_2101.1"))
     _write(auto / "23/wsj_2301.auto", sentence.replace("wsj_0001.2", "wsj_2301.1"))
-    assert [ex.id for ex in read_nlu_examples("ccg", tmp_path, "train", "en")] == ["wsj_0201.1", "wsj_2101.1"]
+    assert [ex.id for ex in read_nlu_examples("ccg", tmp_path, "train", "en")] == [
+        "wsj_0201.1",
+        "wsj_2101.1",
+    ]
     assert [ex.id for ex in read_nlu_examples("ccg", tmp_path, "dev", "en")] == ["wsj_0001.2"]
     assert [ex.id for ex in read_nlu_examples("ccg", tmp_path, "test", "en")] == ["wsj_2301.1"]
 
@@ -397,7 +447,16 @@ def test_hub_records_become_the_same_examples():
     )  # fmt: skip
     assert [(ex.id, ex.label) for ex in nli] == [("9n", "contradiction")]
     (qa,) = nlu_examples_from_records(
-        "squad_v2", [{"id": "q", "title": "t", "context": "c", "question": "?", "answers": {"text": [], "answer_start": []}}]
+        "squad_v2",
+        [
+            {
+                "id": "q",
+                "title": "t",
+                "context": "c",
+                "question": "?",
+                "answers": {"text": [], "answer_start": []},
+            }
+        ],
     )
     assert qa.is_impossible and qa.answers == []
     (swag,) = nlu_examples_from_records("hellaswag", [_hellaswag(1, "2")])
@@ -409,7 +468,9 @@ def test_hub_records_become_the_same_examples():
     )  # fmt: skip
     assert csqa.label == 4 and csqa.choices == list("vwxyz")
     with pytest.raises(DataFormatError, match="label 0, 1 or 2"):
-        nlu_examples_from_records("anli", [{"uid": "u", "premise": "p", "hypothesis": "h", "label": 3}])
+        nlu_examples_from_records(
+            "anli", [{"uid": "u", "premise": "p", "hypothesis": "h", "label": 3}]
+        )
 
 
 def test_read_examples_dispatches_nlu_tasks(shared_data):
@@ -434,9 +495,17 @@ def test_hub_loader_reads_local_parquet_with_the_hub_columns(tmp_path):
          "answer2": "c", "answer3": "d", "label": 0},
     ]  # fmt: skip
     pd.DataFrame(rows).to_parquet(tmp_path / "cosmos.parquet")
-    examples = read_nlu_hub("cosmosqa", "dev", data_files=tmp_path / "cosmos.parquet", cache_dir=tmp_path / "cache")
+    examples = read_nlu_hub(
+        "cosmosqa", "dev", data_files=tmp_path / "cosmos.parquet", cache_dir=tmp_path / "cache"
+    )
     assert [(ex.id, ex.label, ex.choices[3]) for ex in examples] == [("c1", 3, "d"), ("c2", 0, "d")]
     from xstilts.data.hub import load_hub
 
-    via_hub = load_hub("cosmosqa", "dev", "en", data_files=tmp_path / "cosmos.parquet", cache_dir=tmp_path / "cache")
+    via_hub = load_hub(
+        "cosmosqa",
+        "dev",
+        "en",
+        data_files=tmp_path / "cosmos.parquet",
+        cache_dir=tmp_path / "cache",
+    )
     assert [ex.id for ex in via_hub] == ["c1", "c2"]

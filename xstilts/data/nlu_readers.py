@@ -115,7 +115,9 @@ def _read_text(path: Path) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise DataFormatError(path, line, "UTF-8 text", f"byte {data[exc.start:exc.start + 1].hex()}") from None
+        raise DataFormatError(
+            path, line, "UTF-8 text", f"byte {data[exc.start:exc.start + 1].hex()}"
+        ) from None
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -135,7 +137,11 @@ def _jsonl(path: Path, sink: _Sink) -> Iterator[tuple[int, dict[str, Any]]]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            sink.add(DataFormatError(path, number, "one JSON object per line", f"{exc.msg}: {line[:60]!r}"))
+            sink.add(
+                DataFormatError(
+                    path, number, "one JSON object per line", f"{exc.msg}: {line[:60]!r}"
+                )
+            )
             continue
         if not isinstance(record, dict):
             sink.add(DataFormatError(path, number, "a JSON object", type(record).__name__))
@@ -151,7 +157,9 @@ class _Bad(Exception):
         self.error = error
 
 
-def _need(record: Mapping[str, Any], key: str, path: Path, line: int, kind: type | tuple = str) -> Any:
+def _need(
+    record: Mapping[str, Any], key: str, path: Path, line: int, kind: type | tuple = str
+) -> Any:
     if key not in record:
         raise _Bad(DataFormatError(path, line, f"a field {key!r}", f"fields {sorted(record)}"))
     value = record[key]
@@ -172,7 +180,9 @@ def _nli_label(raw: object, path: Path, line: int, field: str) -> str | None:
     raise _Bad(DataFormatError(path, line, f"{field!r} in {allowed}", repr(raw)[:60]))
 
 
-def _nli_record(record: dict[str, Any], path: Path, line: int, index: int, prefix: str) -> SentencePairExample | None:
+def _nli_record(
+    record: dict[str, Any], path: Path, line: int, index: int, prefix: str
+) -> SentencePairExample | None:
     """One NLI pair in any of the JSONL schemas; None when the record has no gold label."""
     if "sentence1" in record or "gold_label" in record:  # MultiNLI / SNLI 1.0
         a = _need(record, "sentence1", path, line)
@@ -204,16 +214,29 @@ def _read_nli_tsv(path: Path, split: str, sink: _Sink) -> tuple[list[SentencePai
             header = fields
             missing = [c for c in ("sentence1", "sentence2") if c not in header]
             if missing:
-                raise DataFormatError(path, number, "a header with sentence1, sentence2[, gold_label]", line[:80])
+                raise DataFormatError(
+                    path, number, "a header with sentence1, sentence2[, gold_label]", line[:80]
+                )
             continue
         if not line.strip():
             continue
         if len(fields) != len(header):
-            sink.add(DataFormatError(path, number, f"{len(header)} tab-separated fields as in the header", f"{len(fields)}"))
+            sink.add(
+                DataFormatError(
+                    path,
+                    number,
+                    f"{len(header)} tab-separated fields as in the header",
+                    f"{len(fields)}",
+                )
+            )
             continue
         row = dict(zip(header, fields))
         try:
-            label = _nli_label(row["gold_label"], path, number, "gold_label") if "gold_label" in row else None
+            label = (
+                _nli_label(row["gold_label"], path, number, "gold_label")
+                if "gold_label" in row
+                else None
+            )
         except _Bad as bad:
             sink.add(bad.error)
             continue
@@ -221,7 +244,11 @@ def _read_nli_tsv(path: Path, split: str, sink: _Sink) -> tuple[list[SentencePai
             dropped += 1
             continue
         ident = row.get("pairID") or row.get("index") or f"{split}-{len(examples)}"
-        examples.append(SentencePairExample(id=ident, text_a=row["sentence1"], text_b=row["sentence2"], label=label))
+        examples.append(
+            SentencePairExample(
+                id=ident, text_a=row["sentence1"], text_b=row["sentence2"], label=label
+            )
+        )
     return examples, dropped
 
 
@@ -271,12 +298,19 @@ def _read_qqp(path: Path, task: Task, split: str, sink: _Sink) -> list[SentenceP
         fields = line.split("\t")
         if header is None:
             if fields not in (list(_QQP_COLUMNS), ["id", "question1", "question2"]):
-                raise DataFormatError(path, number, "the header " + "\\t".join(_QQP_COLUMNS), line[:80])
+                raise DataFormatError(
+                    path, number, "the header " + "\\t".join(_QQP_COLUMNS), line[:80]
+                )
             header = fields
             continue
         if len(fields) != len(header):
             sink.add(
-                DataFormatError(path, number, f"{len(header)} tab-separated fields ({', '.join(header)})", f"{len(fields)}")
+                DataFormatError(
+                    path,
+                    number,
+                    f"{len(header)} tab-separated fields ({', '.join(header)})",
+                    f"{len(fields)}",
+                )
             )
             continue
         row = dict(zip(header, fields))
@@ -284,7 +318,11 @@ def _read_qqp(path: Path, task: Task, split: str, sink: _Sink) -> list[SentenceP
         if label is not None and label not in ("0", "1"):
             sink.add(DataFormatError(path, number, "is_duplicate 0 or 1", repr(label)))
             continue
-        examples.append(SentencePairExample(id=row["id"], text_a=row["question1"], text_b=row["question2"], label=label))
+        examples.append(
+            SentencePairExample(
+                id=row["id"], text_a=row["question1"], text_b=row["question2"], label=label
+            )
+        )
     return examples
 
 
@@ -303,14 +341,32 @@ def _read_squad(path: Path, task: Task, split: str, sink: Any) -> list[QAExample
     for ex in examples:
         if ex.is_impossible and ex.answers:
             # SQuAD v2.0 keeps the spans of an unanswerable question in plausible_answers.
-            problems.add(DataFormatError(path, None, f"no answers for unanswerable question {ex.id}", f"{len(ex.answers)}"))
+            problems.add(
+                DataFormatError(
+                    path,
+                    None,
+                    f"no answers for unanswerable question {ex.id}",
+                    f"{len(ex.answers)}",
+                )
+            )
             continue
         if not ex.is_impossible and not ex.answers and split in ("train", "dev"):
-            what = "an answer or is_impossible: true" if version2 else "an answer (SQuAD v1.1 has no unanswerable questions)"
+            what = (
+                "an answer or is_impossible: true"
+                if version2
+                else "an answer (SQuAD v1.1 has no unanswerable questions)"
+            )
             problems.add(DataFormatError(path, None, f"{what} for question {ex.id}", "no answers"))
             continue
         if ex.is_impossible and not version2:
-            problems.add(DataFormatError(path, None, f"answerable questions only in {task.name}", f"is_impossible {ex.id}"))
+            problems.add(
+                DataFormatError(
+                    path,
+                    None,
+                    f"answerable questions only in {task.name}",
+                    f"is_impossible {ex.id}",
+                )
+            )
             continue
         checked.append(ex)
     return checked
@@ -327,10 +383,16 @@ def _choice_label(raw: object, n: int, path: Path, line: int, field: str) -> int
     return value
 
 
-def _hellaswag_record(record: dict[str, Any], path: Path, line: int, n_choices: int) -> MultipleChoiceExample:
+def _hellaswag_record(
+    record: dict[str, Any], path: Path, line: int, n_choices: int
+) -> MultipleChoiceExample:
     endings = _need(record, "endings", path, line, list)
     if len(endings) != n_choices or not all(isinstance(e, str) for e in endings):
-        raise _Bad(DataFormatError(path, line, f"'endings' a list of {n_choices} strings", repr(endings)[:80]))
+        raise _Bad(
+            DataFormatError(
+                path, line, f"'endings' a list of {n_choices} strings", repr(endings)[:80]
+            )
+        )
     if "ctx_a" in record:
         # As jiant (the paper's code): ctx_a is the prompt, and ctx_b - the start of the sentence
         # an ending completes - goes with each ending, so that every choice is a whole sentence.
@@ -343,7 +405,9 @@ def _hellaswag_record(record: dict[str, Any], path: Path, line: int, n_choices: 
     if record.get("label") not in (None, ""):
         label = _choice_label(record["label"], n_choices, path, line, "label")
     ident = str(record.get("ind", record.get("id", line)))
-    return MultipleChoiceExample(id=ident, context=context, question="", choices=list(endings), label=label)
+    return MultipleChoiceExample(
+        id=ident, context=context, question="", choices=list(endings), label=label
+    )
 
 
 _COSMOS_COLUMNS = ("id", "context", "question", "answer0", "answer1", "answer2", "answer3", "label")
@@ -369,44 +433,77 @@ def _read_cosmosqa(path: Path, task: Task, split: str, sink: _Sink) -> list[Mult
         if header is None:
             header = row
             if tuple(row[:7]) != _COSMOS_COLUMNS[:7]:
-                raise DataFormatError(path, start, "the header " + ",".join(_COSMOS_COLUMNS), ",".join(row)[:80])
+                raise DataFormatError(
+                    path, start, "the header " + ",".join(_COSMOS_COLUMNS), ",".join(row)[:80]
+                )
             continue
         if not row:
             continue
         if len(row) != len(header):
-            sink.add(DataFormatError(path, start, f"{len(header)} CSV fields ({','.join(header)})", f"{len(row)} fields"))
+            sink.add(
+                DataFormatError(
+                    path,
+                    start,
+                    f"{len(header)} CSV fields ({','.join(header)})",
+                    f"{len(row)} fields",
+                )
+            )
             continue
         record = dict(zip(header, row))
         try:
-            label = _choice_label(record["label"], n, path, start, "label") if "label" in record else None
+            label = (
+                _choice_label(record["label"], n, path, start, "label")
+                if "label" in record
+                else None
+            )
         except _Bad as bad:
             sink.add(bad.error)
             continue
         choices = [record[f"answer{i}"] for i in range(n)]
         examples.append(
             MultipleChoiceExample(
-                id=record["id"], context=record["context"], question=record["question"], choices=choices, label=label
+                id=record["id"],
+                context=record["context"],
+                question=record["question"],
+                choices=choices,
+                label=label,
             )
         )
     return examples
 
 
-def _csqa_record(record: dict[str, Any], path: Path, line: int, n_choices: int) -> MultipleChoiceExample:
+def _csqa_record(
+    record: dict[str, Any], path: Path, line: int, n_choices: int
+) -> MultipleChoiceExample:
     """One CommonsenseQA question, original schema or hub schema."""
     ident = str(_need(record, "id", path, line))
     question = _need(record, "question", path, line, (str, dict))
     if isinstance(question, dict):  # original: {"stem", "choices": [{"label", "text"}]}
         stem = _need(question, "stem", path, line)
         raw = _need(question, "choices", path, line, list)
-        if not all(isinstance(c, dict) and isinstance(c.get("label"), str) and isinstance(c.get("text"), str) for c in raw):
-            raise _Bad(DataFormatError(path, line, "choices as {label, text} objects", repr(raw)[:80]))
+        if not all(
+            isinstance(c, dict)
+            and isinstance(c.get("label"), str)
+            and isinstance(c.get("text"), str)
+            for c in raw
+        ):
+            raise _Bad(
+                DataFormatError(path, line, "choices as {label, text} objects", repr(raw)[:80])
+            )
         labels, texts = [c["label"] for c in raw], [c["text"] for c in raw]
     else:  # hub: question is the stem; choices = {"label": [...], "text": [...]}
         stem = question
         choices = _need(record, "choices", path, line, dict)
         labels, texts = choices.get("label"), choices.get("text")
         if not isinstance(labels, list) or not isinstance(texts, list) or len(labels) != len(texts):
-            raise _Bad(DataFormatError(path, line, "choices {label: [...], text: [...]} of equal length", repr(choices)[:80]))
+            raise _Bad(
+                DataFormatError(
+                    path,
+                    line,
+                    "choices {label: [...], text: [...]} of equal length",
+                    repr(choices)[:80],
+                )
+            )
     if len(texts) != n_choices:
         raise _Bad(DataFormatError(path, line, f"{n_choices} choices", f"{len(texts)}"))
     label = None
@@ -415,7 +512,9 @@ def _csqa_record(record: dict[str, Any], path: Path, line: int, n_choices: int) 
         if key not in labels:
             raise _Bad(DataFormatError(path, line, f"answerKey one of {labels}", repr(key)))
         label = labels.index(key)
-    return MultipleChoiceExample(id=ident, context="", question=stem, choices=list(texts), label=label)
+    return MultipleChoiceExample(
+        id=ident, context="", question=stem, choices=list(texts), label=label
+    )
 
 
 def _read_jsonl_mc(path: Path, task: Task, sink: _Sink, parse) -> list[MultipleChoiceExample]:
@@ -430,7 +529,9 @@ def _read_jsonl_mc(path: Path, task: Task, sink: _Sink, parse) -> list[MultipleC
 
 
 # --------------------------------------------------------------------------- CCG (AUTO)
-def parse_auto_tree(tree: str, path: Path | str = "<string>", line: int | None = None) -> tuple[list[str], list[str]]:
+def parse_auto_tree(
+    tree: str, path: Path | str = "<string>", line: int | None = None
+) -> tuple[list[str], list[str]]:
     """Words and supertags of one CCGbank AUTO tree, left to right.
 
     A leaf is ``(<L CAT MPOS OPOS WORD PRED-ARG-CAT>)``: six space-separated fields counting the
@@ -449,13 +550,18 @@ def parse_auto_tree(tree: str, path: Path | str = "<string>", line: int | None =
         fields = tree[start + 2 : end].split(" ")
         if len(fields) != 6 or not all(fields):
             raise DataFormatError(
-                path, line, "a leaf (<L CAT POS POS WORD PRED-ARG-CAT>) with 6 fields", tree[start : end + 2]
+                path,
+                line,
+                "a leaf (<L CAT POS POS WORD PRED-ARG-CAT>) with 6 fields",
+                tree[start : end + 2],
             )
         tags.append(fields[1])
         words.append(fields[4])
         position = end + 2
     if not words:
-        raise DataFormatError(path, line, "a derivation with at least one leaf (<L ...>)", tree[:60])
+        raise DataFormatError(
+            path, line, "a derivation with at least one leaf (<L ...>)", tree[:60]
+        )
     return words, tags
 
 
@@ -468,7 +574,11 @@ def _read_auto(path: Path, task: Task, split: str, sink: _Sink) -> list[TaggingE
             continue
         if text.startswith("ID="):
             if pending is not None:
-                sink.add(DataFormatError(path, number, f"the tree of {pending[1]} (line {pending[0]})", text[:60]))
+                sink.add(
+                    DataFormatError(
+                        path, number, f"the tree of {pending[1]} (line {pending[0]})", text[:60]
+                    )
+                )
             ident = text.split()[0][3:]
             pending = (number, ident)
             continue
@@ -476,7 +586,9 @@ def _read_auto(path: Path, task: Task, split: str, sink: _Sink) -> list[TaggingE
             sink.add(DataFormatError(path, number, "an 'ID=...' line before each tree", text[:60]))
             continue
         if not text.startswith("(<"):
-            sink.add(DataFormatError(path, number, "a derivation tree '(<T ...' or '(<L ...'", text[:60]))
+            sink.add(
+                DataFormatError(path, number, "a derivation tree '(<T ...' or '(<L ...'", text[:60])
+            )
             pending = None
             continue
         try:
@@ -488,7 +600,9 @@ def _read_auto(path: Path, task: Task, split: str, sink: _Sink) -> list[TaggingE
         examples.append(TaggingExample(id=pending[1], tokens=words, tags=tags))
         pending = None
     if pending is not None:
-        sink.add(DataFormatError(path, pending[0], f"a tree after {pending[1]}", "the end of the file"))
+        sink.add(
+            DataFormatError(path, pending[0], f"a tree after {pending[1]}", "the end of the file")
+        )
     return examples
 
 
@@ -509,7 +623,9 @@ def _ccgbank_sections(task: Task, data_dir: Path, split: str) -> list[Path]:
     return []
 
 
-def ccg_tag_set(examples: Iterable[TaggingExample], *, top_k: int | None = None, min_count: int = 1) -> list[str]:
+def ccg_tag_set(
+    examples: Iterable[TaggingExample], *, top_k: int | None = None, min_count: int = 1
+) -> list[str]:
     """The supertags of (training) examples, most frequent first (ties by name).
 
     CCGbank's training sections hold about 1,300 categories, half of them seen once or twice;
@@ -521,14 +637,18 @@ def ccg_tag_set(examples: Iterable[TaggingExample], *, top_k: int | None = None,
     return ranked[:top_k] if top_k is not None else ranked
 
 
-def map_unknown_tags(examples: Iterable[TaggingExample], tag_set: Sequence[str], unknown: str = "<UNK>") -> list[TaggingExample]:
+def map_unknown_tags(
+    examples: Iterable[TaggingExample], tag_set: Sequence[str], unknown: str = "<UNK>"
+) -> list[TaggingExample]:
     """Copies of the examples with every tag outside ``tag_set`` replaced by ``unknown``.
 
     For training only: score against the original tags, so a rare gold tag counts as an error.
     """
     keep = set(tag_set)
     return [
-        replace(ex, tags=[t if t in keep else unknown for t in ex.tags]) if ex.tags is not None else ex
+        replace(ex, tags=[t if t in keep else unknown for t in ex.tags])
+        if ex.tags is not None
+        else ex
         for ex in examples
     ]
 
@@ -541,7 +661,9 @@ def nlu_label_set(task: Task | str, data_dir: str | Path | None = None) -> list[
         return list(task.labels)
     if task.reader == "ccg_auto":
         if data_dir is None:
-            raise ConfigError(f"{task.name}: its tag set comes from the training data; give a data directory")
+            raise ConfigError(
+                f"{task.name}: its tag set comes from the training data; give a data directory"
+            )
         train = read_nlu_examples(task, data_dir, "train", "en")
         full = ccg_tag_set(train)  # type: ignore[arg-type]
         kept = ccg_tag_set(
@@ -556,7 +678,9 @@ def nlu_label_set(task: Task | str, data_dir: str | Path | None = None) -> list[
 
 
 # --------------------------------------------------------------------------- dispatch
-def read_nlu_path(task: Task | str, path: str | Path, split: str = "train", *, sink: Any = None) -> list[NLUExample]:
+def read_nlu_path(
+    task: Task | str, path: str | Path, split: str = "train", *, sink: Any = None
+) -> list[NLUExample]:
     """Parse one file of an NLU task (the format follows ``task.reader`` and, for NLI, the suffix)."""
     task = _as_task(task)
     path = Path(path)
@@ -601,7 +725,9 @@ def read_nlu_examples(
     if lang != "en":
         raise ConfigError(f"{task.name} is an English intermediate task; no language {lang!r}")
     if split not in task.splits:
-        raise ConfigError(f"task {task.name} has no split {split!r}; its splits: {', '.join(task.splits)}")
+        raise ConfigError(
+            f"task {task.name} has no split {split!r}; its splits: {', '.join(task.splits)}"
+        )
     if task.reader == "anli_plus":
         components = task.extra["components"][split]  # type: ignore[index]
         examples: list[NLUExample] = []
@@ -635,15 +761,25 @@ class HubSpec:
 
 
 HUB_SPECS: dict[str, HubSpec] = {
-    "anli": HubSpec("facebook/anli", None, {s: tuple(f"{s}_r{r}" for r in (1, 2, 3)) for s in ("train", "dev", "test")}),
-    "mnli": HubSpec("nyu-mll/multi_nli", None, {"train": ("train",), "dev": ("validation_matched",)}),
-    "snli": HubSpec("stanfordnlp/snli", None, {"train": ("train",), "dev": ("validation",), "test": ("test",)}),
+    "anli": HubSpec(
+        "facebook/anli",
+        None,
+        {s: tuple(f"{s}_r{r}" for r in (1, 2, 3)) for s in ("train", "dev", "test")},
+    ),
+    "mnli": HubSpec(
+        "nyu-mll/multi_nli", None, {"train": ("train",), "dev": ("validation_matched",)}
+    ),
+    "snli": HubSpec(
+        "stanfordnlp/snli", None, {"train": ("train",), "dev": ("validation",), "test": ("test",)}
+    ),
     "qqp": HubSpec("nyu-mll/glue", "qqp", {"train": ("train",), "dev": ("validation",)}),
     "squad_v1": HubSpec("rajpurkar/squad", None, {"train": ("train",), "dev": ("validation",)}),
     "squad_v2": HubSpec("rajpurkar/squad_v2", None, {"train": ("train",), "dev": ("validation",)}),
     "hellaswag": HubSpec("Rowan/hellaswag", None, {"train": ("train",), "dev": ("validation",)}),
     "cosmosqa": HubSpec("allenai/cosmos_qa", None, {"train": ("train",), "dev": ("validation",)}),
-    "commonsenseqa": HubSpec("tau/commonsense_qa", None, {"train": ("train",), "dev": ("validation",)}),
+    "commonsenseqa": HubSpec(
+        "tau/commonsense_qa", None, {"train": ("train",), "dev": ("validation",)}
+    ),
 }
 
 
@@ -697,19 +833,29 @@ def nlu_examples_from_records(
                 answers = _need(record, "answers", path, line, dict)
                 texts, starts = answers.get("text", []), answers.get("answer_start", [])
                 if len(texts) != len(starts):
-                    raise _Bad(DataFormatError(path, line, "answers with as many starts as texts", repr(answers)[:80]))
+                    raise _Bad(
+                        DataFormatError(
+                            path, line, "answers with as many starts as texts", repr(answers)[:80]
+                        )
+                    )
                 out.append(
                     QAExample(
                         id=str(_need(record, "id", path, line)),
                         question=_need(record, "question", path, line),
                         context=_need(record, "context", path, line),
-                        answers=[QAAnswer(text=t, answer_start=int(s)) for t, s in zip(texts, starts)],
+                        answers=[
+                            QAAnswer(text=t, answer_start=int(s)) for t, s in zip(texts, starts)
+                        ],
                         title=str(record.get("title", "")),
                         is_impossible=task.metric == "squad_v2" and not texts,
                     )
                 )
             elif task.reader == "hellaswag":
-                out.append(_hellaswag_record(dict(record), path, line, int(task.extra.get("num_choices", 4))))  # type: ignore[call-overload]
+                out.append(
+                    _hellaswag_record(
+                        dict(record), path, line, int(task.extra.get("num_choices", 4))
+                    )
+                )  # type: ignore[call-overload]
             elif task.reader == "cosmosqa":
                 n = int(task.extra.get("num_choices", 4))  # type: ignore[call-overload]
                 label = record.get("label")
@@ -719,11 +865,15 @@ def nlu_examples_from_records(
                         context=_need(record, "context", path, line),
                         question=_need(record, "question", path, line),
                         choices=[_need(record, f"answer{i}", path, line) for i in range(n)],
-                        label=None if label in (None, -1) else _choice_label(label, n, path, line, "label"),
+                        label=None
+                        if label in (None, -1)
+                        else _choice_label(label, n, path, line, "label"),
                     )
                 )
             elif task.reader == "commonsenseqa":
-                out.append(_csqa_record(dict(record), path, line, int(task.extra.get("num_choices", 5))))  # type: ignore[call-overload]
+                out.append(
+                    _csqa_record(dict(record), path, line, int(task.extra.get("num_choices", 5)))
+                )  # type: ignore[call-overload]
             else:
                 raise ConfigError(f"task {task.name} has no hub records reader")
         except _Bad as bad:
@@ -744,9 +894,15 @@ def read_nlu_hub(
     task = _as_task(task)
     if task.reader == "anli_plus":
         if data_files is not None:
-            raise ConfigError("anli_plus reads its components (anli, mnli, snli) one by one; give no data_files")
+            raise ConfigError(
+                "anli_plus reads its components (anli, mnli, snli) one by one; give no data_files"
+            )
         components = task.extra["components"][split]  # type: ignore[index]
-        return [ex for name in components for ex in read_nlu_hub(name, split, revision=revision, cache_dir=cache_dir)]
+        return [
+            ex
+            for name in components
+            for ex in read_nlu_hub(name, split, revision=revision, cache_dir=cache_dir)
+        ]
     spec = HUB_SPECS.get(task.name)
     if spec is None or split not in spec.splits:
         raise ConfigError(f"{task.name}: no hub dataset for split {split!r}")
@@ -754,14 +910,26 @@ def read_nlu_hub(
 
     cache = str(cache_dir) if cache_dir else None
     if data_files is not None:
-        files = [str(data_files)] if isinstance(data_files, (str, Path)) else [str(f) for f in data_files]
-        data = datasets.load_dataset("parquet", data_files={"data": files}, split="data", cache_dir=cache)
+        files = (
+            [str(data_files)]
+            if isinstance(data_files, (str, Path))
+            else [str(f) for f in data_files]
+        )
+        data = datasets.load_dataset(
+            "parquet", data_files={"data": files}, split="data", cache_dir=cache
+        )
         return nlu_examples_from_records(task, data, source=files[0])
     examples: list[NLUExample] = []
     for hub_split in spec.splits[split]:
         try:
-            data = datasets.load_dataset(spec.dataset, spec.config, split=hub_split, revision=revision, cache_dir=cache)
+            data = datasets.load_dataset(
+                spec.dataset, spec.config, split=hub_split, revision=revision, cache_dir=cache
+            )
         except Exception as exc:  # offline, unknown id, ...: one readable line
-            raise MissingDataError(f"could not load {spec.dataset} ({hub_split}) from the hub: {exc}") from None
-        examples.extend(nlu_examples_from_records(task, data, source=f"hub:{spec.dataset}[{hub_split}]"))
+            raise MissingDataError(
+                f"could not load {spec.dataset} ({hub_split}) from the hub: {exc}"
+            ) from None
+        examples.extend(
+            nlu_examples_from_records(task, data, source=f"hub:{spec.dataset}[{hub_split}]")
+        )
     return examples

@@ -239,7 +239,9 @@ def decode_answers_v2(
     return answers, null_diff
 
 
-def squad_v1_scores(examples: Sequence[QAExample], predictions: Mapping[str, str]) -> dict[str, float]:
+def squad_v1_scores(
+    examples: Sequence[QAExample], predictions: Mapping[str, str]
+) -> dict[str, float]:
     """SQuAD v1.1 EM/F1 (``evaluate-v1.1.py`` semantics): max over gold answers, missing scores 0."""
     if not examples:
         raise ConfigError("SQuAD scoring needs at least one gold question")
@@ -254,7 +256,12 @@ def squad_v1_scores(examples: Sequence[QAExample], predictions: Mapping[str, str
         em_sum += max(exact_match(g, pred) for g in golds)
         f1_sum += max(token_f1_v1(g, pred) for g in golds)
     n = len(examples)
-    return {"exact_match": 100.0 * em_sum / n, "f1": 100.0 * f1_sum / n, "total": n, "missing": missing}
+    return {
+        "exact_match": 100.0 * em_sum / n,
+        "f1": 100.0 * f1_sum / n,
+        "total": n,
+        "missing": missing,
+    }
 
 
 # --------------------------------------------------------------------------- labels and tags
@@ -309,12 +316,16 @@ def _aligned(examples: Sequence[object], predictions: object, what: str) -> list
     if isinstance(predictions, Mapping):
         missing = [ex.id for ex in examples if ex.id not in predictions]  # type: ignore[attr-defined]
         if missing:
-            raise ConfigError(f"no predicted {what} for {len(missing)} examples, e.g. {missing[0]!r}")
+            raise ConfigError(
+                f"no predicted {what} for {len(missing)} examples, e.g. {missing[0]!r}"
+            )
         return [predictions[ex.id] for ex in examples]  # type: ignore[attr-defined]
     return list(predictions)  # type: ignore[call-overload]
 
 
-def score_intermediate(task: Task | str, gold_examples: Sequence[object], predictions: object) -> dict:
+def score_intermediate(
+    task: Task | str, gold_examples: Sequence[object], predictions: object
+) -> dict:
     """Score phase-1 predictions on an NLU intermediate task with the task's own metric.
 
     ``predictions`` by kind: sentence pair → labels (list aligned with the examples, or dict id →

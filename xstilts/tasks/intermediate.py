@@ -26,7 +26,9 @@ NLI_LABELS = ("contradiction", "entailment", "neutral")
 
 # ANLI keeps each round in a folder: the round-1 file is located, rounds 2 and 3 are read from
 # the sibling folders (xstilts.data.nlu_readers).
-_ANLI_FILES = {s: (f"anli_v1.0/R1/{s}.jsonl", f"anli/R1/{s}.jsonl") for s in ("train", "dev", "test")}
+_ANLI_FILES = {
+    s: (f"anli_v1.0/R1/{s}.jsonl", f"anli/R1/{s}.jsonl") for s in ("train", "dev", "test")
+}
 
 
 def _register(**kwargs) -> Task:
@@ -97,7 +99,8 @@ SQUAD_V1 = _register(
     splits=TRAIN_DEV,
     metric="squad",
     files={
-        s: (f"squad/{s}-v1.1.json", f"squad1.1/{s}-v1.1.json", f"{s}-v1.1.json") for s in ("train", "dev")
+        s: (f"squad/{s}-v1.1.json", f"squad1.1/{s}-v1.1.json", f"{s}-v1.1.json")
+        for s in ("train", "dev")
     },
     hub="rajpurkar/squad",
     description="SQuAD v1.1 extractive QA (SQuAD JSON); EM/F1 as evaluate-v1.1.py.",
@@ -110,7 +113,8 @@ SQUAD_V2 = _register(
     splits=TRAIN_DEV,
     metric="squad_v2",
     files={
-        s: (f"squad/{s}-v2.0.json", f"squad2.0/{s}-v2.0.json", f"{s}-v2.0.json") for s in ("train", "dev")
+        s: (f"squad/{s}-v2.0.json", f"squad2.0/{s}-v2.0.json", f"{s}-v2.0.json")
+        for s in ("train", "dev")
     },
     hub="rajpurkar/squad_v2",
     description="SQuAD v2.0 with unanswerable questions; EM/F1 overall, HasAns and NoAns as evaluate-v2.0.py.",
