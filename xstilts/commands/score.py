@@ -63,9 +63,10 @@ def score(
             "--seqeval-mode",
             case_sensitive=False,
             help=(
-                "Chunking for UDPOS/PAN-X F1. 'legacy' (default) is seqeval 0.0.x, which produced XTREME's "
-                "published UDPOS numbers; 'v1' is seqeval >= 1.0 (e.g. 1.2.2), which scores the tag X "
-                "after the first sentence (and CCONJ next to SCONJ) differently. PAN-X scores are the same in both."
+                "Chunking for UDPOS/PAN-X F1. 'legacy' (default) is seqeval 0.0.12, which produced "
+                "XTREME's published UDPOS numbers; 'v1' is seqeval >= 0.0.16 (e.g. 1.2.2), which scores "
+                "the tag X after the first sentence (and CCONJ next to SCONJ) differently. "
+                "PAN-X scores are the same in both."
             ),
         ),
     ] = SeqevalMode.legacy,

@@ -8,17 +8,19 @@ letter is a prefix letter (``SCONJ``/``SYM`` start with S, ``INTJ`` with I) beha
 
 The two seqeval behaviours differ only in how a label's *type* is taken:
 
-``legacy`` (seqeval 0.0.x, which XTREME installed unpinned in 2020 and which produced the
-published UDPOS numbers; the default)
+``legacy`` (seqeval 0.0.12, the release on PyPI from June 2019 to September 2020, which
+XTREME's install script installed unpinned in 2020 and which produced the published UDPOS
+numbers; 0.0.13 chunks the same way; the default)
     ``type = label.split('-')[-1]``: ``X`` has type ``X`` and ``O`` has type ``O``.
-``v1`` (seqeval >= 1.0, e.g. 1.2.2)
+``v1`` (seqeval 0.0.16 and later, including 1.2.2; 0.0.14/0.0.15 reject non-BIO tags outright)
     ``type = label[1:].split('-', 1)[-1] or '_'``: both ``X`` and ``O`` get type ``_``.
     So an ``X`` that follows a sentence boundary (the ``O`` that flattening inserts, after the
     first sentence) does not start a chunk, and an ``X`` that ends a sentence is never closed:
     scores for UDPOS files with ``X`` change. ``CCONJ``/``SCONJ`` also share the type ``CONJ``.
 
 For BIO tag sets (PAN-X) both behaviours give the same chunks. Both are implemented here from
-their published definitions; the ``v1`` path is checked against the installed seqeval 1.2.2.
+their published definitions; the tests check ``v1`` against the installed seqeval 1.2.2 and
+``legacy`` against an independent reading of 0.0.12's rules for UPOS tags.
 """
 
 from __future__ import annotations
