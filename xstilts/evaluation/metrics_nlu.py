@@ -23,31 +23,20 @@ prediction file can never look better than a complete one.
 
 from __future__ import annotations
 
-import re
-import string
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from xstilts.errors import ConfigError
+from xstilts.evaluation.metrics.squad import normalize_answer, squad_scores, token_f1
 
 if TYPE_CHECKING:
     from xstilts.data.examples import QAExample
     from xstilts.tasks.base import Task
 
-_PUNCTUATION = frozenset(string.punctuation)
-_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
-
 
 # --------------------------------------------------------------------------- SQuAD answers
-def normalize_answer(text: str) -> str:
-    """SQuAD's answer normalisation: lower case, no punctuation, no articles, single spaces."""
-    text = text.lower()
-    text = "".join(ch for ch in text if ch not in _PUNCTUATION)
-    text = _ARTICLES.sub(" ", text)
-    return " ".join(text.split())
-
-
+# Normalisation and token F1 are the XTREME scorer's (xstilts.evaluation.metrics.squad): SQuAD
+# v2.0 normalises exactly as v1.1 does; only the null answer is new.
 def _tokens(text: str) -> list[str]:
     return normalize_answer(text).split() if text else []
 
@@ -63,21 +52,12 @@ def token_f1_v2(gold: str, prediction: str) -> float:
     pred_tokens = _tokens(prediction)
     if not gold_tokens or not pred_tokens:
         return float(gold_tokens == pred_tokens)
-    return _overlap_f1(gold_tokens, pred_tokens)
+    return token_f1(pred_tokens, gold_tokens)
 
 
 def token_f1_v1(gold: str, prediction: str) -> float:
     """Bag-of-tokens F1, SQuAD v1.1 style: no overlap (including an empty side) scores 0."""
-    return _overlap_f1(_tokens(gold), _tokens(prediction))
-
-
-def _overlap_f1(gold_tokens: list[str], pred_tokens: list[str]) -> float:
-    same = sum((Counter(gold_tokens) & Counter(pred_tokens)).values())
-    if same == 0:
-        return 0.0
-    precision = same / len(pred_tokens)
-    recall = same / len(gold_tokens)
-    return 2 * precision * recall / (precision + recall)
+    return token_f1(_tokens(prediction), _tokens(gold))
 
 
 def _gold_texts_v2(example: QAExample) -> list[str]:
@@ -242,26 +222,19 @@ def decode_answers_v2(
 def squad_v1_scores(
     examples: Sequence[QAExample], predictions: Mapping[str, str]
 ) -> dict[str, float]:
-    """SQuAD v1.1 EM/F1 (``evaluate-v1.1.py`` semantics): max over gold answers, missing scores 0."""
+    """SQuAD v1.1 EM/F1 with the XTREME scorer's ``squad_scores`` (max over gold answers, a
+    missing prediction scores 0), plus the question count and the number missing."""
     if not examples:
         raise ConfigError("SQuAD scoring needs at least one gold question")
-    em_sum = f1_sum = 0.0
-    missing = 0
     for ex in examples:
-        if ex.id not in predictions:
-            missing += 1
-            continue
-        pred = predictions[ex.id] or ""
-        golds = [a.text for a in ex.answers] or [""]
-        em_sum += max(exact_match(g, pred) for g in golds)
-        f1_sum += max(token_f1_v1(g, pred) for g in golds)
-    n = len(examples)
-    return {
-        "exact_match": 100.0 * em_sum / n,
-        "f1": 100.0 * f1_sum / n,
-        "total": n,
-        "missing": missing,
-    }
+        if not ex.answers:
+            raise ConfigError(
+                f"question {ex.id} has no gold answer (SQuAD v1.1 has none unanswerable)"
+            )
+    gold = [(ex.id, [a.text for a in ex.answers]) for ex in examples]
+    scores = squad_scores(gold, predictions)
+    missing = sum(ex.id not in predictions for ex in examples)
+    return {**scores, "total": len(examples), "missing": missing}
 
 
 # --------------------------------------------------------------------------- labels and tags
