@@ -13,7 +13,7 @@ from tests.conftest import shared_file
 from tests.test_nlu_readers import AUTO, SQUAD_V2
 from xstilts.data.features import collate, featurize
 from xstilts.data.nlu_readers import nlu_label_set, read_nlu_examples
-from xstilts.evaluation.metrics_nlu import score_intermediate
+from xstilts.evaluation.metrics_nlu import intermediate_quality, score_intermediate
 from xstilts.evaluation.predict import predict_examples
 from xstilts.models.heads import build_model
 from xstilts.models.tiny import build_tiny_model
@@ -71,7 +71,8 @@ def test_squad_v2_model_learns_the_null_answer(tmp_path):
     model.eval()
     preds = predict_examples("squad_v2", model, tok, examples, max_length=96)
     assert preds == {"q1": "France", "q2": ""}
-    scores = score_intermediate("squad_v2", examples, preds)
+    scores = intermediate_quality("squad_v2", model, tok, examples, max_length=96)
+    assert scores == score_intermediate("squad_v2", examples, preds)
     assert (
         scores["exact"] == 100.0 and scores["NoAns_exact"] == 100.0 and scores["HasAns_f1"] == 100.0
     )

@@ -334,3 +334,23 @@ def score_intermediate(
             out["f1"] = binary_f1(gold, pred, positive=str(task.extra.get("positive_label", "1")))  # type: ignore[arg-type]
         return out
     raise ConfigError(f"{task.name}: no NLU intermediate metric for kind {task.kind.value}")
+
+
+def intermediate_quality(
+    task: Task | str,
+    model: object,
+    tokenizer: object,
+    dev_examples: Sequence[object],
+    **predict_options: object,
+) -> dict:
+    """Predict ``dev_examples`` with a phase-1 task model and score them (one call after phase 1).
+
+    ``predict_options`` go to :func:`xstilts.evaluation.predict.predict_examples` (batch_size,
+    max_length, doc_stride, device, ...). SQuAD v2.0 predictions include the null answer.
+    """
+    from xstilts.evaluation.predict import predict_examples
+    from xstilts.tasks import get_task
+
+    task = get_task(task) if isinstance(task, str) else task
+    predictions = predict_examples(task, model, tokenizer, dev_examples, **predict_options)
+    return score_intermediate(task, dev_examples, predictions)
