@@ -509,3 +509,13 @@ def test_hub_loader_reads_local_parquet_with_the_hub_columns(tmp_path):
         cache_dir=tmp_path / "cache",
     )
     assert [ex.id for ex in via_hub] == ["c1", "c2"]
+
+
+def test_cli_reports_a_bad_nlu_record_as_one_line(tmp_path, capsys):
+    from xstilts.cli import main
+
+    _write(tmp_path / "cosmosqa/valid.csv", COSMOS_HEADER + "a,c,q,x,y,z,w,1\nb,c,q,x,y,z,w,9\n")
+    assert main(["data", "show", "cosmosqa", "-d", str(tmp_path), "-s", "dev"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err
+    assert "cosmosqa/valid.csv:3: expected 'label' an integer 0..3, found '9'" in err
