@@ -1,7 +1,108 @@
-"""CLI command module (being written)."""
+"""``xstilts run``: one X-STILTs pipeline from a YAML config and/or flags (flags win)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 
+def run(
+    config: Annotated[Path | None, typer.Argument(help="Run config (YAML). Flags override its values.")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Encoder: catalogue name, folder or hub id.")] = None,
+    target: Annotated[str | None, typer.Option("--target", "-t", help="Target task (XTREME).")] = None,
+    intermediate: Annotated[
+        list[str] | None,
+        typer.Option("--intermediate", "-i",
+                     help="Intermediate task(s) for phase 1 (repeat or comma-separate; TASK:FORMULATION for code tasks; 'none').")
+    ] = None,
+    sampling: Annotated[str | None, typer.Option(help="Mixture sampling: uniform, proportional or temperature.")] = None,
+    encoder_dir: Annotated[str | None, typer.Option(help="Start from this encoder folder (e.g. another run's encoder/).")] = None,
+    mlm_data: Annotated[str | None, typer.Option(help="Raw text for phase-0 masked-LM training (file or folder).")] = None,
+    data_dir: Annotated[str | None, typer.Option("--data-dir", "-d", help="Data folder (e.g. ../shared/data).")] = None,
+    out: Annotated[str | None, typer.Option("--out", "-o", help="Run directory.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Target fine-tuning epochs.")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Target fine-tuning peak learning rate.")] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(help="Target fine-tuning batch per optimizer step (sets gradient accumulation to 1 unless --grad-accum).")
+    ] = None,
+    grad_accum: Annotated[int | None, typer.Option(help="Target fine-tuning gradient accumulation steps.")] = None,
+    max_length: Annotated[int | None, typer.Option(help="Target maximum sequence length (tokens).")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Cap on target optimizer steps.")] = None,
+    max_examples: Annotated[int | None, typer.Option(help="Keep the first N target training examples.")] = None,
+    languages: Annotated[list[str] | None, typer.Option("--languages", "-l", help="Evaluation languages (default: all present).")] = None,
+    eval_split: Annotated[str | None, typer.Option(help="Split predicted in phase 3 (default: the task's scored split; 'dev' for PAN-X here).")] = None,
+    eval_max_examples: Annotated[int | None, typer.Option(help="At most N examples per language in phase 3.")] = None,
+    dev_eval: Annotated[
+        bool | None,
+        typer.Option("--dev-eval/--no-dev-eval", help="Select the best checkpoint on English dev (default on when dev exists).")
+    ] = None,
+    mixed_precision: Annotated[str | None, typer.Option(help="auto, no, bf16 or fp16.")] = None,
+    cpu: Annotated[bool | None, typer.Option("--cpu/--no-cpu", help="Force CPU.")] = None,
+    progress: Annotated[bool | None, typer.Option("--progress/--no-progress", help="Progress bars.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print scores.json when done.")] = False,
+) -> None:
+    """Run [MLM ->] [intermediate ->] target fine-tuning -> zero-shot scores; resumes if killed.
+
+    Re-running the same command on a finished run reads its results instead of training again.
+    """
+    from xstilts.study.config import load_run_config
+
+    overrides: dict[str, object] = {
+        "model": model, "target": target, "encoder_dir": encoder_dir, "data_dir": data_dir, "out": out,
+        "seed": seed, "eval_split": eval_split, "eval_max_examples": eval_max_examples, "dev_eval": dev_eval,
+        "cpu": cpu, "progress": progress,
+        "hyperparameters.target.epochs": epochs, "hyperparameters.target.learning_rate": lr,
+        "hyperparameters.target.max_length": max_length, "hyperparameters.target.max_steps": max_steps,
+        "hyperparameters.target.max_examples": max_examples,
+        "hyperparameters.target.mixed_precision": mixed_precision,
+        "hyperparameters.intermediate.mixed_precision": mixed_precision,
+    }
+    if batch_size is not None:
+        overrides["hyperparameters.target.batch_size"] = batch_size
+        overrides["hyperparameters.target.grad_accum"] = grad_accum or 1
+    elif grad_accum is not None:
+        overrides["hyperparameters.target.grad_accum"] = grad_accum
+    if languages:
+        overrides["languages"] = [x for item in languages for x in item.replace(",", " ").split()]
+    if intermediate:
+        names = [x for item in intermediate for x in item.replace(",", " ").split()]
+        if names == ["none"]:
+            overrides["intermediate"] = "none"  # the config's validator turns this into no phase 1
+        else:
+            overrides["intermediate.tasks"] = names  # merged into the config's intermediate block
+    if sampling:
+        overrides["intermediate.sampling"] = sampling
+    if mlm_data:
+        overrides["mlm.data"] = mlm_data
+    cfg = load_run_config(config, **overrides)
+
+    from xstilts.study.pipeline import run_pipeline
+
+    run_dir = run_pipeline(cfg)
+    scores_path = run_dir / "scores.json"
+    if as_json and scores_path.is_file():
+        typer.echo(scores_path.read_text().rstrip())
+        return
+    finished = json.loads((run_dir / "run.json").read_text())
+    typer.echo(f"run directory: {run_dir}")
+    for task, entry in (finished.get("scores") or {}).get("tasks", {}).items():
+        langs = entry.get("languages", {})
+        parts = []
+        for lang, metrics in sorted(langs.items()):
+            value = next((metrics[k] for k in ("f1", "accuracy") if k in metrics), None)
+            if value is not None:
+                parts.append(f"{lang} {value:.1f}")
+        score = entry.get("score")
+        typer.echo(f"{task}: score {score:.2f}" if score is not None else f"{task}: no score")
+        if parts:
+            typer.echo("  " + "  ".join(parts))
+
+
 def register(app: typer.Typer) -> None:
     """Adds this module's commands to the app."""
+    app.command("run")(run)

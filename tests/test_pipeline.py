@@ -1,0 +1,187 @@
+"""The three-phase pipeline end to end on small slices of the real UDPOS / PAN-X files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from conftest import shared_file  # noqa: E402
+
+from xstilts.errors import ConfigError  # noqa: E402
+
+UDPOS = "udpos/xtreme-format/download/udpos"
+PANX = "panx/download/panx"
+
+
+def head_sentences(src: Path, dst: Path, n: int) -> list[list[str]]:
+    """Copy the first ``n`` sentences (blank-line separated) of a token<TAB>tag file."""
+    sentences, current = [], []
+    for line in src.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            if current:
+                sentences.append(current)
+                current = []
+                if len(sentences) == n:
+                    break
+            continue
+        current.append(line)
+    if current and len(sentences) < n:
+        sentences.append(current)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_text("".join("\n".join(s) + "\n\n" for s in sentences), encoding="utf-8")
+    return [[line.split("\t")[0] for line in s] for s in sentences]
+
+
+@pytest.fixture(scope="module")
+def small_world(tmp_path_factory):
+    """A data folder with UDPOS and PAN-X slices and a tiny XLM-R whose vocabulary covers them."""
+    from xstilts.models.tiny import build_tiny_model
+
+    root = tmp_path_factory.mktemp("world")
+    data = root / "data"
+    words: list[str] = []
+    for name, n in (("train-en", 48), ("dev-en", 12), ("test-en", 10), ("test-fr", 10), ("test-es", 10)):
+        words += [" ".join(s) for s in head_sentences(shared_file(f"{UDPOS}/{name}.tsv"), data / "udpos" / f"{name}.tsv", n)]
+    for name, n in (("train-en", 48), ("dev-en", 10), ("dev-de", 10)):
+        words += [" ".join(s) for s in head_sentences(shared_file(f"{PANX}/{name}.tsv"), data / "panx" / f"{name}.tsv", n)]
+    model_dir = root / "tiny"
+    build_tiny_model(model_dir, extra_text=words, hidden_size=32, num_layers=2, vocab_size=1500)
+    return {"data": data, "model": model_dir, "root": root}
+
+
+def _cli(args: list[str]) -> int:
+    from xstilts.cli import main
+
+    return main(args)
+
+
+def test_run_udpos_end_to_end_then_rerun_reads(small_world, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["run", "--model", str(small_world["model"]), "--target", "udpos", "--data-dir",
+            str(small_world["data"]), "--out", str(out), "--seed", "3", "--epochs", "2", "--lr", "1e-3",
+            "--batch-size", "8", "--max-length", "64", "--no-progress"]
+    assert _cli(args) == 0
+    for name in ("config.yaml", "versions.json", "run.log", "metrics.json", "scores.json", "run.json"):
+        assert (out / name).is_file(), name
+    scores = json.loads((out / "scores.json").read_text())
+    langs = scores["tasks"]["udpos"]["languages"]
+    assert sorted(langs) == ["en", "es", "fr"]
+    for lang, metrics in langs.items():
+        assert 0.0 <= metrics["f1"] <= 100.0
+    assert scores["tasks"]["udpos"]["score"] == pytest.approx(sum(m["f1"] for m in langs.values()) / 3, abs=0.01)
+    # predictions: one tag per word of every test sentence
+    pred = (out / "predictions" / "udpos" / "test-fr.tsv").read_text().strip().split("\n\n")
+    assert len(pred) == 10
+    gold = (out / "labels" / "udpos" / "test-fr.tsv").read_text().strip().split("\n\n")
+    assert [len(p.splitlines()) for p in pred] == [len(g.splitlines()) for g in gold]
+    metrics = json.loads((out / "metrics.json").read_text())
+    train = metrics["phase2"]["train"]
+    n_feats = metrics["phase2"]["train_features"]  # long sentences make several windows
+    assert metrics["phase2"]["train_examples"] == 48 and n_feats >= 48
+    assert train["global_step"] == 2 * -(-n_feats // 8)
+    assert metrics["phase2"]["settings"]["learning_rate"] == 1e-3
+    assert metrics["phase2"]["settings"]["grad_accum"] == 1
+    assert train["eval_history"] and "score" in train["eval_history"][0]  # dev-en model selection
+    versions = json.loads((out / "versions.json").read_text())["first_start"]
+    assert versions["packages"]["torch"] and versions["python"]
+    assert (out / "phase2" / "model" / "head.json").is_file()
+    # the same command again reads the finished run: no training, same scores
+    stamp = (out / "phase2" / "model" / "head.safetensors").stat().st_mtime_ns
+    capsys.readouterr()
+    assert _cli(args + ["--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == scores
+    assert (out / "phase2" / "model" / "head.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_changed_config_in_unfinished_run_dir_is_refused(small_world, tmp_path):
+    from xstilts.study.config import load_run_config
+    from xstilts.study.rundir import RunDir
+
+    cfg = load_run_config(None, model=str(small_world["model"]), target="udpos",
+                          data_dir=str(small_world["data"]), out=str(tmp_path / "r"))
+    RunDir(cfg.out).open(json.loads(cfg.model_dump_json()))
+    other = cfg.model_copy(update={"seed": 2})
+    with pytest.raises(ConfigError, match="differs in: seed"):
+        RunDir(cfg.out).open(json.loads(other.model_dump_json()))
+
+
+def test_phase2_starts_from_phase1_encoder(small_world, tmp_path, monkeypatch):
+    """Intermediate PAN-X -> target UDPOS: phase 2's starting weights are the phase-1 encoder's."""
+    from safetensors.torch import load_file
+
+    import xstilts.train.loop as loop
+    from xstilts.study.config import load_run_config
+    from xstilts.study.pipeline import run_pipeline
+
+    seen: dict[str, dict] = {}
+    real_train = loop.train
+
+    def spy(model, *a, **kw):
+        if kw.get("description", "").startswith("phase2"):
+            seen["start"] = {k: v.detach().clone() for k, v in model.encoder.state_dict().items()}
+            seen["head"] = {k: tuple(v.shape) for k, v in model.head.state_dict().items()}
+        return real_train(model, *a, **kw)
+
+    monkeypatch.setattr(loop, "train", spy)
+    cfg = load_run_config(
+        None, model=str(small_world["model"]), target="udpos", intermediate="panx",
+        data_dir=str(small_world["data"]), out=str(tmp_path / "run"), seed=1, progress=False,
+        eval_max_examples=3, languages=["fr"],
+        hyperparameters={"intermediate": {"learning_rate": 5e-3, "batch_size": 8, "epochs": 1, "eval_every": 0},
+                         "target": {"learning_rate": 1e-3, "batch_size": 8, "grad_accum": 1, "epochs": 1}},
+    )
+    run = run_pipeline(cfg)
+    phase1 = load_file(str(run / "encoder" / "model.safetensors"))
+    pretrained = load_file(str(small_world["model"] / "model.safetensors"))
+    start = seen["start"]
+    compared = 0
+    for key, value in phase1.items():
+        assert torch.equal(start[key], value), key
+        compared += 1
+    assert compared >= 10
+    # phase 1 really trained the encoder, so equality with it is not equality with the start
+    moved = [k for k in phase1 if k in pretrained and not torch.equal(phase1[k], pretrained[k])]
+    assert len(moved) > compared // 2
+    # a NEW head: UDPOS has 17 labels, PAN-X had 7
+    assert seen["head"] == {"classifier.weight": (17, 32), "classifier.bias": (17,)}
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["phase2"]["encoder_check"]["tensors_checked"] == compared
+    assert metrics["phase1"]["sizes"] == {"panx": 48}
+    assert json.loads((run / "scores.json").read_text())["tasks"]["udpos"]["languages"].keys() == {"fr"}
+
+
+def test_encoder_check_fails_loudly(small_world, tmp_path):
+    from xstilts.models.loading import load_encoder
+    from xstilts.study.pipeline import verify_encoder_matches
+
+    encoder, _ = load_encoder(str(small_world["model"]))
+    assert verify_encoder_matches(encoder, small_world["model"])["tensors_checked"] > 10
+    with torch.no_grad():
+        encoder.embeddings.word_embeddings.weight[0, 0] += 1.0
+    with pytest.raises(ConfigError, match="1 differ"):
+        verify_encoder_matches(encoder, small_world["model"])
+    with pytest.raises(ConfigError, match="no encoder weights"):
+        verify_encoder_matches(encoder, tmp_path)
+
+
+def test_retrieval_target_skips_fine_tuning(small_world, tmp_path):
+    """Tatoeba goes straight from the (pretrained) encoder to phase 3."""
+    from xstilts.study.config import load_run_config
+    from xstilts.study.pipeline import run_pipeline
+
+    data = tmp_path / "data"
+    for side in ("deu", "eng"):
+        src = shared_file(f"tatoeba/v1/tatoeba.deu-eng.{side}")
+        dst = data / "tatoeba" / "v1" / f"tatoeba.deu-eng.{side}"
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_text("".join(src.read_text(encoding="utf-8").splitlines(keepends=True)[:20]), encoding="utf-8")
+    cfg = load_run_config(None, model=str(small_world["model"]), target="tatoeba", data_dir=str(data),
+                          out=str(tmp_path / "run"), progress=False)
+    run = run_pipeline(cfg)
+    scores = json.loads((run / "scores.json").read_text())
+    assert list(scores["tasks"]["tatoeba"]["languages"]) == ["de"]
+    assert not (run / "phase2").exists()

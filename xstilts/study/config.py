@@ -1,0 +1,359 @@
+"""The configuration of one pipeline run (``xstilts run``) and the paper's default hyperparameters.
+
+A run is: an encoder, optionally masked-LM training on raw text (phase 0), optionally one or
+several English intermediate tasks (phase 1), optionally a target task (phase 2 fine-tuning on
+its English training data, then phase 3 zero-shot prediction and scoring in every language).
+
+Every field is validated (pydantic, ``extra="forbid"``): an unknown key, task or language is an
+error that names what is allowed.
+
+Default hyperparameters
+-----------------------
+:data:`TARGET_DEFAULTS` (phase 2) follow XTREME's reference scripts (google-research/xtreme,
+``scripts/train_{udpos,panx,xnli,pawsx,qa}.sh``, for base-size encoders):
+
+==================  ======  ==========================  ======  =======  ==========================
+kind                lr      batch (per step)            epochs  max len  other
+==================  ======  ==========================  ======  =======  ==========================
+tagging             2e-5    8 x 4 accumulation = 32     10      128      eval on dev, keep best
+sentence-pair       2e-5    8 x 4 accumulation = 32     5       128      eval on dev, keep best
+qa                  3e-5    4 x 8 accumulation = 32     3       384      doc stride 128, warm-up
+                                                                         500 steps, wd 1e-4
+multiple-choice     2e-5    8 x 4                       5       128      (as sentence-pair)
+==================  ======  ==========================  ======  =======  ==========================
+
+(XLM-R Large in those scripts uses 2 x 16 = 32 and lr 3e-5 for XNLI.)
+:data:`INTERMEDIATE_DEFAULTS` (phase 1) follow jiant's X-STILTs recipe (Phang et al. 2020; jiant
+``guides/benchmarks/xtreme.md`` and the STILTs example): lr 1e-5, batch 4, 3 epochs, warm-up over
+10% of the steps, evaluation every 1000 steps with early stopping after 30 evaluations without
+improvement, max length 256 (384 for QA). Phase 0 (MLM) uses lr 1e-5 (as the paper's +MLM runs),
+batch 8, 1 epoch, max length 256, masking 15% of the tokens (80/10/10).
+
+Every value can be overridden per phase (``hyperparameters:`` in the YAML, or the CLI flags,
+which apply to the target phase).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from xstilts.errors import ConfigError
+
+SAMPLING = ("uniform", "proportional", "temperature")
+
+# Phase 2: XTREME reference scripts (see the module docstring).
+TARGET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "tagging": dict(learning_rate=2e-5, batch_size=8, grad_accum=4, epochs=10, max_length=128,
+                    warmup_ratio=0.0, weight_decay=0.0),
+    "sentence-pair": dict(learning_rate=2e-5, batch_size=8, grad_accum=4, epochs=5, max_length=128,
+                          warmup_ratio=0.0, weight_decay=0.0),
+    "qa": dict(learning_rate=3e-5, batch_size=4, grad_accum=8, epochs=3, max_length=384,
+               doc_stride=128, warmup_steps=500, weight_decay=1e-4),
+    "multiple-choice": dict(learning_rate=2e-5, batch_size=8, grad_accum=4, epochs=5, max_length=128,
+                            warmup_ratio=0.0, weight_decay=0.0),
+}
+# Phase 1: jiant's X-STILTs recipe (see the module docstring).
+INTERMEDIATE_DEFAULTS: dict[str, Any] = dict(
+    learning_rate=1e-5, batch_size=4, grad_accum=1, epochs=3, max_length=256, warmup_ratio=0.1,
+    weight_decay=0.0, eval_every=1000, patience=30,
+)
+INTERMEDIATE_QA_MAX_LENGTH = 384
+MLM_DEFAULTS: dict[str, Any] = dict(
+    learning_rate=1e-5, batch_size=8, grad_accum=1, epochs=1, max_length=256, warmup_ratio=0.1,
+    weight_decay=0.0,
+)
+COMMON_DEFAULTS: dict[str, Any] = dict(max_grad_norm=1.0, schedule="linear", checkpoint_every=500)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PhaseHyperparameters(_Strict):
+    """Overrides of one phase's defaults; ``None`` keeps the default."""
+
+    learning_rate: float | None = Field(None, gt=0)
+    batch_size: int | None = Field(None, ge=1)
+    grad_accum: int | None = Field(None, ge=1)
+    epochs: int | None = Field(None, ge=1)
+    max_steps: int | None = Field(None, ge=1)
+    warmup_ratio: float | None = Field(None, ge=0, lt=1)
+    warmup_steps: int | None = Field(None, ge=0)
+    weight_decay: float | None = Field(None, ge=0)
+    max_grad_norm: float | None = Field(None, ge=0)
+    schedule: Literal["linear", "constant"] | None = None
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] | None = None
+    eval_every: int | None = Field(None, ge=0)
+    patience: int | None = Field(None, ge=1)
+    checkpoint_every: int | None = Field(None, ge=0)
+    max_length: int | None = Field(None, ge=8)
+    doc_stride: int | None = Field(None, ge=1)
+    max_examples: int | None = Field(None, ge=1, description="keep the first N training examples")
+
+
+class Hyperparameters(_Strict):
+    mlm: PhaseHyperparameters = PhaseHyperparameters()
+    intermediate: PhaseHyperparameters = PhaseHyperparameters()
+    target: PhaseHyperparameters = PhaseHyperparameters()
+
+
+def _check_task(name: str, allowed: list[str], what: str) -> str:
+    from xstilts.tasks import REGISTRY
+
+    if name not in REGISTRY or name not in allowed:
+        raise ValueError(f"unknown {what} {name!r}; allowed: {', '.join(sorted(allowed))}")
+    return name
+
+
+def intermediate_task_names() -> list[str]:
+    """Tasks that can be trained in phase 1: any task with training data and a trainable kind."""
+    from xstilts.tasks import REGISTRY, TaskKind
+
+    return [t.name for t in REGISTRY if t.has_training_data and t.kind not in (TaskKind.RETRIEVAL, TaskKind.MLM)
+            or (t.family == "code" and t.has_training_data)]
+
+
+def target_task_names() -> list[str]:
+    from xstilts.tasks import REGISTRY
+
+    return REGISTRY.names("xtreme")
+
+
+class IntermediateTaskSpec(_Strict):
+    """One intermediate task; ``formulation`` picks the model builder (code tasks)."""
+
+    task: str
+    formulation: str | None = None
+    translated: dict[str, str] | None = Field(
+        None, description="language -> data directory of machine-translated copies (same reader)"
+    )
+    weight: float | None = Field(None, gt=0, description="explicit sampling weight in a mixture")
+    data_dir: str | None = Field(None, description="where this task's files are (default: the run's data_dir)")
+
+    @field_validator("task")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        return _check_task(value, intermediate_task_names(), "intermediate task")
+
+    @classmethod
+    def parse(cls, spec: Any) -> Any:
+        if isinstance(spec, str):
+            task, _, form = spec.partition(":")
+            return {"task": task.strip(), "formulation": form.strip() or None}
+        return spec
+
+
+class MLMCoTraining(_Strict):
+    """Masked-LM batches mixed into phase 1 (the paper's "+MLM" runs)."""
+
+    probability: float = Field(0.5, gt=0, lt=1, description="share of phase-1 batches that are MLM batches")
+    data: str | None = Field(None, description="raw multilingual text: a file or a folder of .txt files")
+    mask_probability: float = Field(0.15, gt=0, lt=1)
+
+
+class IntermediateSpec(_Strict):
+    """Phase 1: one task, or a mixture sampled uniformly, proportionally or with a temperature."""
+
+    name: str | None = None
+    tasks: list[IntermediateTaskSpec] = Field(min_length=1)
+    sampling: Literal["uniform", "proportional", "temperature"] = "proportional"
+    temperature: float = Field(2.0, gt=0)
+    mlm: MLMCoTraining | None = None
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _parse(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        if isinstance(value, (list, tuple)):
+            return [IntermediateTaskSpec.parse(v) for v in value]
+        return value
+
+    @property
+    def label(self) -> str:
+        return self.name or "+".join(
+            t.task + (f":{t.formulation}" if t.formulation else "") for t in self.tasks
+        )
+
+
+class MLMPhase(_Strict):
+    """Phase 0: masked-LM training on raw multilingual text before anything else."""
+
+    data: str = Field(description="raw text: a file (one sentence or paragraph a line) or a folder of .txt files")
+    mask_probability: float = Field(0.15, gt=0, lt=1)
+
+
+class RunConfig(_Strict):
+    """One pipeline run; see the module docstring. ``out`` is the run directory."""
+
+    model: str = Field(description="encoder: a catalogue name, a local folder or a hub id")
+    encoder_dir: str | None = Field(
+        None, description="start from this encoder folder (e.g. another run's phase-1 encoder) instead of `model`"
+    )
+    target: str | None = None
+    intermediate: IntermediateSpec | None = None
+    mlm: MLMPhase | None = None
+    data_dir: str
+    out: str
+    seed: int = 1
+    languages: list[str] | None = Field(None, description="evaluation languages (default: every one present)")
+    eval_split: str | None = Field(None, description="split predicted in phase 3 (default: the task's scored split)")
+    eval_max_examples: int | None = Field(None, ge=1, description="at most N examples per language in phase 3")
+    dev_eval: bool = Field(True, description="evaluate on English dev during training (when present) and keep the best")
+    hyperparameters: Hyperparameters = Hyperparameters()
+    trust_remote_code: bool = False
+    cpu: bool = False
+    progress: bool = True
+    predict_batch_size: int = Field(64, ge=1)
+
+    @field_validator("intermediate", mode="before")
+    @classmethod
+    def _intermediate(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return None if value.strip() in ("", "none") else {"tasks": value}
+        if isinstance(value, (list, tuple)):
+            return {"tasks": list(value)}
+        return value
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return _check_task(value, target_task_names(), "target task")
+
+    @model_validator(mode="after")
+    def _check(self) -> RunConfig:
+        from xstilts.tasks import get_task
+
+        if self.target is None and self.intermediate is None and self.mlm is None:
+            raise ValueError("nothing to run: give a target task, an intermediate task or an mlm phase")
+        if self.target is not None:
+            task = get_task(self.target)
+            split = self.eval_split or task.score_split
+            if split not in task.splits:
+                raise ValueError(
+                    f"eval_split: {split!r} is not a split of {task.name}; allowed: {', '.join(task.splits)}"
+                )
+            if self.languages is not None:
+                allowed = task.splits[split]
+                bad = [lang for lang in self.languages if lang not in allowed]
+                if bad:
+                    raise ValueError(
+                        f"languages: {task.name} {split} has no language {', '.join(bad)}; "
+                        f"allowed: {' '.join(allowed)}"
+                    )
+        elif self.languages is not None:
+            raise ValueError("languages: evaluation languages need a target task")
+        return self
+
+    # ------------------------------------------------------------------------------------
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out)
+
+    def phase_settings(self, phase: str, kind: str | None = None) -> dict[str, Any]:
+        """The resolved hyperparameters of a phase: defaults, then this config's overrides."""
+        if phase == "target":
+            if kind not in TARGET_DEFAULTS:
+                raise ConfigError(f"no fine-tuning defaults for task kind {kind!r}")
+            base = dict(COMMON_DEFAULTS, **TARGET_DEFAULTS[kind])
+        elif phase == "intermediate":
+            base = dict(COMMON_DEFAULTS, **INTERMEDIATE_DEFAULTS)
+            if kind == "qa":
+                base["max_length"] = INTERMEDIATE_QA_MAX_LENGTH
+                base["doc_stride"] = 128
+        elif phase == "mlm":
+            base = dict(COMMON_DEFAULTS, **MLM_DEFAULTS)
+        else:
+            raise ConfigError(f"unknown phase {phase!r}")
+        overrides = getattr(self.hyperparameters, phase).model_dump(exclude_none=True)
+        base.update(overrides)
+        return base
+
+
+def format_validation_error(exc: ValidationError, source: str = "config") -> str:
+    """One readable line per problem: where, and what is wrong or allowed."""
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            parent = _model_at(err["loc"][:-1])
+            allowed = ", ".join(parent.model_fields) if parent is not None else "?"
+            lines.append(f"{source}: unknown key {where!r}; allowed keys here: {allowed}")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{source}: {where}: {msg}")
+    return "; ".join(lines)
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    model: type[BaseModel] | None = RunConfig
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        model = _unwrap_model(field.annotation)
+    return model
+
+
+def _unwrap_model(annotation: Any) -> type[BaseModel] | None:
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _unwrap_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def load_run_config(source: str | Path | dict[str, Any] | None = None, **overrides: Any) -> RunConfig:
+    """A validated RunConfig from a YAML file or a mapping, with ``overrides`` applied on top.
+
+    Overrides use dotted keys for nested fields (``hyperparameters.target.learning_rate``);
+    ``None`` values are ignored. Errors become one :class:`ConfigError` naming every problem.
+    """
+    import yaml
+
+    label = "config"
+    data: dict[str, Any] = {}
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        label = str(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level, found {type(loaded).__name__}")
+        data = loaded
+    elif isinstance(source, dict):
+        data = dict(source)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[parts[-1]] = value
+    try:
+        return RunConfig(**data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, label)) from None

@@ -1,0 +1,543 @@
+"""One X-STILTs pipeline: [MLM] -> [intermediate tasks] -> target fine-tuning -> zero-shot scores.
+
+Phases (each optional except that something must run; see :class:`RunConfig`):
+
+0. masked-LM training on raw multilingual text (the encoder's own LM head, or a fresh one);
+1. intermediate training on one or several English tasks (a mixture with uniform, proportional
+   or temperature sampling), optionally with MLM batches mixed in and machine-translated copies
+   of the data; the encoder is saved to ``RUN/encoder`` for reuse by other targets;
+2. fine-tuning a NEW head on the target task's English training data, starting from the phase-1
+   encoder (only the encoder: a check compares every weight with the saved phase-1 encoder and
+   fails loudly when they differ or when none was loaded);
+3. zero-shot prediction in every language present and scoring (``scores.json`` in the shape of
+   ``xstilts score --json``). Retrieval targets (BUCC, Tatoeba) skip phase 2.
+
+Each phase marks itself done in the run directory; running the same config again skips finished
+phases (a finished run is only read) and resumes an interrupted phase from its checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from xstilts.errors import ConfigError, MissingDataError
+from xstilts.study.config import RunConfig
+from xstilts.study.rundir import ENCODER_DIR, FINISHED_FILE, SCORES_FILE, RunDir
+from xstilts.tasks import Task, TaskKind, get_task
+from xstilts.train.checkpoint import write_json_atomic
+from xstilts.train.config import TrainConfig
+
+TRAIN_KEYS = (
+    "learning_rate", "batch_size", "grad_accum", "epochs", "max_steps", "warmup_ratio", "warmup_steps",
+    "weight_decay", "max_grad_norm", "schedule", "mixed_precision", "eval_every", "patience",
+    "checkpoint_every",
+)
+DEV_SUBSET = 500  # dev examples per task for early stopping (jiant's eval_subset_num)
+
+
+# ------------------------------------------------------------------------------------------
+# helpers
+
+
+def train_config(settings: dict[str, Any], config: RunConfig, **extra: Any) -> TrainConfig:
+    kwargs = {k: settings[k] for k in TRAIN_KEYS if k in settings}
+    kwargs.update(seed=config.seed, cpu=config.cpu, progress=config.progress)
+    kwargs.update(extra)
+    return TrainConfig(**kwargs)
+
+
+def encoder_state_from_folder(folder: str | Path) -> dict[str, Any]:
+    """Tensors saved in a Hugging Face model folder (safetensors, else pytorch .bin)."""
+    from xstilts.train.mlm import _checkpoint_state
+
+    return _checkpoint_state(folder)
+
+
+def verify_encoder_matches(encoder: Any, folder: str | Path) -> dict[str, Any]:
+    """Fail loudly unless ``encoder`` holds exactly the weights saved in ``folder``.
+
+    Every tensor saved in the folder must exist in the encoder under the same name (allowing
+    for a saved base-model prefix) and be equal; the encoder may have extra keys only for a
+    pooler (which the task heads do not use). Returns counts for the log.
+    """
+    import torch
+
+    saved = encoder_state_from_folder(folder)
+    if not saved:
+        raise ConfigError(f"no encoder weights found in {folder}: nothing would be carried over")
+    current = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
+    prefix = getattr(encoder, "base_model_prefix", "")
+
+    def own_name(k: str) -> str:
+        return k[len(prefix) + 1 :] if prefix and k.startswith(prefix + ".") and k not in current else k
+
+    matched, differing, unknown = 0, [], []
+    seen = set()
+    for key, value in saved.items():
+        name = own_name(key)
+        if name not in current:
+            unknown.append(key)
+            continue
+        seen.add(name)
+        if current[name].shape != value.shape or not torch.equal(current[name], value.to(current[name].dtype)):
+            differing.append(name)
+        else:
+            matched += 1
+    not_loaded = [k for k in current if k not in seen and "pooler" not in k and not k.endswith("position_ids")]
+    if matched == 0 or differing or unknown or not_loaded:
+        raise ConfigError(
+            f"the encoder was not loaded from {folder}: {matched} tensors equal, "
+            f"{len(differing)} differ ({', '.join(differing[:5])}), {len(unknown)} saved tensors unknown to the "
+            f"model ({', '.join(unknown[:5])}), {len(not_loaded)} model tensors not in the folder "
+            f"({', '.join(not_loaded[:5])})"
+        )
+    return {"tensors_checked": matched, "folder": str(folder)}
+
+
+def save_encoder(encoder: Any, tokenizer: Any, folder: Path) -> Path:
+    """Write the encoder and its tokenizer as a standard Hugging Face folder (atomically)."""
+    import shutil
+
+    tmp = folder.with_name(folder.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    encoder.save_pretrained(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    if folder.exists():
+        shutil.rmtree(folder)
+    tmp.replace(folder)
+    return folder
+
+
+def resolve_device(config: RunConfig) -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() and not config.cpu else "cpu"
+
+
+def _read(task: Task, data_dir: str | Path, split: str, lang: str) -> list[Any]:
+    from xstilts.data.readers import read_examples
+
+    return list(read_examples(task, data_dir, split, lang))
+
+
+def _has_split(task: Task, data_dir: str | Path, split: str, lang: str) -> bool:
+    from xstilts.data.readers import available
+
+    if split not in task.splits:
+        return False
+    return lang in available(task, data_dir).get(split, [])
+
+
+def _tag_ids(examples: list[Any], prefix: str) -> list[Any]:
+    import copy
+
+    out = []
+    for ex in examples:
+        ex = copy.copy(ex)
+        if hasattr(ex, "id"):
+            ex.id = f"{prefix}:{ex.id}"
+        out.append(ex)
+    return out
+
+
+def set_seed(seed: int) -> None:
+    from accelerate.utils import set_seed as _set
+
+    _set(seed)
+
+
+# ------------------------------------------------------------------------------------------
+# evaluation during training
+
+
+def dev_metric_eval(task: Task, tokenizer: Any, examples: Sequence[Any], settings: dict[str, Any],
+                    batch_size: int):
+    """``eval_fn`` scoring predictions on English dev with the task's own metric (``score``)."""
+    from xstilts.evaluation.layout import gold_from_examples
+    from xstilts.evaluation.predict import predict_examples
+    from xstilts.evaluation.scorer import score_language
+
+    gold = gold_from_examples(task, examples)
+
+    def evaluate(model) -> dict[str, float]:
+        device = next(model.parameters()).device
+        predictions = predict_examples(
+            task, model, tokenizer, examples, batch_size=batch_size,
+            max_length=settings.get("max_length"), doc_stride=settings.get("doc_stride", 128),
+            device=device, progress=None,
+        )
+        metrics = score_language(task, "en", gold, predictions)
+        primary = next((metrics[k] for k in ("f1", "accuracy", "exact_match") if k in metrics), None)
+        if primary is None:
+            primary = next(iter(metrics.values()))
+        return {**metrics, "score": primary}
+
+    return evaluate
+
+
+def mixture_loss_eval(parts: Sequence[Any], batch_size: int):
+    """``eval_fn`` for phase 1: dev loss of every task that has dev data, and their mean."""
+    from xstilts.train.loop import make_loss_eval
+
+    evals = {p.name: make_loss_eval(p.dev_features, p.collate, batch_size) for p in parts if p.dev_features}
+
+    def evaluate(model) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for name, fn in evals.items():
+            out[f"{name}_loss"] = fn(model.members[name])["loss"]
+        out["loss"] = sum(out.values()) / len(out)
+        return out
+
+    return evaluate if evals else None
+
+
+# ------------------------------------------------------------------------------------------
+# the phases
+
+
+class Pipeline:
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        self.rd = RunDir(config.out)
+        self.log = None
+        self.encoder_source: str = config.encoder_dir or config.model
+        self.timings: dict[str, float] = {}
+
+    # encoder -------------------------------------------------------------------------------
+
+    def load_encoder(self, source: str):
+        from xstilts.models.loading import load_encoder
+
+        encoder, tokenizer = load_encoder(source, trust_remote_code=self.config.trust_remote_code)
+        encoder.train()
+        return encoder, tokenizer
+
+    def local_folder(self, source: str) -> Path | None:
+        from xstilts.models.loading import resolve_model
+
+        try:
+            resolved = resolve_model(source)
+        except Exception:  # noqa: BLE001 - a hub id without a local folder
+            return None
+        path = Path(resolved.location)
+        return path if path.is_dir() else None
+
+    # phase 0 -------------------------------------------------------------------------------
+
+    def phase0(self) -> None:
+        cfg = self.config
+        out = self.rd.path / "phase0"
+        enc_dir = out / ENCODER_DIR
+        if self.rd.phase_done("phase0"):
+            self.encoder_source = str(enc_dir)
+            return
+        from xstilts.train.loop import train
+        from xstilts.train.mlm import MLMCollator, build_mlm_model, mlm_features, read_raw_text
+
+        settings = cfg.phase_settings("mlm")
+        t0 = time.perf_counter()
+        encoder, tokenizer = self.load_encoder(self.encoder_source)
+        set_seed(cfg.seed)
+        mlm, head_loaded = build_mlm_model(encoder, self.local_folder(self.encoder_source))
+        texts = read_raw_text(cfg.mlm.data, max_lines=settings.get("max_examples"))
+        feats = mlm_features(texts, tokenizer, settings["max_length"])
+        self.log.info("phase 0: masked LM on %d texts from %s (LM head %s)", len(feats), cfg.mlm.data,
+                      "loaded" if head_loaded else "fresh")
+        result = train(mlm, feats, MLMCollator(tokenizer, cfg.mlm.mask_probability),
+                       train_config(settings, cfg), out_dir=out / "train", description="phase0-mlm",
+                       find_unused_parameters=True)
+        save_encoder(encoder, tokenizer, enc_dir)
+        self.timings["phase0"] = time.perf_counter() - t0
+        self.rd.write_phase_metrics("phase0", {"train": result.to_dict(), "lm_head_loaded": head_loaded,
+                                               "texts": len(feats), "settings": settings,
+                                               "seconds": round(self.timings["phase0"], 2)})
+        self.rd.mark_phase_done("phase0")
+        self.encoder_source = str(enc_dir)
+
+    # phase 1 -------------------------------------------------------------------------------
+
+    def intermediate_examples(self, spec, task: Task, max_examples: int | None) -> tuple[list, list | None]:
+        data_dir = spec.data_dir or self.config.data_dir
+        train = _read(task, data_dir, "train", "en")
+        if max_examples is not None:
+            train = train[:max_examples]
+        for lang, path in sorted((spec.translated or {}).items()):
+            copy = _read(task, path, "train", "en" if _has_split(task, path, "train", "en") else lang)
+            if max_examples is not None:
+                copy = copy[:max_examples]
+            self.log.info("phase 1: %s: %d machine-translated examples (%s) from %s", task.name, len(copy), lang, path)
+            train.extend(_tag_ids(copy, lang))
+        dev = None
+        if self.config.dev_eval and _has_split(task, data_dir, "dev", "en"):
+            dev = _read(task, data_dir, "dev", "en")[:DEV_SUBSET]
+        return train, dev
+
+    def phase1(self) -> None:
+        cfg = self.config
+        spec = cfg.intermediate
+        out = self.rd.path / "phase1"
+        enc_dir = self.rd.path / ENCODER_DIR
+        if self.rd.phase_done("phase1"):
+            self.encoder_source = str(enc_dir)
+            return
+        from xstilts.train.formulations import FormulationInput, get_builder
+        from xstilts.train.loop import train
+        from xstilts.train.mixing import (
+            MixturePlanner, build_multitask_model, mixture_collate, mixture_probabilities, tag_features,
+        )
+
+        t0 = time.perf_counter()
+        encoder, tokenizer = self.load_encoder(self.encoder_source)
+        set_seed(cfg.seed)
+        parts = []
+        weights: dict[str, float | None] = {}
+        settings_by_task: dict[str, dict[str, Any]] = {}
+        for item in spec.tasks:
+            task = get_task(item.task)
+            settings = cfg.phase_settings("intermediate", task.kind.value)
+            settings_by_task[task.name] = settings
+            train_ex, dev_ex = self.intermediate_examples(item, task, settings.get("max_examples"))
+            name, builder = get_builder(task, item.formulation)
+            part = builder(FormulationInput(task=task, encoder=encoder, tokenizer=tokenizer,
+                                            train_examples=train_ex, dev_examples=dev_ex,
+                                            settings=settings, seed=cfg.seed))
+            part.info["formulation"] = name
+            if part.name in weights:
+                raise ConfigError(f"intermediate task {part.name} is listed twice")
+            weights[part.name] = item.weight
+            parts.append(part)
+            self.log.info("phase 1: %s (%s): %d training features, %s dev features", part.name, name,
+                          len(part.train_features), len(part.dev_features or []))
+        if spec.mlm is not None:
+            from xstilts.train.formulations import TrainablePart
+            from xstilts.train.mlm import MLMCollator, build_mlm_model, mlm_features, read_raw_text
+
+            if spec.mlm.data is None:
+                raise ConfigError("intermediate.mlm.data: give the raw multilingual text for MLM co-training")
+            mlm_model, head_loaded = build_mlm_model(encoder, self.local_folder(self.encoder_source))
+            first = settings_by_task[parts[0].name]
+            texts = read_raw_text(spec.mlm.data)
+            parts.append(TrainablePart(
+                name="mlm", model=mlm_model,
+                train_features=mlm_features(texts, tokenizer, min(first["max_length"], 256)),
+                collate=MLMCollator(tokenizer, spec.mlm.mask_probability),
+                info={"lm_head_loaded": head_loaded},
+            ))
+            self.log.info("phase 1: MLM co-training on %d texts (p=%.2f, LM head %s)", len(texts),
+                          spec.mlm.probability, "loaded" if head_loaded else "fresh")
+        task_parts = [p for p in parts if p.name != "mlm"]
+        sizes = {p.name: len(p.train_features) for p in task_parts}
+        probs = mixture_probabilities(sizes, spec.sampling, spec.temperature, weights)
+        if spec.mlm is not None:
+            probs = {k: v * (1 - spec.mlm.probability) for k, v in probs.items()}
+            probs["mlm"] = spec.mlm.probability
+        # one "epoch" = as many batches as one pass over the supervised tasks (plus MLM's share)
+        settings = settings_by_task[task_parts[0].name]
+        bs = settings["batch_size"]
+        natural = sum(math.ceil(n / bs) for n in sizes.values())
+        per_epoch = math.ceil(natural / (1 - spec.mlm.probability)) if spec.mlm is not None else natural
+        tconf = train_config(settings, cfg, metric_for_best="loss")
+        from xstilts.train.loop import build_accelerator
+
+        accelerator = build_accelerator(tconf, find_unused_parameters=True)
+        planner = MixturePlanner(
+            [[_len(f) for f in p.train_features] for p in parts],
+            bs, [probs[p.name] for p in parts], seed=cfg.seed, batches_per_epoch=per_epoch,
+            world_size=accelerator.num_processes, rank=accelerator.process_index, names=[p.name for p in parts],
+        )
+        model = build_multitask_model(encoder, {p.name: p.model for p in parts})
+        features = [tf for p in parts for tf in tag_features(p.name, p.train_features)]
+        collate = mixture_collate({p.name: p.collate for p in parts})
+        eval_fn = mixture_loss_eval(task_parts, batch_size=max(8, bs * 2)) if cfg.dev_eval else None
+        self.log.info("phase 1: mixture %s, %d batches of %d per epoch",
+                      {k: round(v, 4) for k, v in probs.items()}, per_epoch, bs)
+        result = train(model, features, collate, tconf, eval_fn=eval_fn, out_dir=out / "train",
+                       planner=planner, accelerator=accelerator, description="phase1")
+        if accelerator.is_main_process:
+            save_encoder(encoder, tokenizer, enc_dir)
+        accelerator.wait_for_everyone()
+        self.timings["phase1"] = time.perf_counter() - t0
+        self.rd.write_phase_metrics("phase1", {
+            "train": result.to_dict(), "probabilities": probs, "sizes": sizes,
+            "tasks": {p.name: p.info for p in parts}, "settings": settings_by_task,
+            "seconds": round(self.timings["phase1"], 2),
+            # the study's result store reads intermediate-task quality from here
+            "metrics": {p.name: {"dev_loss": h.get(f"{p.name}_loss")} for p in task_parts
+                        for h in result.eval_history[-1:]} if result.eval_history else {},
+        })
+        self.rd.mark_phase_done("phase1")
+        self.encoder_source = str(enc_dir)
+
+    # phase 2 -------------------------------------------------------------------------------
+
+    def phase2(self, task: Task):
+        """Fine-tune a new head on English; returns ``(TaskModel, tokenizer)``."""
+        from xstilts.models.heads import load_task_model
+
+        cfg = self.config
+        out = self.rd.path / "phase2"
+        model_dir = out / "model"
+        if self.rd.phase_done("phase2"):
+            return load_task_model(model_dir)
+        from xstilts.data.features import featurize, make_collate
+        from xstilts.models.heads import build_model
+        from xstilts.train.formulations import labels_for
+        from xstilts.train.loop import train
+
+        t0 = time.perf_counter()
+        settings = cfg.phase_settings("target", task.kind.value)
+        encoder, tokenizer = self.load_encoder(self.encoder_source)
+        carried = None
+        folder = self.local_folder(self.encoder_source)
+        if folder is not None:
+            carried = verify_encoder_matches(encoder, folder)
+            self.log.info("phase 2: encoder loaded from %s (%d tensors equal to the saved ones)",
+                          folder, carried["tensors_checked"])
+        elif self.encoder_source != cfg.model:
+            raise ConfigError(f"phase 2: cannot check the encoder carried from {self.encoder_source}")
+        train_ex = _read(task, cfg.data_dir, "train", "en")
+        if settings.get("max_examples"):
+            train_ex = train_ex[: settings["max_examples"]]
+        labels = labels_for(task, train_ex)
+        set_seed(cfg.seed)
+        model = build_model(task, encoder, labels=labels) if labels else build_model(task, encoder)
+        fkw: dict[str, Any] = {"max_length": settings["max_length"], "labels": labels}
+        if task.kind == TaskKind.QA:
+            fkw["doc_stride"] = settings.get("doc_stride", 128)
+        feats = featurize(task, train_ex, tokenizer, for_training=True, **fkw)
+        eval_fn = None
+        if cfg.dev_eval and _has_split(task, cfg.data_dir, "dev", "en"):
+            dev = _read(task, cfg.data_dir, "dev", "en")[:DEV_SUBSET]
+            eval_fn = dev_metric_eval(task, tokenizer, dev, settings, cfg.predict_batch_size)
+            self.log.info("phase 2: %d English dev examples for model selection", len(dev))
+        self.log.info("phase 2: %s: %d training examples -> %d features; %s", task.name, len(train_ex),
+                      len(feats), {k: settings[k] for k in ("learning_rate", "batch_size", "grad_accum", "epochs", "max_length") if k in settings})
+        tconf = train_config(settings, cfg, metric_for_best="score", greater_is_better=True)
+        result = train(model, feats, make_collate(tokenizer), tconf, eval_fn=eval_fn, out_dir=out / "train",
+                       description=f"phase2-{task.name}", find_unused_parameters=True)
+        model.save(model_dir, tokenizer=tokenizer)
+        self.timings["phase2"] = time.perf_counter() - t0
+        self.rd.write_phase_metrics("phase2", {
+            "train": result.to_dict(), "settings": settings, "train_examples": len(train_ex),
+            "train_features": len(feats), "encoder_check": carried, "encoder_source": self.encoder_source,
+            "seconds": round(self.timings["phase2"], 2),
+        })
+        self.rd.mark_phase_done("phase2")
+        model.eval()
+        return model, tokenizer
+
+    # phase 3 -------------------------------------------------------------------------------
+
+    def eval_languages(self, task: Task, split: str) -> list[str]:
+        from xstilts.data.readers import available
+
+        present = available(task, self.config.data_dir).get(split, [])
+        langs = self.config.languages or present
+        missing = [l for l in langs if l not in present]
+        if missing:
+            raise MissingDataError(
+                f"no {task.name} {split} file below {self.config.data_dir} for {', '.join(missing)} "
+                f"(present: {' '.join(present) or 'none'})"
+            )
+        if not langs:
+            raise MissingDataError(f"no {task.name} {split} files below {self.config.data_dir}")
+        return list(langs)
+
+    def phase3(self, task: Task, model_and_tokenizer=None) -> dict[str, Any]:
+        from xstilts.evaluation.layout import write_labels, write_predictions
+        from xstilts.evaluation.scorer import score_directory
+
+        cfg = self.config
+        split = cfg.eval_split or task.score_split
+        pred_root = self.rd.path / "predictions"
+        label_root = self.rd.path / "labels"
+        langs = self.eval_languages(task, split)
+        t0 = time.perf_counter()
+        per_lang: dict[str, float] = {}
+        if task.kind == TaskKind.RETRIEVAL:
+            from xstilts.evaluation.predict import predict_task
+
+            encoder, tokenizer = self.load_encoder(self.encoder_source)
+            encoder.eval()
+            predict_task(task, (encoder, tokenizer), cfg.data_dir, pred_root, langs, split=split,
+                         device=resolve_device(cfg), progress=cfg.progress)
+            for lang in langs:
+                write_labels(label_root, task, lang, _read(task, cfg.data_dir, split, lang))
+        else:
+            from xstilts.evaluation.predict import predict_examples
+
+            model, tokenizer = model_and_tokenizer
+            device = resolve_device(cfg)
+            model.to(device).eval()
+            settings = cfg.phase_settings("target", task.kind.value)
+            for lang in langs:
+                t = time.perf_counter()
+                examples = _read(task, cfg.data_dir, split, lang)
+                if cfg.eval_max_examples is not None:
+                    examples = examples[: cfg.eval_max_examples]
+                predictions = predict_examples(
+                    task, model, tokenizer, examples, batch_size=cfg.predict_batch_size,
+                    max_length=settings["max_length"], doc_stride=settings.get("doc_stride", 128),
+                    device=device, progress=None, description=f"{task.name} {split} {lang}",
+                )
+                write_predictions(pred_root, task, lang, predictions)
+                write_labels(label_root, task, lang, examples)
+                per_lang[lang] = round(time.perf_counter() - t, 3)
+                self.log.info("phase 3: %s %s %s: %d examples predicted in %.1fs", task.name, split, lang,
+                              len(examples), per_lang[lang])
+        scores = score_directory(pred_root, label_root, tasks=[task.name])
+        write_json_atomic(self.rd.path / SCORES_FILE, scores)
+        self.timings["phase3"] = time.perf_counter() - t0
+        self.rd.write_phase_metrics("phase3", {"split": split, "languages": langs, "seconds_per_language": per_lang,
+                                               "seconds": round(self.timings["phase3"], 2)})
+        return scores
+
+    # all -----------------------------------------------------------------------------------
+
+    def run(self) -> Path:
+        cfg = self.config
+        if self.rd.finished:
+            return self.rd.path
+        self.rd.open(json.loads(cfg.model_dump_json()))
+        self.log = self.rd.logger()
+        try:
+            self.log.info("run %s: model=%s target=%s intermediate=%s seed=%d", self.rd.path, cfg.model,
+                          cfg.target, cfg.intermediate.label if cfg.intermediate else "none", cfg.seed)
+            if cfg.mlm is not None:
+                self.phase0()
+            if cfg.intermediate is not None:
+                self.phase1()
+            summary: dict[str, Any] = {"encoder": self.encoder_source}
+            if cfg.target is not None:
+                task = get_task(cfg.target)
+                if task.kind == TaskKind.RETRIEVAL:
+                    scores = self.phase3(task)
+                else:
+                    if not task.has_training_data:
+                        raise ConfigError(f"{task.name} has no training data to fine-tune on")
+                    scores = self.phase3(task, self.phase2(task))
+                summary["scores"] = scores
+                tasks = scores.get("tasks", {})
+                self.log.info("scores: %s", {t: v.get("score") for t, v in tasks.items()})
+            summary["seconds"] = {k: round(v, 2) for k, v in self.timings.items()}
+            write_json_atomic(self.rd.path / FINISHED_FILE, summary)
+        finally:
+            self.rd.close_logger(self.log)
+        return self.rd.path
+
+
+def _len(feature: Any) -> int:
+    from xstilts.train.batching import feature_length
+
+    return feature_length(feature) if isinstance(feature, dict) else len(feature)
+
+
+def run_pipeline(config: RunConfig) -> Path:
+    """Run (or resume, or just read) one pipeline; returns the run directory."""
+    return Pipeline(config).run()

@@ -1,0 +1,170 @@
+"""The run directory: everything needed to explain the numbers a run produced.
+
+Layout (``RunConfig.out``)::
+
+    config.yaml          the resolved configuration (defaults filled in), as run
+    versions.json        xstilts git commit (and whether the tree was dirty), python, torch,
+                         transformers, accelerate, tokenizers, numpy, platform, device
+    run.log              the pipeline's log (appended on every start)
+    phase0/ phase1/      training folders of masked-LM and intermediate training
+    encoder/             the encoder after phase 1 (a Hugging Face folder), reused by other targets
+    phase2/              target fine-tuning: training folder, model/ (TaskModel.save)
+    predictions/TASK/    phase 3 predictions in XTREME's submission layout
+    labels/TASK/         the gold labels they were scored against
+    metrics.json         metrics per phase (training results, dev metrics, timings)
+    scores.json          final scores, the shape of ``xstilts score --json``
+    run.json             written last: the run finished (a re-run reads it instead of training)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from xstilts.errors import ConfigError
+from xstilts.train.checkpoint import write_json_atomic
+
+CONFIG_FILE = "config.yaml"
+VERSIONS_FILE = "versions.json"
+LOG_FILE = "run.log"
+METRICS_FILE = "metrics.json"
+SCORES_FILE = "scores.json"
+FINISHED_FILE = "run.json"
+ENCODER_DIR = "encoder"
+
+# Fields that may differ between the first start of a run and a restart without changing
+# what the run computes.
+COSMETIC_FIELDS = ("progress", "predict_batch_size")
+
+
+def git_commit(repo: Path | None = None) -> dict[str, Any]:
+    """The commit of the xstilts source tree and whether it had uncommitted changes."""
+    repo = repo or Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip() != ""
+        return {"commit": commit, "dirty": dirty}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def collect_versions() -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    packages = {}
+    for name in ("xstilts", "torch", "transformers", "accelerate", "tokenizers", "numpy", "seqeval",
+                 "faiss-cpu", "pydantic", "safetensors"):
+        try:
+            packages[name] = version(name)
+        except PackageNotFoundError:
+            packages[name] = None
+    device: dict[str, Any] = {"cuda": False}
+    try:
+        import torch
+
+        device["cuda"] = torch.cuda.is_available()
+        if device["cuda"]:
+            device["name"] = torch.cuda.get_device_name(0)
+            device["count"] = torch.cuda.device_count()
+        device["threads"] = torch.get_num_threads()
+    except ImportError:
+        pass
+    return {
+        "xstilts_git": git_commit(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": packages,
+        "device": device,
+    }
+
+
+class RunDir:
+    """Opens (or re-opens) a run directory for a config and keeps its bookkeeping files."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def finished(self) -> bool:
+        return (self.path / FINISHED_FILE).is_file()
+
+    def open(self, config_dict: dict[str, Any]) -> None:
+        """Create the folder, or check that an existing one belongs to the same config."""
+        import yaml
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        stored_path = self.path / CONFIG_FILE
+        if stored_path.is_file():
+            stored = yaml.safe_load(stored_path.read_text()) or {}
+            a = {k: v for k, v in stored.items() if k not in COSMETIC_FIELDS}
+            b = {k: v for k, v in config_dict.items() if k not in COSMETIC_FIELDS}
+            if a != b:
+                diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+                raise ConfigError(
+                    f"{self.path} holds a run with a different configuration (differs in: "
+                    f"{', '.join(diff)}); give another --out, or delete the folder to start over"
+                )
+        else:
+            tmp = stored_path.with_name(stored_path.name + ".tmp")
+            tmp.write_text(yaml.safe_dump(config_dict, sort_keys=False, allow_unicode=True))
+            tmp.replace(stored_path)
+        versions = collect_versions()
+        history_path = self.path / VERSIONS_FILE
+        record: dict[str, Any] = {"first_start": versions, "starts": 1}
+        if history_path.is_file():
+            try:
+                old = json.loads(history_path.read_text())
+                record = {"first_start": old.get("first_start", versions), "starts": old.get("starts", 1) + 1,
+                          "latest_start": versions}
+            except ValueError:
+                pass
+        write_json_atomic(history_path, record)
+
+    def logger(self, name: str = "xstilts.run") -> logging.Logger:
+        log = logging.getLogger(f"{name}.{id(self)}")
+        log.setLevel(logging.INFO)
+        log.propagate = False
+        if not log.handlers:
+            handler = logging.FileHandler(self.path / LOG_FILE, encoding="utf-8")
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+            log.addHandler(handler)
+            stream = logging.StreamHandler(sys.stderr)
+            stream.setFormatter(logging.Formatter("[xstilts] %(message)s"))
+            log.addHandler(stream)
+        return log
+
+    def close_logger(self, log: logging.Logger) -> None:
+        for handler in list(log.handlers):
+            handler.close()
+            log.removeHandler(handler)
+
+    # metrics per phase ------------------------------------------------------------------
+
+    def read_metrics(self) -> dict[str, Any]:
+        path = self.path / METRICS_FILE
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def write_phase_metrics(self, phase: str, metrics: dict[str, Any]) -> None:
+        data = self.read_metrics()
+        data[phase] = metrics
+        write_json_atomic(self.path / METRICS_FILE, data)
+
+    def phase_done(self, phase: str) -> bool:
+        return (self.path / phase / "DONE").is_file()
+
+    def mark_phase_done(self, phase: str) -> None:
+        (self.path / phase).mkdir(parents=True, exist_ok=True)
+        marker = self.path / phase / "DONE"
+        tmp = marker.with_name("DONE.tmp")
+        tmp.write_text("done\n")
+        tmp.replace(marker)

@@ -1,0 +1,158 @@
+"""How an intermediate task is turned into something trainable: a formulation name -> builder.
+
+A *formulation* says what model part and which features a task trains with. NLU tasks (and
+XTREME tasks used as intermediate tasks) use ``"head"``: a fresh head for the task's kind on the
+shared encoder (:func:`xstilts.models.heads.build_model`) and the kind's features. Code tasks
+name their formulation (``generate``, ``contrastive``, ``match``, ``infill``); their builders are
+added with :func:`register_formulation` by the module that implements them, listed in
+:data:`FORMULATION_MODULES` so that they are imported on first use.
+
+A builder receives a :class:`FormulationInput` and returns a :class:`TrainablePart` whose
+``model`` shares ``encoder`` (the same module object: only the encoder is carried to phase 2)
+and whose ``forward(**collate(features))`` returns a loss.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from xstilts.errors import ConfigError
+from xstilts.tasks import Task, TaskKind
+
+HEAD_KINDS = (TaskKind.SENTENCE_PAIR, TaskKind.TAGGING, TaskKind.QA, TaskKind.MULTIPLE_CHOICE)
+
+# Modules that register more formulations when imported (missing ones are skipped).
+FORMULATION_MODULES = ("xstilts.models.code_formulations",)
+
+
+@dataclass
+class FormulationInput:
+    task: Task
+    encoder: Any
+    tokenizer: Any
+    train_examples: Sequence[Any]
+    dev_examples: Sequence[Any] | None
+    settings: dict[str, Any]  # resolved phase hyperparameters (max_length, doc_stride, ...)
+    seed: int = 1
+
+
+@dataclass
+class TrainablePart:
+    """A model part sharing the encoder, its training features and how to batch them."""
+
+    name: str
+    model: Any
+    train_features: list[Any]
+    collate: Callable[[list[Any]], dict]
+    dev_features: list[Any] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+Builder = Callable[[FormulationInput], TrainablePart]
+_BUILDERS: dict[str, Builder] = {}
+_loaded_modules = False
+
+
+def register_formulation(name: str, builder: Builder, *, replace: bool = False) -> None:
+    """Make ``name`` usable as an intermediate task's ``formulation``."""
+    if name in _BUILDERS and not replace and _BUILDERS[name] is not builder:
+        raise ValueError(f"formulation {name!r} is registered twice")
+    _BUILDERS[name] = builder
+
+
+def _load_modules() -> None:
+    global _loaded_modules
+    if _loaded_modules:
+        return
+    _loaded_modules = True
+    for module in FORMULATION_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+
+
+def available_formulations() -> list[str]:
+    _load_modules()
+    return sorted(_BUILDERS)
+
+
+def default_formulation(task: Task) -> str:
+    if task.kind in HEAD_KINDS:
+        return "head"
+    if task.kind == TaskKind.GENERATION:
+        return "generate"
+    if task.kind == TaskKind.RETRIEVAL:
+        return "contrastive"
+    if task.kind == TaskKind.MLM:
+        return "infill"
+    raise ConfigError(f"{task.name}: no default formulation for kind {task.kind.value}")
+
+
+def get_builder(task: Task, formulation: str | None) -> tuple[str, Builder]:
+    _load_modules()
+    name = formulation or default_formulation(task)
+    if name not in _BUILDERS:
+        raise ConfigError(
+            f"{task.name}: formulation {name!r} is not available; available: "
+            f"{', '.join(sorted(_BUILDERS)) or '(none)'}"
+        )
+    return name, _BUILDERS[name]
+
+
+def labels_for(task: Task, examples: Sequence[Any]) -> list[str] | None:
+    """The task's label list, or (for tasks whose labels come from the data, like CCG) the
+    sorted set of labels seen in the training examples."""
+    if task.labels:
+        return list(task.labels)
+    if task.kind == TaskKind.TAGGING:
+        return sorted({t for ex in examples for t in (ex.tags or [])})
+    if task.kind == TaskKind.SENTENCE_PAIR:
+        return sorted({ex.label for ex in examples if ex.label is not None})
+    return None
+
+
+def build_head_part(inp: FormulationInput) -> TrainablePart:
+    """A fresh head for the task's kind on the shared encoder, with the kind's features."""
+    from xstilts.data.features import featurize, make_collate
+    from xstilts.models.heads import build_model
+
+    task = inp.task
+    if task.kind not in HEAD_KINDS:
+        raise ConfigError(f"{task.name}: the 'head' formulation needs a kind with a head, not {task.kind.value}")
+    labels = labels_for(task, inp.train_examples)
+    model = build_model(task, inp.encoder, labels=labels) if labels else build_model(task, inp.encoder)
+    kwargs: dict[str, Any] = {"max_length": inp.settings.get("max_length"), "labels": labels}
+    if "doc_stride" in inp.settings:
+        kwargs["doc_stride"] = inp.settings["doc_stride"]
+    train_features = featurize(task, inp.train_examples, inp.tokenizer, for_training=True, **kwargs)
+    dev_features = None
+    if inp.dev_examples:
+        try:  # training-style features carry gold (QA answer positions too): a dev loss
+            dev_features = featurize(task, inp.dev_examples, inp.tokenizer, for_training=True, **kwargs)
+        except ConfigError:  # some dev examples lack a (known) label: keep those that have one
+            dev_features = featurize(task, inp.dev_examples, inp.tokenizer, for_training=False, **kwargs)
+        dev_features = [f for f in dev_features if _has_gold(f)] or None
+    return TrainablePart(
+        name=task.name, model=model, train_features=train_features,
+        collate=make_collate(inp.tokenizer), dev_features=dev_features,
+        info={"labels": labels, "kind": task.kind.value},
+    )
+
+
+def _has_gold(feature: dict) -> bool:
+    if "start_positions" in feature:
+        return feature["start_positions"] is not None
+    labels = feature.get("labels")
+    if labels is None:
+        return False
+    if isinstance(labels, list):
+        return any(x != -100 for x in labels)
+    return True
+
+
+register_formulation("head", build_head_part)
