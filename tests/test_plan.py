@@ -66,3 +66,37 @@ def test_budget_caps_shrink_the_estimate():
     c = {n.id: n.est_tokens for n in capped.nodes if n.phase == "target"}
     f = {n.id: n.est_tokens for n in free.nodes if n.phase == "target"}
     assert all(c[k] < f[k] for k in c)
+
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def test_paper_config_trains_each_intermediate_checkpoint_once_per_seed():
+    from xstilts.study.study_config import load_study
+
+    study = load_study(REPO / "configs" / "paper.yaml")
+    plan = build_plan(study)
+    settings = [s for s in study.intermediate if not s.is_none]
+    nlu = {s.name for s in settings if s.family == "nlu"}
+    assert nlu == {"anli_plus", "mnli", "qqp", "squad_v1", "squad_v2", "hellaswag", "cosmosqa", "commonsenseqa", "ccg"}
+    assert {s.family for s in settings} == {"nlu", "code"}
+    assert len(study.targets) == 9 and study.seeds == (1, 2, 3)
+    phase1 = [n for n in plan.nodes if n.phase == "intermediate"]
+    assert len(phase1) == len(settings) * 3
+    assert Counter((n.setting, n.seed) for n in phase1) == Counter({(s.name, seed): 1 for s in settings for seed in (1, 2, 3)})
+    users = Counter(n.depends_on for n in plan.nodes if n.depends_on)
+    assert set(users.values()) == {9}
+
+
+def test_ready_configs_validate_and_print_a_plan(tmp_path):
+    from typer.testing import CliRunner
+
+    from xstilts.cli import app
+
+    runner = CliRunner()
+    for name in ("paper", "code-vs-nlu", "demo"):
+        result = runner.invoke(app, ["study", str(REPO / "configs" / f"{name}.yaml"), "--dry-run",
+                                     "--out", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+        assert "intermediate training" in result.output and "est. compute" in result.output
+    assert not any((tmp_path / n).exists() for n in ("paper", "code-vs-nlu", "demo"))  # a dry run writes nothing

@@ -1,7 +1,139 @@
-"""CLI command module (being written)."""
+"""``xstilts study CONFIG.yaml``: run (or finish, or only plan) a whole study."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
+EXIT_HELP = (
+    "Exit status: 0 when every phase run succeeded; otherwise the number of failed phase runs "
+    "(capped at 125); 2 for an invalid config or missing data."
+)
+
+
+def default_out(config_path: Path, name: str) -> Path:
+    return Path("studies") / name
+
+
+def print_plan(study, study_dir: Path, console) -> None:
+    """The plan as a rich table: phase runs per phase, what is done, and the compute estimate."""
+    from rich.table import Table
+
+    from xstilts.study.executors import STORE_FILE
+    from xstilts.study.plan import build_plan, estimate, format_duration
+    from xstilts.study.store import ResultStore
+
+    plan = build_plan(study)
+    status = plan.status(study_dir)
+    store = ResultStore(study_dir / STORE_FILE) if (study_dir / STORE_FILE).is_file() else None
+    device = "gpu" if study.executor.gpus > 0 else "cpu"
+    table = Table(title=f"study {study.name}: plan ({study_dir})")
+    for col in ("phase", "what", "runs", "done", "failed", "started", "to do", "est. compute"):
+        table.add_column(col, justify="left" if col in ("phase", "what") else "right")
+    labels = {
+        "intermediate": ("1", "intermediate training"),
+        "target": ("2+3", "English fine-tuning + zero-shot"),
+        "retrieval": ("3", "retrieval, no fine-tuning"),
+    }
+    total_runs = 0
+    for phase in ("intermediate", "target", "retrieval"):
+        nodes = [n for n in plan.nodes if n.phase == phase]
+        if not nodes:
+            continue
+        sub = type(plan)(study, nodes)
+        est = estimate(sub, status, store, device)
+        counts = {k: sum(status[n.id] == k for n in nodes) for k in ("done", "failed", "started", "todo")}
+        num, what = labels[phase]
+        table.add_row(f"{num}", what, str(len(nodes)), str(counts["done"]), str(counts["failed"]),
+                      str(counts["started"]), str(counts["todo"] + counts["failed"] + counts["started"]),
+                      format_duration(est.seconds))
+        total_runs += len(nodes)
+    est = estimate(plan, status, store, device)
+    table.add_row("all", "", str(total_runs), str(sum(v == "done" for v in status.values())), "", "", "",
+                  format_duration(est.seconds), style="bold")
+    console.print(table)
+    n_int = sum(1 for n in plan.nodes if n.phase == "intermediate")
+    users = sum(1 for n in plan.nodes if n.depends_on)
+    console.print(
+        f"{n_int} intermediate checkpoint(s), each trained once and reused by {len(study.targets)} target(s) "
+        f"({users} phase runs start from one). Executor: {study.executor.kind}, gpus={study.executor.gpus}."
+    )
+    for enc, src in est.source.items():
+        console.print(f"throughput for {enc}: {src}")
+    if caps := study.budgets.describe():
+        console.print("capped budgets: " + "; ".join(caps))
+
 
 def register(app: typer.Typer) -> None:
-    """Adds this module's commands to the app."""
+    @app.command("study", help=f"Run a study: encoders x intermediate settings x targets x seeds. {EXIT_HELP}",
+                 epilog=EXIT_HELP)
+    def study_command(
+        config: Annotated[Path, typer.Argument(help="Study YAML (see configs/).")],
+        data_dir: Annotated[
+            Path | None, typer.Option("--data-dir", help="Data folder (default: the config's data_dir).")
+        ] = None,
+        out: Annotated[
+            Path | None, typer.Option("--out", help="Study directory (default: studies/NAME).")
+        ] = None,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and the compute estimate only.")] = False,
+        report: Annotated[bool, typer.Option("--report/--no-report", help="Write the report at the end.")] = True,
+        work: Annotated[
+            str | None, typer.Option("--work", hidden=True, help="module:function unit of work (testing)")
+        ] = None,
+    ) -> None:
+        from rich.console import Console
+
+        from xstilts.errors import MissingDataError
+        from xstilts.study.study_config import load_study
+
+        console = Console(highlight=False, soft_wrap=True, width=max(Console().width, 110))
+        study = load_study(config)
+        study_dir = (out or default_out(config, study.name)).resolve()
+        if dry_run:
+            print_plan(study, study_dir, console)
+            return
+        data = data_dir or (Path(study.data_dir) if study.data_dir else None)
+        if data is not None and not Path(data).is_dir():
+            raise MissingDataError(f"data folder not found: {data} (give --data-dir DIR)")
+        raise typer.Exit(run_and_report(study, study_dir, data, console, work=work, report=report))
+
+
+def _load_work(spec: str | None):
+    if spec is None:
+        return None
+    import importlib
+
+    module, _, func = spec.partition(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def run_and_report(study, study_dir: Path, data_dir: Path | None, console, *, work: str | None = None,
+                   report: bool = True, task: str | None = None) -> int:
+    """Run the study, print a line per phase run, write the report; returns the exit status."""
+    import time
+
+    from xstilts.study.executors import run_study
+
+    start = time.time()
+    print_plan(study, study_dir, console)
+
+    def progress(node, outcome) -> None:
+        mark = {"done": "[green]done[/]", "skipped-done": "[dim]already done[/]", "failed": "[red]FAILED[/]"}
+        line = f"{mark.get(outcome.status, outcome.status)} {node.id} ({outcome.seconds:.0f} s)"
+        if outcome.error:
+            line += f": {outcome.error}"
+        console.print(line)
+
+    run = run_study(study, study_dir, data_dir=data_dir, work=_load_work(work), progress=progress)
+    console.print(f"study {study.name}: {len(run.outcomes) - len(run.failed)} phase runs done, "
+                  f"{len(run.failed)} failed, {time.time() - start:.0f} s; results in {study_dir / 'results.sqlite'}")
+    for o in run.failed:
+        console.print(f"[red]failed[/] {o.node_id}: {o.error} (traceback: {study_dir / 'runs' / o.node_id / 'error.txt'})")
+    if report:
+        from xstilts.study.report import write_report
+
+        md, page, rep = write_report(study_dir, task=task)
+        console.print(f"report: {md} and {page}")
+    return run.exit_status

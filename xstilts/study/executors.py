@@ -449,3 +449,139 @@ def run_study(
     executor = executor or make_executor(study)
     outcomes = executor.run(ctx, work, progress)
     return StudyRun(outcomes, study_dir)
+
+
+# -- the real unit of work: one pipeline run per node ---------------------------------------
+
+
+def _capped(hp: dict[str, Any], budget) -> dict[str, Any]:
+    """Study hyperparameters with the phase budget applied as caps (the smaller value wins)."""
+    out = dict(hp)
+    for key in ("max_steps", "epochs", "max_examples"):
+        cap = getattr(budget, key)
+        if cap is not None:
+            out[key] = min(int(out[key]), cap) if out.get(key) is not None else cap
+    return out
+
+
+def run_config_for(request: WorkRequest) -> dict[str, Any]:
+    """The RunConfig (as a mapping) that computes one node; validated by the pipeline."""
+    from xstilts.errors import MissingDataError
+    from xstilts.study.study_config import StudyConfig
+
+    study = StudyConfig(**request.study)
+    node = request.node
+    if not request.data_dir:
+        raise MissingDataError("the study needs a data folder: give --data-dir DIR (or data_dir: in the config)")
+    cfg: dict[str, Any] = {
+        "model": node.encoder,
+        "data_dir": request.data_dir,
+        "out": request.run_dir,
+        "seed": node.seed,
+        "progress": False,
+        "hyperparameters": {
+            "intermediate": _capped(study.hyperparameters.intermediate, study.budgets.intermediate),
+            "target": _capped(study.hyperparameters.target, study.budgets.target),
+        },
+    }
+    cfg.update(study.pipeline)
+    if node.phase == "intermediate":
+        setting = study.setting(node.setting)
+        cfg["intermediate"] = {
+            "name": setting.name,
+            "tasks": [_task_spec(t) for t in setting.tasks],
+            "sampling": setting.sampling,
+            "temperature": setting.temperature,
+            **({"mlm": setting.mlm.model_dump(exclude_none=True)} if setting.mlm else {}),
+        }
+    else:
+        cfg["target"] = node.target
+        if request.encoder_dir:
+            cfg["encoder_dir"] = request.encoder_dir
+        if node.languages is not None:
+            cfg["languages"] = list(node.languages)
+        if study.budgets.eval_max_examples is not None:
+            cfg["eval_max_examples"] = study.budgets.eval_max_examples
+        if node.target in study.eval_splits:
+            cfg["eval_split"] = study.eval_splits[node.target]
+    return cfg
+
+
+def _task_spec(task) -> dict[str, Any]:
+    """An intermediate task for the RunConfig; fields the pipeline does not know are an error."""
+    from xstilts.errors import ConfigError
+
+    spec = task.model_dump(exclude_none=True)
+    try:
+        from xstilts.study.config import IntermediateTaskSpec
+    except ImportError:
+        return spec
+    unknown = sorted(set(spec) - set(IntermediateTaskSpec.model_fields))
+    if unknown:
+        raise ConfigError(
+            f"intermediate task {task.task}: {', '.join(unknown)} not supported by this pipeline version "
+            f"(xstilts.study.config.IntermediateTaskSpec has {', '.join(IntermediateTaskSpec.model_fields)})"
+        )
+    return spec
+
+
+def phase1_quality(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Intermediate-task metrics from a run's metrics.json: task -> metric -> value.
+
+    Looks under the phase-1 entry for per-task evaluation dicts (``{"tasks": {T: {...}}}`` or
+    ``{"eval": {...}}``); numbers named like losses or timings are left out.
+    """
+    entry = None
+    for key in ("phase1", "intermediate"):
+        if isinstance(metrics.get(key), dict):
+            entry = metrics[key]
+            break
+    if entry is None:
+        return {}
+    skip = ("loss", "second", "step", "epoch", "time", "per_second", "runtime")
+
+    def numeric(d: dict[str, Any]) -> dict[str, float]:
+        return {k: float(v) for k, v in d.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and not any(s in k for s in skip)}
+
+    out: dict[str, dict[str, float]] = {}
+    tasks = entry.get("tasks")
+    if isinstance(tasks, dict):
+        for task, d in tasks.items():
+            if isinstance(d, dict):
+                inner = d.get("eval") or d.get("dev") or d.get("metrics") or d
+                vals = numeric(inner) if isinstance(inner, dict) else {}
+                if vals:
+                    out[task] = vals
+    if not out:
+        for key in ("eval", "dev", "metrics", "final"):
+            if isinstance(entry.get(key), dict):
+                vals = numeric(entry[key])
+                if vals:
+                    out[str(entry.get("task") or entry.get("name") or "intermediate")] = vals
+                    break
+    return out
+
+
+def pipeline_work(request: WorkRequest) -> dict[str, Any]:
+    """One node = one ``run_pipeline`` call in the node's run dir (which resumes if it was killed)."""
+    from xstilts.study.config import load_run_config
+    from xstilts.study.pipeline import run_pipeline
+
+    config = load_run_config(run_config_for(request))
+    run_dir = Path(run_pipeline(config))
+    out: dict[str, Any] = {"run_dir": str(run_dir)}
+    scores = run_dir / "scores.json"
+    if scores.is_file():
+        out["scores"] = json.loads(scores.read_text(encoding="utf-8"))
+    metrics_path = run_dir / "metrics.json"
+    if metrics_path.is_file():
+        metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+        out["metrics"] = phase1_quality(metrics) if request.node.phase == "intermediate" else {}
+        out["phase_metrics"] = metrics
+    versions = run_dir / "versions.json"
+    if versions.is_file():
+        out["device"] = json.loads(versions.read_text(encoding="utf-8")).get("device")
+    if request.node.phase == "intermediate" and not (run_dir / "encoder").is_dir():
+        raise RuntimeError(f"phase 1 finished without an encoder checkpoint in {run_dir / 'encoder'}")
+    return out

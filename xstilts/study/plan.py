@@ -132,10 +132,23 @@ class Plan:
         return json.dumps({"study": self.study.name, "nodes": [n.to_dict() for n in self.nodes]}, indent=2)
 
 
-def _train_tokens(task_names: list[str], budget, hparams: dict[str, Any]) -> float:
+def _pipeline_defaults(phase: str, kind: str) -> dict[str, Any]:
+    """The pipeline's default hyperparameters of a phase and task kind (empty if unknown)."""
+    try:
+        from xstilts.study import config as run_config
+    except ImportError:
+        return {}
+    if phase == "intermediate":
+        return dict(run_config.INTERMEDIATE_DEFAULTS)
+    return dict(run_config.TARGET_DEFAULTS.get(kind, {}))
+
+
+def _train_tokens(task_names: list[str], budget, hparams: dict[str, Any], phase: str = "target") -> float:
     from xstilts.tasks import REGISTRY
 
-    batch = int(hparams.get("batch_size", DEFAULT_BATCH)) * int(hparams.get("grad_accum", 1))
+    first = REGISTRY.get(task_names[0]).kind.value
+    hp = {**_pipeline_defaults(phase, first), **hparams}
+    batch = int(hp.get("batch_size", DEFAULT_BATCH)) * int(hp.get("grad_accum", 1))
     per_task = []
     for name in task_names:
         task = REGISTRY.get(name)
@@ -143,11 +156,14 @@ def _train_tokens(task_names: list[str], budget, hparams: dict[str, Any]) -> flo
         n = TRAIN_SIZES.get(name, 10_000)
         if budget.max_examples is not None:
             n = min(n, budget.max_examples)
-        epochs = budget.epochs or hparams.get("epochs") or DEFAULT_EPOCHS
+        if hp.get("max_examples"):
+            n = min(n, int(hp["max_examples"]))
+        epochs = min(x for x in (budget.epochs, hp.get("epochs") or DEFAULT_EPOCHS) if x)
         per_task.append((n * epochs, length))
     examples = sum(e for e, _ in per_task)
     length = sum(e * l for e, l in per_task) / max(examples, 1)
-    max_steps = budget.max_steps or hparams.get("max_steps")
+    steps = [x for x in (budget.max_steps, hp.get("max_steps")) if x]
+    max_steps = min(steps) if steps else None
     if max_steps is not None:
         examples = min(examples, max_steps * batch)
     return float(examples * length)
@@ -157,7 +173,7 @@ def _eval_tokens(target: str, languages: tuple[str, ...] | None, cap: int | None
     from xstilts.tasks import REGISTRY
 
     task = REGISTRY.get(target)
-    n_langs = len(languages) if languages is not None else len(task.languages)
+    n_langs = len(languages) if languages is not None else len(task.languages)  # upper bound
     per_lang = min(cap, EVAL_EXAMPLES_PER_LANGUAGE) if cap else EVAL_EXAMPLES_PER_LANGUAGE
     # prediction is a forward pass only: a third of a training step's cost per token
     return n_langs * per_lang * KIND_TOKENS.get(task.kind.value, 64) / 3.0
@@ -183,7 +199,8 @@ def build_plan(study: StudyConfig) -> Plan:
                             id=phase1_id, phase="intermediate", encoder=encoder, setting=setting.name,
                             family=setting.family, seed=seed, target=None, depends_on=None,
                             rel_dir=f"runs/{phase1_id}",
-                            est_tokens=_train_tokens([t.task for t in setting.tasks], study.budgets.intermediate, hp_int),
+                            est_tokens=_train_tokens([t.task for t in setting.tasks], study.budgets.intermediate, hp_int,
+                                                      "intermediate"),
                         )
                     )
                 for target in study.targets:

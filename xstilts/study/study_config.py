@@ -76,6 +76,12 @@ class IntermediateTask(_Strict):
         None, description="language -> data directory of machine-translated copies"
     )
     weight: float | None = Field(None, gt=0, description="explicit sampling weight in a mixture")
+    train_split: str | None = Field(
+        None, description="train on this split instead of 'train' (e.g. dev, where only dev is available)"
+    )
+    heldout: int | None = Field(
+        None, ge=1, description="with train_split: keep the last N examples of it out of training, to measure quality"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> IntermediateTask:
@@ -87,6 +93,11 @@ class IntermediateTask(_Strict):
                 f"unknown intermediate task {self.task!r}; allowed: {', '.join(allowed) or '(none registered)'}"
             )
         family = REGISTRY.get(self.task).family
+        splits = REGISTRY.get(self.task).splits
+        if self.train_split is not None and self.train_split not in splits:
+            raise ValueError(f"train_split {self.train_split!r} of {self.task}; allowed: {', '.join(splits)}")
+        if self.heldout is not None and self.train_split is None:
+            raise ValueError(f"heldout on {self.task} needs train_split (the split it is held out of)")
         if family == "code":
             if self.formulation is None:
                 object.__setattr__(self, "formulation", "generate")
@@ -258,6 +269,9 @@ class StudyConfig(_Strict):
     languages: dict[str, tuple[str, ...]] | tuple[str, ...] | None = Field(
         None, description="evaluation languages: one list for all targets, or target -> list; None = all present"
     )
+    eval_splits: dict[str, str] = Field(
+        default_factory=dict, description="target -> split to predict and score (default: the task's test split)"
+    )
     seeds: tuple[int, ...] = (1,)
     budgets: Budgets = Budgets()
     hyperparameters: Hyperparameters = Hyperparameters()
@@ -326,11 +340,18 @@ class StudyConfig(_Strict):
             unknown = sorted(set(self.languages) - set(self.targets))
             if unknown:
                 raise ValueError(f"languages given for {', '.join(unknown)}, which are not targets")
+        for target, split in self.eval_splits.items():
+            if target not in self.targets:
+                raise ValueError(f"eval_splits names {target}, which is not a target")
+            if split not in REGISTRY.get(target).splits:
+                raise ValueError(
+                    f"eval_splits.{target}: {split!r}; allowed: {', '.join(REGISTRY.get(target).splits)}"
+                )
         for target in self.targets:
             langs = self.languages_for(target)
             if langs is None:
                 continue
-            task_langs = REGISTRY.get(target).languages
+            task_langs = self.eval_languages(target)
             bad = [lang for lang in langs if lang not in task_langs]
             if bad and isinstance(self.languages, dict):
                 raise ValueError(
@@ -338,15 +359,20 @@ class StudyConfig(_Strict):
                 )
         return self
 
-    def languages_for(self, target: str) -> tuple[str, ...] | None:
-        """The requested evaluation languages of a target (a global list is intersected with the task's)."""
+    def eval_languages(self, target: str) -> tuple[str, ...]:
+        """Every language of the split a target is scored on."""
         from xstilts.tasks import REGISTRY
 
+        task = REGISTRY.get(target)
+        return task.splits.get(self.eval_splits.get(target, task.score_split), ())
+
+    def languages_for(self, target: str) -> tuple[str, ...] | None:
+        """The requested evaluation languages of a target (a global list is intersected with the task's)."""
         if self.languages is None:
             return None
         if isinstance(self.languages, dict):
             return self.languages.get(target)
-        task_langs = REGISTRY.get(target).languages
+        task_langs = self.eval_languages(target)
         return tuple(lang for lang in self.languages if lang in task_langs)
 
     def setting(self, name: str) -> IntermediateSetting:
