@@ -1,0 +1,201 @@
+"""The ways an encoder learns code: whitespace round trip, generate (learns and decodes, greedy and
+beam), contrastive, match, infill (masks on code only), and the formulation builders through the
+training loop. Tiny random XLM-R models; seconds each."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from xstilts.data.examples import GenerationExample
+from xstilts.models.codegen import (
+    CodeContrastive, CodeGenerator, ContrastiveCollator, GenerationCollator, GenerationFeaturizer, InfillCollator,
+    WhitespaceCodec, build_shortlist, contrastive_features, evaluate_generation, evaluate_retrieval, generate_code,
+    infill_features, match_features, tokenizer_keeps_whitespace,
+)  # fmt: skip
+from xstilts.models.tiny import build_tiny_model, build_tiny_tokenizer
+from tests.conftest import shared_file
+
+MULTILINE = [
+    "def fib(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a\n",
+    "class A:\n\n    def __init__(self):\n\tself.x = {'k':  [1, 2]}  # two  spaces\n",
+    "s = '<@n> is not a newline'  \n  \nprint(s)",
+    "    indented_first_line()\r\nx=1",
+]
+
+
+def _collapsing(tokenizer):
+    """The tiny tokenizer with XLM-R's whitespace normalisation (runs of whitespace -> one space)."""
+    from tokenizers import Regex, normalizers
+
+    tokenizer.backend_tokenizer.normalizer = normalizers.Sequence(
+        [normalizers.NFKC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip()]
+    )
+    return tokenizer
+
+
+def _roundtrip(tokenizer, codec, code):
+    ids = tokenizer(codec.encode(code), add_special_tokens=False)["input_ids"]
+    return codec.decode(tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False))
+
+
+def test_whitespace_codec_round_trips_multiline_python():
+    tok = _collapsing(build_tiny_tokenizer(extra_text=MULTILINE))
+    assert not tokenizer_keeps_whitespace(tok)
+    plain = WhitespaceCodec(enabled=False)
+    assert _roundtrip(tok, plain, MULTILINE[0]) != MULTILINE[0]  # newlines/indentation are lost
+    codec = WhitespaceCodec.for_tokenizer(tok)
+    assert codec.enabled
+    for code in MULTILINE:
+        assert _roundtrip(tok, codec, code) == code
+
+
+def test_whitespace_codec_on_humaneval_solutions(shared_data):
+    import gzip
+
+    path = shared_file("humaneval/data/HumanEval.jsonl.gz")
+    with gzip.open(path, "rt") as f:
+        codes = [json.loads(line)["canonical_solution"] for line in f][:40]
+    tok = _collapsing(build_tiny_tokenizer(extra_text=codes))
+    codec = WhitespaceCodec(enabled=True)
+    assert all(_roundtrip(tok, codec, c) == c for c in codes)
+
+
+def _toy_examples(n=6):
+    words = ["one", "two", "three", "four", "five", "six", "seven", "eight"][:n]
+    return [GenerationExample(id=str(i), source=f"add {w} to x", target=f"x = x + {w}\nprint(x)") for i, w in enumerate(words)]
+
+
+@pytest.fixture()
+def tiny():
+    torch.manual_seed(0)
+    return build_tiny_model(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)
+
+
+def test_generate_learns_and_decodes_greedy_and_beam(tiny):
+    encoder, tok = tiny
+    examples = _toy_examples()
+    codec = WhitespaceCodec(enabled=True)
+    fz = GenerationFeaturizer(tok, codec, 32, 32)
+    shortlist = build_shortlist(tok, fz.target_ids([e.target for e in examples]))
+    model = CodeGenerator(encoder, shortlist, num_layers=2, dropout=0.0)
+    assert model.encoder is encoder
+    assert len(CodeGenerator(encoder, shortlist).decoder.layers) == 6  # the default depth
+    before = evaluate_generation(model, fz, examples)
+    collate = GenerationCollator(tok.pad_token_id)
+    batch = collate(fz.features(examples, shortlist))
+    assert batch["decoder_input_ids"][0, 0].item() == 1 and (batch["labels"] == 2).sum() == len(examples)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(150):
+        loss = model(**batch)["loss"]
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < 0.1 * losses[0]
+    after = evaluate_generation(model, fz, examples)
+    assert before["exact_match"] == 0.0 and after["exact_match"] == 100.0
+    assert after["bleu"] > before["bleu"] and after["codebleu"] == pytest.approx(100.0)
+    beam = generate_code(model, fz, [e.source for e in examples], num_beams=3)
+    assert beam == [e.target for e in examples]  # newlines come back through the codec
+
+
+def test_contrastive_in_batch_negatives(tiny):
+    encoder, tok = tiny
+    examples = _toy_examples(8)
+    codec = WhitespaceCodec.for_tokenizer(tok)
+    model = CodeContrastive(encoder, temperature=0.1)
+    batch = ContrastiveCollator(tok.pad_token_id)(contrastive_features(examples, tok, codec))
+    out = model(**batch)
+    assert out["logits"].shape == (8, 8)
+    # A constant scorer's InfoNCE is log(8); the random encoder sits near it.
+    assert abs(out["loss"].item() - torch.log(torch.tensor(8.0)).item()) < 1.5
+    before = evaluate_retrieval(model, tok, codec, examples)["mrr"]
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(60):
+        loss = model(**batch)["loss"]
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    assert loss.item() < 0.2
+    after = evaluate_retrieval(model, tok, codec, examples)["mrr"]
+    assert after == pytest.approx(100.0) and before < 100.0
+    with pytest.raises(Exception, match="temperature"):
+        CodeContrastive(encoder, temperature=0)
+
+
+def test_match_samples_negatives(tiny):
+    encoder, tok = tiny
+    examples = _toy_examples(5)
+    feats = match_features(examples, tok, WhitespaceCodec(True), negatives=2, seed=3)
+    assert [f["labels"] for f in feats] == [1, 0, 0] * 5
+    again = match_features(examples, tok, WhitespaceCodec(True), negatives=2, seed=3)
+    assert feats == again  # seeded
+    from xstilts.models.codegen import MatchCollator, build_match_model
+
+    model = build_match_model(encoder)
+    assert model.encoder is encoder
+    out = model(**MatchCollator(tok.pad_token_id)(feats))
+    assert out.logits.shape == (15, 2) and torch.isfinite(out.loss)
+
+
+def test_infill_masks_code_tokens_only(tiny):
+    encoder, tok = tiny
+    examples = _toy_examples(6)
+    feats = infill_features(examples, tok, WhitespaceCodec(True))
+    torch.manual_seed(0)
+    batch = InfillCollator(tok, mask_probability=0.5)(feats)
+    code_mask = torch.zeros_like(batch["labels"], dtype=torch.bool)
+    for r, f in enumerate(feats):
+        code_mask[r, : len(f["code_mask"])] = torch.tensor(f["code_mask"], dtype=torch.bool)
+        # The NL part comes first and has no code positions.
+        nl_len = len(tok(examples[r].source)["input_ids"])
+        assert not any(f["code_mask"][:nl_len])
+    masked = batch["labels"] != -100
+    assert masked.any(dim=1).all()
+    assert not (masked & ~code_mask).any()
+    from xstilts.models.codegen import CodeInfill
+
+    model = CodeInfill(encoder)
+    assert model.encoder is encoder
+    loss = model(**batch)["loss"]
+    loss.backward()
+    assert encoder.embeddings.word_embeddings.weight.grad is not None
+
+
+@pytest.mark.parametrize("formulation", ["generate", "contrastive", "match", "infill"])
+def test_formulations_train_with_the_loop(tiny, tmp_path, formulation):
+    from xstilts.tasks import get_task
+    from xstilts.train.config import TrainConfig
+    from xstilts.train.formulations import FormulationInput, available_formulations, get_builder
+    from xstilts.train.loop import train
+
+    assert {"generate", "contrastive", "match", "infill"} <= set(available_formulations())
+    encoder, tok = tiny
+    examples = _toy_examples(8)
+    name, builder = get_builder(get_task("conala"), formulation)
+    part = builder(FormulationInput(
+        task=get_task("conala"), encoder=encoder, tokenizer=tok, train_examples=examples,
+        dev_examples=examples[:4], settings={"max_length": 32, "max_target_length": 32, "decoder_layers": 1},
+    ))  # fmt: skip
+    assert part.model.encoder is encoder
+    config = TrainConfig(learning_rate=1e-3, batch_size=4, max_steps=3, mixed_precision="no", progress=False,
+                         tensorboard=False, cpu=True, log_every=1)  # fmt: skip
+    result = train(part.model, part.train_features, part.collate, config, eval_fn=part.info.get("eval_fn"),
+                   out_dir=tmp_path / formulation)  # fmt: skip
+    assert result is not None
+    scores = part.info["eval_fn"](part.model)
+    expected = {
+        "generate": {"loss", "exact_match", "bleu", "smoothed_bleu4", "codebleu"},
+        "contrastive": {"loss", "mrr"},
+        "match": {"loss", "accuracy"},
+        "infill": {"loss"},
+    }[formulation]
+    assert set(scores) == expected
+    if formulation == "infill":  # fixed masks: the dev loss is a function of the weights only
+        rng = torch.get_rng_state()
+        assert part.info["eval_fn"](part.model) == scores
+        assert torch.equal(torch.get_rng_state(), rng)  # and training randomness is untouched

@@ -1,0 +1,173 @@
+"""Registers the code formulations (generate, contrastive, match, infill) with
+:mod:`xstilts.train.formulations`; the models and features live in :mod:`xstilts.models.codegen`.
+
+Settings read from ``FormulationInput.settings`` (all optional): ``max_length`` (source / pair
+length, default 128 for generate and contrastive, 256 for match and infill),
+``max_target_length`` (128), ``decoder_layers`` (6), ``decoder_heads`` (the encoder's),
+``decoder_dropout`` (0.1), ``num_beams`` (1, for dev evaluation), ``eval_limit`` (at most this
+many dev examples are decoded per evaluation; default 500), ``temperature`` (0.05),
+``negatives`` (1), ``mask_probability`` (0.15), ``encoder_source`` (the encoder's folder, for the
+LM-head weights of ``infill``).
+
+Each part's ``info["eval_fn"]`` (when dev examples are given) scores the intermediate task
+itself, for ``train(eval_fn=...)``: the dev ``loss`` plus generation quality (EM, BLEU, smoothed
+BLEU-4, CodeBLEU) for ``generate``, plus MRR for ``contrastive``; ``info["metric_for_best"]``
+names the one to select on (``bleu``, ``mrr``, ``accuracy``, ``loss``). ``match`` and ``infill``'s
+``eval_fn`` reports the dev loss (and accuracy for ``match``; ``infill`` masks the dev set with a
+fixed seed inside a forked RNG, so evaluation neither varies nor disturbs training randomness).
+"""
+
+from __future__ import annotations
+
+from xstilts.train.formulations import FormulationInput, TrainablePart, register_formulation
+
+
+def _language(inp: FormulationInput) -> str | None:
+    lang = inp.task.extra.get("code_language")
+    if lang is None and inp.train_examples:
+        lang = getattr(inp.train_examples[0], "language", None)
+    return str(lang) if lang else None
+
+
+def build_generate(inp: FormulationInput) -> TrainablePart:
+    from xstilts.models.codegen import (
+        CodeGenerator, GenerationCollator, GenerationFeaturizer, WhitespaceCodec, build_shortlist,
+        count_parameters, evaluate_generation, mean_loss,
+    )  # fmt: skip
+
+    s = inp.settings
+    codec = WhitespaceCodec.for_tokenizer(inp.tokenizer)
+    featurizer = GenerationFeaturizer(
+        inp.tokenizer, codec, max_source_length=int(s.get("max_length") or 128),
+        max_target_length=int(s.get("max_target_length") or 128),
+    )  # fmt: skip
+    shortlist = build_shortlist(inp.tokenizer, featurizer.target_ids([ex.target for ex in inp.train_examples]))
+    model = CodeGenerator(
+        inp.encoder, shortlist, num_layers=int(s.get("decoder_layers", 6)), num_heads=s.get("decoder_heads"),
+        dropout=float(s.get("decoder_dropout", 0.1)), max_target_length=featurizer.max_target_length,
+    )  # fmt: skip
+    train_features = featurizer.features(inp.train_examples, shortlist)
+    dev_features = featurizer.features(inp.dev_examples, shortlist) if inp.dev_examples else None
+    info = {
+        "formulation": "generate", "whitespace_codec": codec.enabled, "shortlist_size": len(shortlist),
+        "decoder_parameters": count_parameters(model.decoder), "featurizer": featurizer,
+    }  # fmt: skip
+    if inp.dev_examples:
+        limit = int(s.get("eval_limit", 500))
+        dev = list(inp.dev_examples)[:limit]
+        beams = int(s.get("num_beams", 1))
+        language = _language(inp)
+        collate = GenerationCollator(inp.tokenizer.pad_token_id)
+
+        def eval_fn(m) -> dict[str, float]:
+            scores = {"loss": mean_loss(m, dev_features, collate)}
+            scores.update(evaluate_generation(m, featurizer, dev, language=language, num_beams=beams))
+            return scores
+
+        info["eval_fn"] = eval_fn
+        info["metric_for_best"] = "bleu"
+    return TrainablePart(
+        name=inp.task.name, model=model, train_features=train_features,
+        collate=GenerationCollator(inp.tokenizer.pad_token_id), dev_features=dev_features, info=info,
+    )  # fmt: skip
+
+
+def build_contrastive(inp: FormulationInput) -> TrainablePart:
+    from xstilts.models.codegen import (
+        CodeContrastive, ContrastiveCollator, WhitespaceCodec, contrastive_features, evaluate_retrieval, mean_loss,
+    )  # fmt: skip
+
+    s = inp.settings
+    codec = WhitespaceCodec.for_tokenizer(inp.tokenizer)
+    max_length = int(s.get("max_length") or 128)
+    model = CodeContrastive(inp.encoder, temperature=float(s.get("temperature", 0.05)))
+    train = contrastive_features(inp.train_examples, inp.tokenizer, codec, max_length)
+    dev = contrastive_features(inp.dev_examples, inp.tokenizer, codec, max_length) if inp.dev_examples else None
+    info = {"formulation": "contrastive", "whitespace_codec": codec.enabled, "temperature": model.temperature}
+    if inp.dev_examples:
+        examples = list(inp.dev_examples)[: int(s.get("eval_limit", 1000))]
+        collate = ContrastiveCollator(inp.tokenizer.pad_token_id)
+
+        def eval_fn(m) -> dict[str, float]:
+            # In-batch loss over dev batches of 32 (the loss depends on the batch size).
+            scores = {"loss": mean_loss(m, dev, collate)}
+            scores.update(evaluate_retrieval(m, inp.tokenizer, codec, examples, max_length=max_length))
+            return scores
+
+        info["eval_fn"] = eval_fn
+        info["metric_for_best"] = "mrr"
+    return TrainablePart(inp.task.name, model, train, ContrastiveCollator(inp.tokenizer.pad_token_id), dev, info)
+
+
+def build_match(inp: FormulationInput) -> TrainablePart:
+    from xstilts.models.codegen import MatchCollator, WhitespaceCodec, build_match_model, match_features
+
+    s = inp.settings
+    codec = WhitespaceCodec.for_tokenizer(inp.tokenizer)
+    kwargs = {"negatives": int(s.get("negatives", 1)), "max_length": int(s.get("max_length") or 256)}
+    train = match_features(inp.train_examples, inp.tokenizer, codec, seed=inp.seed, **kwargs)
+    dev = None
+    if inp.dev_examples and len(inp.dev_examples) > 1:
+        dev = match_features(inp.dev_examples, inp.tokenizer, codec, seed=inp.seed + 1, **kwargs)
+    model = build_match_model(inp.encoder)
+    collate = MatchCollator(inp.tokenizer.pad_token_id)
+    info = {"formulation": "match", "whitespace_codec": codec.enabled, "negatives": kwargs["negatives"]}
+    if dev:
+        info["eval_fn"] = lambda m: _match_eval(m, dev, collate)
+        info["metric_for_best"] = "accuracy"
+    return TrainablePart(inp.task.name, model, train, collate, dev, info)
+
+
+def _match_eval(model, features, collate, batch_size: int = 32) -> dict[str, float]:
+    import torch
+
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    loss_sum, correct, count = 0.0, 0, 0
+    try:
+        with torch.no_grad():
+            for start in range(0, len(features), batch_size):
+                chunk = features[start : start + batch_size]
+                batch = {k: v.to(device) for k, v in collate(chunk).items()}
+                out = model(**batch)
+                loss_sum += float(out.loss) * len(chunk)
+                correct += int((out.logits.argmax(-1) == batch["labels"]).sum())
+                count += len(chunk)
+    finally:
+        model.train(was_training)
+    return {"loss": loss_sum / count, "accuracy": 100.0 * correct / count}
+
+
+def build_infill(inp: FormulationInput) -> TrainablePart:
+    from xstilts.models.codegen import CodeInfill, InfillCollator, WhitespaceCodec, infill_features
+
+    s = inp.settings
+    codec = WhitespaceCodec.for_tokenizer(inp.tokenizer)
+    max_length = int(s.get("max_length") or 256)
+    model = CodeInfill(inp.encoder, s.get("encoder_source"))
+    train = infill_features(inp.train_examples, inp.tokenizer, codec, max_length)
+    dev = infill_features(inp.dev_examples, inp.tokenizer, codec, max_length) if inp.dev_examples else None
+    collate = InfillCollator(inp.tokenizer, float(s.get("mask_probability", 0.15)))
+    info = {"formulation": "infill", "whitespace_codec": codec.enabled, "lm_head_loaded": model.head_loaded}
+    if dev:
+        seed = inp.seed
+
+        def eval_fn(m) -> dict[str, float]:
+            import torch
+
+            from xstilts.models.codegen import mean_loss
+
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                return {"loss": mean_loss(m, dev, collate)}
+
+        info["eval_fn"] = eval_fn
+        info["metric_for_best"] = "loss"
+    return TrainablePart(inp.task.name, model, train, collate, dev, info)
+
+
+register_formulation("generate", build_generate)
+register_formulation("contrastive", build_contrastive)
+register_formulation("match", build_match)
+register_formulation("infill", build_infill)
