@@ -184,10 +184,12 @@ def test_formulations_train_with_the_loop(tiny, tmp_path, formulation):
     assert part.model.encoder is encoder
     config = TrainConfig(learning_rate=1e-3, batch_size=4, max_steps=3, mixed_precision="no", progress=False,
                          tensorboard=False, cpu=True, log_every=1)  # fmt: skip
-    result = train(part.model, part.train_features, part.collate, config, eval_fn=part.info.get("eval_fn"),
+    json.dumps(part.info)  # the pipeline writes it to the run's metrics
+    config.metric_for_best = part.info["metric_for_best"]
+    result = train(part.model, part.train_features, part.collate, config, eval_fn=part.evaluate,
                    out_dir=tmp_path / formulation)  # fmt: skip
-    assert result is not None
-    scores = part.info["eval_fn"](part.model)
+    assert result.eval_history
+    scores = part.evaluate(part.model)
     expected = {
         "generate": {"loss", "exact_match", "bleu", "smoothed_bleu4", "codebleu"},
         "contrastive": {"loss", "mrr"},
@@ -197,5 +199,5 @@ def test_formulations_train_with_the_loop(tiny, tmp_path, formulation):
     assert set(scores) == expected
     if formulation == "infill":  # fixed masks: the dev loss is a function of the weights only
         rng = torch.get_rng_state()
-        assert part.info["eval_fn"](part.model) == scores
+        assert part.evaluate(part.model) == scores
         assert torch.equal(torch.get_rng_state(), rng)  # and training randomness is untouched

@@ -9,12 +9,12 @@ many dev examples are decoded per evaluation; default 500), ``temperature`` (0.0
 ``negatives`` (1), ``mask_probability`` (0.15), ``encoder_source`` (the encoder's folder, for the
 LM-head weights of ``infill``).
 
-Each part's ``info["eval_fn"]`` (when dev examples are given) scores the intermediate task
-itself, for ``train(eval_fn=...)``: the dev ``loss`` plus generation quality (EM, BLEU, smoothed
-BLEU-4, CodeBLEU) for ``generate``, plus MRR for ``contrastive``; ``info["metric_for_best"]``
-names the one to select on (``bleu``, ``mrr``, ``accuracy``, ``loss``). ``match`` and ``infill``'s
-``eval_fn`` reports the dev loss (and accuracy for ``match``; ``infill`` masks the dev set with a
-fixed seed inside a forked RNG, so evaluation neither varies nor disturbs training randomness).
+Each part's ``evaluate`` (set when dev examples are given) scores the intermediate task itself;
+the pipeline reports it after phase 1, and it also fits ``train(eval_fn=...)``. It returns the
+dev ``loss`` plus: EM, BLEU, smoothed BLEU-4 and CodeBLEU (``generate``), MRR (``contrastive``),
+accuracy (``match``); ``infill`` masks the dev set with a fixed seed inside a forked RNG, so its
+loss neither varies between calls nor disturbs training randomness. ``info["metric_for_best"]``
+names the metric to select on; ``info`` holds only JSON values (it is written to the run).
 """
 
 from __future__ import annotations
@@ -50,8 +50,9 @@ def build_generate(inp: FormulationInput) -> TrainablePart:
     dev_features = featurizer.features(inp.dev_examples, shortlist) if inp.dev_examples else None
     info = {
         "formulation": "generate", "whitespace_codec": codec.enabled, "shortlist_size": len(shortlist),
-        "decoder_parameters": count_parameters(model.decoder), "featurizer": featurizer,
+        "decoder_parameters": count_parameters(model.decoder),
     }  # fmt: skip
+    evaluate = None
     if inp.dev_examples:
         limit = int(s.get("eval_limit", 500))
         dev = list(inp.dev_examples)[:limit]
@@ -64,11 +65,12 @@ def build_generate(inp: FormulationInput) -> TrainablePart:
             scores.update(evaluate_generation(m, featurizer, dev, language=language, num_beams=beams))
             return scores
 
-        info["eval_fn"] = eval_fn
+        evaluate = eval_fn
         info["metric_for_best"] = "bleu"
     return TrainablePart(
         name=inp.task.name, model=model, train_features=train_features,
         collate=GenerationCollator(inp.tokenizer.pad_token_id), dev_features=dev_features, info=info,
+        evaluate=evaluate,
     )  # fmt: skip
 
 
@@ -84,6 +86,7 @@ def build_contrastive(inp: FormulationInput) -> TrainablePart:
     train = contrastive_features(inp.train_examples, inp.tokenizer, codec, max_length)
     dev = contrastive_features(inp.dev_examples, inp.tokenizer, codec, max_length) if inp.dev_examples else None
     info = {"formulation": "contrastive", "whitespace_codec": codec.enabled, "temperature": model.temperature}
+    evaluate = None
     if inp.dev_examples:
         examples = list(inp.dev_examples)[: int(s.get("eval_limit", 1000))]
         collate = ContrastiveCollator(inp.tokenizer.pad_token_id)
@@ -94,9 +97,10 @@ def build_contrastive(inp: FormulationInput) -> TrainablePart:
             scores.update(evaluate_retrieval(m, inp.tokenizer, codec, examples, max_length=max_length))
             return scores
 
-        info["eval_fn"] = eval_fn
+        evaluate = eval_fn
         info["metric_for_best"] = "mrr"
-    return TrainablePart(inp.task.name, model, train, ContrastiveCollator(inp.tokenizer.pad_token_id), dev, info)
+    return TrainablePart(inp.task.name, model, train, ContrastiveCollator(inp.tokenizer.pad_token_id), dev, info,
+                         evaluate=evaluate)
 
 
 def build_match(inp: FormulationInput) -> TrainablePart:
@@ -112,10 +116,11 @@ def build_match(inp: FormulationInput) -> TrainablePart:
     model = build_match_model(inp.encoder)
     collate = MatchCollator(inp.tokenizer.pad_token_id)
     info = {"formulation": "match", "whitespace_codec": codec.enabled, "negatives": kwargs["negatives"]}
+    evaluate = None
     if dev:
-        info["eval_fn"] = lambda m: _match_eval(m, dev, collate)
+        evaluate = lambda m: _match_eval(m, dev, collate)  # noqa: E731
         info["metric_for_best"] = "accuracy"
-    return TrainablePart(inp.task.name, model, train, collate, dev, info)
+    return TrainablePart(inp.task.name, model, train, collate, dev, info, evaluate=evaluate)
 
 
 def _match_eval(model, features, collate, batch_size: int = 32) -> dict[str, float]:
@@ -150,6 +155,7 @@ def build_infill(inp: FormulationInput) -> TrainablePart:
     dev = infill_features(inp.dev_examples, inp.tokenizer, codec, max_length) if inp.dev_examples else None
     collate = InfillCollator(inp.tokenizer, float(s.get("mask_probability", 0.15)))
     info = {"formulation": "infill", "whitespace_codec": codec.enabled, "lm_head_loaded": model.head_loaded}
+    evaluate = None
     if dev:
         seed = inp.seed
 
@@ -162,9 +168,9 @@ def build_infill(inp: FormulationInput) -> TrainablePart:
                 torch.manual_seed(seed)
                 return {"loss": mean_loss(m, dev, collate)}
 
-        info["eval_fn"] = eval_fn
+        evaluate = eval_fn
         info["metric_for_best"] = "loss"
-    return TrainablePart(inp.task.name, model, train, collate, dev, info)
+    return TrainablePart(inp.task.name, model, train, collate, dev, info, evaluate=evaluate)
 
 
 register_formulation("generate", build_generate)

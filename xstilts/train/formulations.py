@@ -48,7 +48,10 @@ class TrainablePart:
     train_features: list[Any]
     collate: Callable[[list[Any]], dict]
     dev_features: list[Any] | None = None
-    info: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)  # JSON-safe: written to the run's metrics
+    # Scores the intermediate task itself on its dev examples (e.g. EM/BLEU/CodeBLEU for code
+    # generation, MRR for contrastive): ``evaluate(model) -> {metric: value}``; None if no dev.
+    evaluate: Callable[[Any], dict[str, float]] | None = None
 
 
 Builder = Callable[[FormulationInput], TrainablePart]
