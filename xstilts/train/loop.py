@@ -257,8 +257,8 @@ def train(
                 f"{description}: cannot resume from {ckpt}: it was written with different data or "
                 f"settings ({saved.get('signature')} != {run_signature}); use a new output folder"
             )
-        raw_model.load_state_dict(torch.load(ckpt / "model.pt", map_location=device, weights_only=True))
-        optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=device, weights_only=True))
+        raw_model.load_state_dict(torch.load(ckpt / "model.pt", map_location="cpu", weights_only=True))
+        optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location="cpu", weights_only=True))
         scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=True))
         if accelerator.scaler is not None and (ckpt / "scaler.pt").exists():
             accelerator.scaler.load_state_dict(torch.load(ckpt / "scaler.pt", weights_only=True))
@@ -408,7 +408,7 @@ def train(
     train_seconds = time.perf_counter() - t_start
 
     if eval_fn is not None and config.load_best_at_end and (out_dir / "best" / "model.pt").is_file():
-        raw_model.load_state_dict(ck.load_weights(out_dir / "best", map_location=str(device)))
+        raw_model.load_state_dict(ck.load_weights(out_dir / "best", map_location="cpu"))
 
     result = TrainResult(
         out_dir=out_dir,
