@@ -185,3 +185,53 @@ def test_retrieval_target_skips_fine_tuning(small_world, tmp_path):
     scores = json.loads((run / "scores.json").read_text())
     assert list(scores["tasks"]["tatoeba"]["languages"]) == ["de"]
     assert not (run / "phase2").exists()
+
+
+def test_mlm_phase0_and_cotraining_then_interrupted_run_resumes(small_world, tmp_path, monkeypatch):
+    """Phase 0 MLM -> PAN-X with MLM co-training -> UDPOS; a crash in phase 2 resumes there."""
+    import xstilts.train.loop as loop
+    from xstilts.study.config import load_run_config
+    from xstilts.study.pipeline import run_pipeline
+
+    raw = tmp_path / "raw.txt"
+    lines = []
+    for name in ("test-fr", "test-es"):
+        lines += [" ".join(l.split("\t")[0] for l in block.splitlines())
+                  for block in (small_world["data"] / "udpos" / f"{name}.tsv").read_text().strip().split("\n\n")]
+    raw.write_text("\n".join(lines) + "\n")
+    cfg = load_run_config(
+        None, model=str(small_world["model"]), target="udpos", data_dir=str(small_world["data"]),
+        out=str(tmp_path / "run"), progress=False, languages=["es"], eval_max_examples=3,
+        mlm={"data": str(raw)},
+        intermediate={"tasks": ["panx"], "mlm": {"probability": 0.3, "data": str(raw)}},
+        hyperparameters={"mlm": {"learning_rate": 1e-3, "batch_size": 4},
+                         "intermediate": {"learning_rate": 1e-3, "batch_size": 8, "epochs": 1},
+                         "target": {"learning_rate": 1e-3, "batch_size": 8, "grad_accum": 1, "epochs": 1}},
+    )
+    calls: list[str] = []
+    real_train = loop.train
+
+    def crash_in_phase2(model, *a, **kw):
+        calls.append(kw.get("description", ""))
+        if kw.get("description", "").startswith("phase2"):
+            raise RuntimeError("killed in phase 2")
+        return real_train(model, *a, **kw)
+
+    monkeypatch.setattr(loop, "train", crash_in_phase2)
+    with pytest.raises(RuntimeError, match="killed in phase 2"):
+        run_pipeline(cfg)
+    assert calls == ["phase0-mlm", "phase1", "phase2-udpos"]
+    run = tmp_path / "run"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["phase0"]["texts"] == 20 and metrics["phase0"]["lm_head_loaded"] is False
+    assert metrics["phase1"]["probabilities"] == pytest.approx({"panx": 0.7, "mlm": 0.3})
+    assert not (run / "run.json").exists()
+    stamp = (run / "encoder" / "model.safetensors").stat().st_mtime_ns
+
+    calls.clear()
+    monkeypatch.setattr(loop, "train", lambda model, *a, **kw: (calls.append(kw.get("description")), real_train(model, *a, **kw))[1])
+    run_pipeline(cfg)
+    assert calls == ["phase2-udpos"]  # phases 0 and 1 were finished: not trained again
+    assert (run / "encoder" / "model.safetensors").stat().st_mtime_ns == stamp
+    assert json.loads((run / "scores.json").read_text())["tasks"]["udpos"]["languages"].keys() == {"es"}
+    assert json.loads((run / "versions.json").read_text())["starts"] == 2
