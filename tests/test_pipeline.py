@@ -235,3 +235,23 @@ def test_mlm_phase0_and_cotraining_then_interrupted_run_resumes(small_world, tmp
     assert (run / "encoder" / "model.safetensors").stat().st_mtime_ns == stamp
     assert json.loads((run / "scores.json").read_text())["tasks"]["udpos"]["languages"].keys() == {"es"}
     assert json.loads((run / "versions.json").read_text())["starts"] == 2
+
+
+def test_random_init_control_uses_fresh_weights(small_world, tmp_path):
+    from safetensors.torch import load_file
+
+    from xstilts.study.config import load_run_config
+    from xstilts.study.pipeline import Pipeline
+
+    base = dict(model=str(small_world["model"]), target="udpos", data_dir=str(small_world["data"]),
+                out=str(tmp_path / "r"))
+    saved = load_file(str(small_world["model"] / "model.safetensors"))
+    key = "embeddings.word_embeddings.weight"
+    pretrained, _ = Pipeline(load_run_config(None, **base)).load_encoder(str(small_world["model"]))
+    assert torch.equal(pretrained.state_dict()[key], saved[key])
+    control = Pipeline(load_run_config(None, **base, random_init=True))
+    random_a, _ = control.load_encoder(str(small_world["model"]))
+    random_b, _ = control.load_encoder(str(small_world["model"]))
+    assert not torch.equal(random_a.state_dict()[key], saved[key])
+    assert torch.equal(random_a.state_dict()[key], random_b.state_dict()[key])  # seeded
+    assert type(random_a) is type(pretrained) and random_a.config.hidden_size == pretrained.config.hidden_size

@@ -41,6 +41,9 @@ def run(
         bool | None,
         typer.Option("--dev-eval/--no-dev-eval", help="Select the best checkpoint on English dev (default on when dev exists).")
     ] = None,
+    random_init: Annotated[
+        bool | None, typer.Option("--random-init/--pretrained", help="Control run: same architecture, random weights.")
+    ] = None,
     mixed_precision: Annotated[str | None, typer.Option(help="auto, no, bf16 or fp16.")] = None,
     cpu: Annotated[bool | None, typer.Option("--cpu/--no-cpu", help="Force CPU.")] = None,
     progress: Annotated[bool | None, typer.Option("--progress/--no-progress", help="Progress bars.")] = None,
@@ -55,7 +58,7 @@ def run(
     overrides: dict[str, object] = {
         "model": model, "target": target, "encoder_dir": encoder_dir, "data_dir": data_dir, "out": out,
         "seed": seed, "eval_split": eval_split, "eval_max_examples": eval_max_examples, "dev_eval": dev_eval,
-        "cpu": cpu, "progress": progress,
+        "cpu": cpu, "progress": progress, "random_init": random_init,
         "hyperparameters.target.epochs": epochs, "hyperparameters.target.learning_rate": lr,
         "hyperparameters.target.max_length": max_length, "hyperparameters.target.max_steps": max_steps,
         "hyperparameters.target.max_examples": max_examples,

@@ -132,6 +132,8 @@ class IntermediateTaskSpec(_Strict):
     )
     weight: float | None = Field(None, gt=0, description="explicit sampling weight in a mixture")
     data_dir: str | None = Field(None, description="where this task's files are (default: the run's data_dir)")
+    train_split: str | None = Field(None, description="train on this split instead of 'train' (e.g. dev only)")
+    heldout: int | None = Field(None, ge=1, description="with train_split: the last N examples are held out as dev")
 
     @field_validator("task")
     @classmethod
@@ -204,6 +206,9 @@ class RunConfig(_Strict):
     eval_max_examples: int | None = Field(None, ge=1, description="at most N examples per language in phase 3")
     dev_eval: bool = Field(True, description="evaluate on English dev during training (when present) and keep the best")
     hyperparameters: Hyperparameters = Hyperparameters()
+    random_init: bool = Field(
+        False, description="control run: the encoder's architecture with freshly initialised (random) weights"
+    )
     trust_remote_code: bool = False
     cpu: bool = False
     progress: bool = True

@@ -211,12 +211,31 @@ class Pipeline:
 
     # encoder -------------------------------------------------------------------------------
 
+    @property
+    def starting_from_pretrained(self) -> bool:
+        return self.encoder_source == (self.config.encoder_dir or self.config.model)
+
     def load_encoder(self, source: str):
+        """The encoder at ``source``; for a ``random_init`` control run, the same architecture
+        with fresh random weights (seeded) instead of the pretrained ones."""
         from xstilts.models.loading import load_encoder
 
         encoder, tokenizer = load_encoder(source, trust_remote_code=self.config.trust_remote_code)
+        if self.config.random_init and source == (self.config.encoder_dir or self.config.model):
+            from transformers import AutoModel
+
+            set_seed(self.config.seed)
+            encoder = AutoModel.from_config(encoder.config, trust_remote_code=self.config.trust_remote_code)
+            if self.log is not None:
+                self.log.info("random_init: %s with random weights (control run)", type(encoder).__name__)
         encoder.train()
         return encoder, tokenizer
+
+    def lm_head_source(self) -> Path | None:
+        """Where a pretrained LM head can be read (never for a random-weights control run)."""
+        if self.config.random_init and self.starting_from_pretrained:
+            return None
+        return self.local_folder(self.encoder_source)
 
     def local_folder(self, source: str) -> Path | None:
         from xstilts.models.loading import resolve_model
@@ -244,7 +263,7 @@ class Pipeline:
         t0 = time.perf_counter()
         encoder, tokenizer = self.load_encoder(self.encoder_source)
         set_seed(cfg.seed)
-        mlm, head_loaded = build_mlm_model(encoder, self.local_folder(self.encoder_source))
+        mlm, head_loaded = build_mlm_model(encoder, self.lm_head_source())
         texts = read_raw_text(cfg.mlm.data, max_lines=settings.get("max_examples"))
         feats = mlm_features(texts, tokenizer, settings["max_length"])
         self.log.info("phase 0: masked LM on %d texts from %s (LM head %s)", len(feats), cfg.mlm.data,
@@ -264,7 +283,12 @@ class Pipeline:
 
     def intermediate_examples(self, spec, task: Task, max_examples: int | None) -> tuple[list, list | None]:
         data_dir = spec.data_dir or self.config.data_dir
-        train = _read(task, data_dir, "train", "en")
+        train = _read(task, data_dir, spec.train_split or "train", "en")
+        heldout = None
+        if spec.train_split and spec.heldout:  # e.g. only a dev file: its tail measures quality
+            if spec.heldout >= len(train):
+                raise ConfigError(f"{task.name}: heldout {spec.heldout} >= {len(train)} {spec.train_split} examples")
+            train, heldout = train[: -spec.heldout], train[-spec.heldout:]
         if max_examples is not None:
             train = train[:max_examples]
         for lang, path in sorted((spec.translated or {}).items()):
@@ -274,7 +298,11 @@ class Pipeline:
             self.log.info("phase 1: %s: %d machine-translated examples (%s) from %s", task.name, len(copy), lang, path)
             train.extend(_tag_ids(copy, lang))
         dev = None
-        if self.config.dev_eval and _has_split(task, data_dir, "dev", "en"):
+        if heldout is not None:
+            dev = heldout[:DEV_SUBSET] if self.config.dev_eval else None
+        elif spec.train_split == "dev":
+            dev = None  # never evaluate on the examples it trains on
+        elif self.config.dev_eval and _has_split(task, data_dir, "dev", "en"):
             dev = _read(task, data_dir, "dev", "en")[:DEV_SUBSET]
         return train, dev
 
@@ -320,7 +348,7 @@ class Pipeline:
 
             if spec.mlm.data is None:
                 raise ConfigError("intermediate.mlm.data: give the raw multilingual text for MLM co-training")
-            mlm_model, head_loaded = build_mlm_model(encoder, self.local_folder(self.encoder_source))
+            mlm_model, head_loaded = build_mlm_model(encoder, self.lm_head_source())
             first = settings_by_task[parts[0].name]
             texts = read_raw_text(spec.mlm.data)
             parts.append(TrainablePart(
@@ -370,6 +398,7 @@ class Pipeline:
             # the study's result store reads intermediate-task quality from here
             "metrics": {p.name: {"dev_loss": h.get(f"{p.name}_loss")} for p in task_parts
                         for h in result.eval_history[-1:]} if result.eval_history else {},
+            "quality": {p.name: p.evaluate(p.model) for p in task_parts if getattr(p, "evaluate", None)},
         })
         self.rd.mark_phase_done("phase1")
         self.encoder_source = str(enc_dir)
@@ -395,7 +424,9 @@ class Pipeline:
         encoder, tokenizer = self.load_encoder(self.encoder_source)
         carried = None
         folder = self.local_folder(self.encoder_source)
-        if folder is not None:
+        if cfg.random_init and self.starting_from_pretrained:
+            carried = {"random_init": True}
+        elif folder is not None:
             carried = verify_encoder_matches(encoder, folder)
             self.log.info("phase 2: encoder loaded from %s (%d tensors equal to the saved ones)",
                           folder, carried["tensors_checked"])
