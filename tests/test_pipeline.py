@@ -95,6 +95,10 @@ def test_run_udpos_end_to_end_then_rerun_reads(small_world, tmp_path, capsys):
     assert _cli(args + ["--json"]) == 0
     assert json.loads(capsys.readouterr().out) == scores
     assert (out / "phase2" / "model" / "head.safetensors").stat().st_mtime_ns == stamp
+    # another config pointed at the finished run dir is refused, not answered with old scores
+    i = args.index("--seed")
+    assert _cli(args[:i] + ["--seed", "4"] + args[i + 2 :]) == 2
+    assert json.loads((out / "scores.json").read_text()) == scores
 
 
 def test_changed_config_in_unfinished_run_dir_is_refused(small_world, tmp_path):

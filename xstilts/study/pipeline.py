@@ -533,9 +533,10 @@ class Pipeline:
 
     def run(self) -> Path:
         cfg = self.config
-        if self.rd.finished:
-            return self.rd.path
-        self.rd.open(json.loads(cfg.model_dump_json()))
+        config_dict = json.loads(cfg.model_dump_json())
+        if self.rd.finished and self.rd.check_config(config_dict):
+            return self.rd.path  # finished: read, never retrained
+        self.rd.open(config_dict)
         self.log = self.rd.logger()
         try:
             self.log.info("run %s: model=%s target=%s intermediate=%s seed=%d", self.rd.path, cfg.model,

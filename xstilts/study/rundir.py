@@ -98,23 +98,31 @@ class RunDir:
     def finished(self) -> bool:
         return (self.path / FINISHED_FILE).is_file()
 
+    def check_config(self, config_dict: dict[str, Any]) -> bool:
+        """True if the folder already holds this config; a ConfigError if it holds another."""
+        import yaml
+
+        stored_path = self.path / CONFIG_FILE
+        if not stored_path.is_file():
+            return False
+        stored = yaml.safe_load(stored_path.read_text()) or {}
+        a = {k: v for k, v in stored.items() if k not in COSMETIC_FIELDS}
+        b = {k: v for k, v in config_dict.items() if k not in COSMETIC_FIELDS}
+        if a != b:
+            diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+            raise ConfigError(
+                f"{self.path} holds a run with a different configuration (differs in: "
+                f"{', '.join(diff)}); give another --out, or delete the folder to start over"
+            )
+        return True
+
     def open(self, config_dict: dict[str, Any]) -> None:
         """Create the folder, or check that an existing one belongs to the same config."""
         import yaml
 
         self.path.mkdir(parents=True, exist_ok=True)
         stored_path = self.path / CONFIG_FILE
-        if stored_path.is_file():
-            stored = yaml.safe_load(stored_path.read_text()) or {}
-            a = {k: v for k, v in stored.items() if k not in COSMETIC_FIELDS}
-            b = {k: v for k, v in config_dict.items() if k not in COSMETIC_FIELDS}
-            if a != b:
-                diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-                raise ConfigError(
-                    f"{self.path} holds a run with a different configuration (differs in: "
-                    f"{', '.join(diff)}); give another --out, or delete the folder to start over"
-                )
-        else:
+        if not self.check_config(config_dict):
             tmp = stored_path.with_name(stored_path.name + ".tmp")
             tmp.write_text(yaml.safe_dump(config_dict, sort_keys=False, allow_unicode=True))
             tmp.replace(stored_path)
