@@ -259,3 +259,26 @@ def test_random_init_control_uses_fresh_weights(small_world, tmp_path):
     assert not torch.equal(random_a.state_dict()[key], saved[key])
     assert torch.equal(random_a.state_dict()[key], random_b.state_dict()[key])  # seeded
     assert type(random_a) is type(pretrained) and random_a.config.hidden_size == pretrained.config.hidden_size
+
+
+def test_machine_translated_copies_are_read_with_the_same_reader(small_world, tmp_path):
+    import logging
+
+    from xstilts.study.config import load_run_config
+    from xstilts.study.pipeline import Pipeline
+    from xstilts.tasks import get_task
+
+    # a "translated" copy: the same layout in its own folder (here: the German dev file's sentences)
+    mt = tmp_path / "mt-de"
+    head_sentences(small_world["data"] / "panx" / "dev-de.tsv", mt / "panx" / "train-en.tsv", 7)
+    cfg = load_run_config(None, model=str(small_world["model"]), target="udpos", data_dir=str(small_world["data"]),
+                          out=str(tmp_path / "r"),
+                          intermediate={"tasks": [{"task": "panx", "translated": {"de": str(mt)}}]})
+    pipe = Pipeline(cfg)
+    pipe.log = logging.getLogger("test")
+    train, dev = pipe.intermediate_examples(cfg.intermediate.tasks[0], get_task("panx"), None)
+    assert len(train) == 48 + 7
+    assert all(ex.id.startswith("de:") for ex in train[48:]) and not train[0].id.startswith("de:")
+    assert len(dev) == 10
+    capped, _ = pipe.intermediate_examples(cfg.intermediate.tasks[0], get_task("panx"), 5)
+    assert len(capped) == 5 + 5
