@@ -32,6 +32,7 @@ from xstilts.study.store import ResultStore, ScoreRow
 
 WorkFn = Callable[["WorkRequest"], dict[str, Any]]
 MAX_EXIT = 125
+NODE_FILE = "node.json"  # written when a node starts: which config hash its run dir holds
 
 
 @dataclass(frozen=True)
@@ -80,12 +81,28 @@ def execute_node(work: WorkFn, request: WorkRequest, dependency: NodeOutcome | N
     run_dir = Path(request.run_dir)
     done = read_done(run_dir)
     if done is not None and request.config_hash and done.get("config_hash") not in (None, request.config_hash):
-        # the study config changed for this node: its old result no longer answers it
-        (run_dir / DONE_FILE).rename(run_dir / f"DONE.{done.get('config_hash')}.json")
+        # the study config changed for this node: its old run no longer answers it; keep it aside
+        aside = run_dir.with_name(f"{run_dir.name}.old-{done.get('config_hash')}")
+        if aside.exists():
+            import shutil
+
+            shutil.rmtree(aside)
+        run_dir.rename(aside)
         done = None
     if done is not None:
         return NodeOutcome(request.node.id, "skipped-done", float(done.get("seconds", 0.0)), None, done)
+    started = run_dir / NODE_FILE
+    if started.is_file() and request.config_hash:
+        old = json.loads(started.read_text(encoding="utf-8")).get("config_hash")
+        if old != request.config_hash:  # a killed run of an older config: start afresh, keep it aside
+            aside = run_dir.with_name(f"{run_dir.name}.old-{old}")
+            if aside.exists():
+                import shutil
+
+                shutil.rmtree(aside)
+            run_dir.rename(aside)
     run_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_write_json(started, {"node": request.node.id, "config_hash": request.config_hash})
     if dependency is not None and dependency.status == "failed":
         msg = f"phase-1 node {dependency.node_id} failed"
         (run_dir / ERROR_FILE).write_text(msg + "\n", encoding="utf-8")
@@ -538,13 +555,20 @@ def phase1_quality(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
             break
     if entry is None:
         return {}
-    skip = ("loss", "second", "step", "epoch", "time", "per_second", "runtime")
+    skip = ("second", "runtime", "per_second")
 
     def numeric(d: dict[str, Any]) -> dict[str, float]:
         return {k: float(v) for k, v in d.items()
                 if isinstance(v, (int, float)) and not isinstance(v, bool) and not any(s in k for s in skip)}
 
     out: dict[str, dict[str, float]] = {}
+    if isinstance(entry.get("metrics"), dict):  # the pipeline's {task: {metric: value}}
+        for task, d in entry["metrics"].items():
+            vals = numeric(d) if isinstance(d, dict) else {}
+            if vals:
+                out[task] = vals
+        if out:
+            return out
     tasks = entry.get("tasks")
     if isinstance(tasks, dict):
         for task, d in tasks.items():
