@@ -139,3 +139,15 @@ def test_report_without_store_says_what_to_do(tmp_path):
     from xstilts.errors import MissingDataError
     with pytest.raises(MissingDataError, match="xstilts study CONFIG.yaml"):
         write_report(tmp_path)
+
+
+def test_report_checks_the_store_against_the_run_directories(tmp_path):
+    s = fakes.study(seeds=[1], intermediate=["none", "conala:generate"])
+    run_study(s, tmp_path, work=fakes.fake_work, executor=LocalExecutor())
+    md = write_report(tmp_path)[0].read_text()
+    assert "Checked: the store equals the `scores.json` of all 4 finished run directories." in md
+    con = sqlite3.connect(tmp_path / "results.sqlite")
+    con.execute("UPDATE scores SET value = value + 1 WHERE cell='enc/none/s1/udpos' AND language='de' AND metric='f1'")
+    con.commit()
+    md = write_report(tmp_path)[0].read_text()
+    assert "**Warning**: 1 store value(s) differ from the run directories: enc/none/s1/udpos udpos de f1" in md

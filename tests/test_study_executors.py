@@ -47,8 +47,9 @@ def fake_work(req) -> dict:
     langs = {lang: {("f1" if node.target == "udpos" else "accuracy"): fake_value(node.setting, node.seed, lang)}
              for lang in node.languages}
     score = sum(next(iter(m.values())) for m in langs.values()) / len(langs)
-    return {"scores": {"tasks": {node.target: {"languages": langs, "score": score}}, "xtreme_score": None},
-            "device": "cpu"}
+    scores = {"tasks": {node.target: {"languages": langs, "score": score}}, "xtreme_score": None}
+    (run_dir / "scores.json").write_text(__import__("json").dumps(scores))  # as the pipeline's run dir has
+    return {"scores": scores, "device": "cpu"}
 
 
 def study(**kw):
@@ -178,3 +179,28 @@ def test_local_parallel_one_cell_per_worker(tmp_path):
     assert len(calls(tmp_path)) == 2 + 6
     from xstilts.study.store import ResultStore
     assert len(ResultStore(tmp_path / "results.sqlite").cell_status("fake")) == 8
+
+
+def test_cli_exit_status_is_the_number_of_failed_cells(tmp_path, capsys):
+    import yaml
+
+    from xstilts.cli import main
+
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(yaml.safe_dump({"name": "fake", "encoders": ["enc"], "intermediate": ["none", "conala:generate"],
+                                   "targets": ["udpos", "tatoeba"], "languages": LANGS, "seeds": [1]}))
+    out = tmp_path / "out"
+    (out / "fail").mkdir(parents=True)
+    (out / "fail" / "enc__conala-generate__s1__phase1").touch()
+    sys.path.insert(0, str(Path(__file__).parent))
+    args = ["study", str(cfg), "--out", str(out), "--data-dir", str(tmp_path), "--work", "test_study_executors:fake_work"]
+    assert main(args) == 3
+    text = capsys.readouterr().out
+    assert "FAILED enc/conala-generate/s1/phase1" in text and "RuntimeError: boom" in text
+    assert (out / "report.md").is_file() and (out / "report.html").is_file()
+    (out / "fail" / "enc__conala-generate__s1__phase1").unlink()
+    assert main(args) == 0
+    assert "already done enc/none/s1/udpos" in capsys.readouterr().out
+    assert main(["study", str(cfg), "--out", str(out), "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert "intermediate training" in plan and "throughput for enc: measured" in plan

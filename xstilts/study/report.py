@@ -266,6 +266,33 @@ def load_study_data(study_dir: Path) -> StudyData:
     return StudyData(name or "study", scores, cells, settings, families, targets, encoders, config)
 
 
+def verify_against_run_dirs(study_dir: Path, data: StudyData) -> tuple[int, list[str]]:
+    """Compare the store with each finished run's own ``scores.json``; returns (runs checked, mismatches)."""
+    import json
+
+    df = data.scores[data.scores.phase == "target"]
+    checked, problems = 0, []
+    for cell, grp in df.groupby("cell"):
+        run_dir = str(grp.run_dir.iloc[0]) if grp.run_dir.notna().any() else None
+        path = Path(study_dir) / run_dir / "scores.json" if run_dir else None
+        if path is None or not path.is_file():
+            continue
+        checked += 1
+        scores = json.loads(path.read_text(encoding="utf-8"))
+        for task, entry in scores.get("tasks", {}).items():
+            expected = {("avg", "score"): entry.get("score")}
+            for lang, metrics in entry.get("languages", {}).items():
+                for metric, value in metrics.items():
+                    expected[(lang, metric)] = value
+            for (lang, metric), value in expected.items():
+                got = grp[(grp.task == task) & (grp.language == lang) & (grp.metric == metric)].value
+                if value is None:
+                    continue
+                if len(got) != 1 or not math.isclose(float(got.iloc[0]), float(value), rel_tol=0, abs_tol=1e-9):
+                    problems.append(f"{cell} {task} {lang} {metric}: run dir {value}, store {list(got)}")
+    return checked, problems
+
+
 # -- the report ----------------------------------------------------------------------------
 
 
@@ -318,6 +345,11 @@ def build_report(study_dir: str | Path, *, task: str | None = None, figures: boo
         f"code version(s): {', '.join(versions) or 'n/a'}",
         "every number below is read from `results.sqlite` (metric `score`: accuracy, F1, or (EM+F1)/2 for QA)",
     ])
+    checked, problems = verify_against_run_dirs(Path(study_dir), data)
+    if checked:
+        doc.p(f"Checked: the store equals the `scores.json` of all {checked} finished run directories."
+              if not problems else f"**Warning**: {len(problems)} store value(s) differ from the run directories: "
+              + "; ".join(problems[:10]))
     caps = _budget_lines(cfg)
     doc.h(2, "What was capped")
     doc.items(caps or ["nothing: every phase ran with the pipeline's full (paper) budget"])
