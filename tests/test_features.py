@@ -222,3 +222,29 @@ def test_sorted_batches():
     assert sorted(i for b in batches for i in b) == list(range(6))
     assert sorted_batches(lengths, 10, max_tokens=100) == [[1, 5], [3, 2], [4, 0]]
     assert sorted_batches([200, 3], 10, max_tokens=100) == [[0], [1]]
+
+
+def test_real_xlmr_tokenizer_bare_pieces_on_chinese_ud(shared_data):
+    """With XLM-R's own tokenizer (the converted multilingual-e5-small, when present), most
+    Chinese UD words open with a bare "▁"; no label ever sits on one."""
+    from xstilts.models.e5 import converted_model_dir
+
+    folder = converted_model_dir()
+    if not (folder / "tokenizer.json").is_file():
+        pytest.skip(f"converted multilingual-e5-small not found at {folder} (xstilts model get)")
+    from transformers import AutoTokenizer
+
+    from xstilts.data.readers import read_examples
+
+    xlmr = AutoTokenizer.from_pretrained(str(folder))
+    examples = read_examples("udpos", shared_data, "test", "zh")
+    words = sum(len(e.tokens) for e in examples)
+    bare_first = sum(
+        xlmr.convert_ids_to_tokens(wp.ids[:1]) == ["▁"] and len(wp.ids) > 1
+        for e in examples
+        for wp in word_pieces(e.tokens, xlmr)
+    )
+    assert bare_first > 0.5 * words  # 85% on the staged 60 sentences
+    feats = featurize("udpos", examples, xlmr, max_length=128)
+    labelled = [xlmr.convert_ids_to_tokens(f["input_ids"][p]) for f in feats for p, _ in f["word_positions"]]
+    assert len(labelled) == words and not any(is_boundary_piece(t) for t in labelled)

@@ -101,6 +101,27 @@ def test_predict_udpos_end_to_end_and_score(tmp_path):
     assert sorted(written_all) == sorted(available("udpos", data_dir)["test"])
 
 
+def test_predict_panx_dev_split(tmp_path):
+    """PAN-X test labels are hidden: the dev split is predicted (into the test-{lang} files)."""
+    dev_zh = shared_file("panx/download/panx/dev-zh.tsv")
+    data_dir = dev_zh.parents[1]
+    from xstilts.data.readers import read_examples
+    from xstilts.evaluation.layout import gold_from_examples, read_predictions
+    from xstilts.evaluation.scorer import score_language
+
+    encoder, tok = build_tiny_model(seed=0)
+    folder = tmp_path / "panx-model"
+    build_model("panx", encoder).save(folder, tokenizer=tok)
+    written = predict_task("panx", folder, data_dir, tmp_path / "out", ["zh", "ja"], split="dev", progress=False)
+    for lang, path in written.items():
+        examples = read_examples("panx", data_dir, "dev", lang)
+        predictions = read_predictions(path, "panx")
+        assert [len(p) for p in predictions] == [len(e.tokens) for e in examples]
+        assert set(t for p in predictions for t in p) <= set(build_model("panx", encoder).labels)
+        f1 = score_language("panx", lang, gold_from_examples("panx", examples), predictions)["f1"]
+        assert 0.0 <= f1 <= 100.0
+
+
 # ---------------------------------------------------------------------------- QA
 
 
