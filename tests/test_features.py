@@ -64,7 +64,9 @@ def test_sentence_pair_unknown_label(tok):
 
 
 def test_collate_pads_dynamically(tok):
-    exs = [SentencePairExample(str(i), "fox " * n, "dog", "neutral") for i, n in enumerate((1, 5, 2))]
+    exs = [
+        SentencePairExample(str(i), "fox " * n, "dog", "neutral") for i, n in enumerate((1, 5, 2))
+    ]
     feats = featurize("xnli", exs, tok, max_length=128)
     batch = collate(feats, tok)
     longest = max(len(f["input_ids"]) for f in feats)
@@ -95,7 +97,7 @@ def test_tag_labels_sit_on_first_piece_with_characters(tok):
     upos = ["ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN"]
     expected = [upos.index(t) for t in ex.tags]
     assert [f["labels"][p] for p, _ in f["word_positions"]] == expected
-    assert sum(l != -100 for l in f["labels"]) == 4
+    assert sum(x != -100 for x in f["labels"]) == 4
 
 
 def test_words_without_pieces_still_get_a_position(tok):
@@ -121,9 +123,13 @@ def test_plan_windows_partition_words():
 
 
 def test_long_sentence_is_windowed_not_truncated(tok):
-    words = ("The quick brown fox jumps over the lazy dog . Der Fuchs springt über den Hund " * 12).split()
+    words = (
+        "The quick brown fox jumps over the lazy dog . Der Fuchs springt über den Hund " * 12
+    ).split()
     tags = ["NOUN" if i % 3 else "VERB" for i in range(len(words))]
-    feats = featurize("udpos", [TaggingExample("s", words, tags)], tok, max_length=32, for_training=True)
+    feats = featurize(
+        "udpos", [TaggingExample("s", words, tags)], tok, max_length=32, for_training=True
+    )
     assert len(feats) > 5
     owned = sorted(w for f in feats for _, w in f["word_positions"])
     assert owned == list(range(len(words)))
@@ -135,7 +141,10 @@ def test_long_sentence_is_windowed_not_truncated(tok):
             assert toks[p].lstrip("▁") and words[w].startswith(toks[p].lstrip("▁"))
             assert f["labels"][p] == (7 if tags[w] == "NOUN" else 15)
     # windows overlap (context) but labels appear only on owned words
-    assert sum(len(f["input_ids"]) - 2 for f in feats) > sum(len(tok(words[i:i + 1], is_split_into_words=True, add_special_tokens=False)["input_ids"]) for i in range(len(words)))
+    assert sum(len(f["input_ids"]) - 2 for f in feats) > sum(
+        len(tok(words[i : i + 1], is_split_into_words=True, add_special_tokens=False)["input_ids"])
+        for i in range(len(words))
+    )
 
 
 def test_word_longer_than_window(tok):
@@ -181,7 +190,11 @@ def test_qa_windows_long_context_answer_in_later_window(tok):
 
 
 def test_qa_chinese_without_spaces(tok):
-    ctx = "敏捷的棕色狐狸跳过了懒狗。" * 4 + "北京是中国的首都。" + "素早い茶色の狐がのろまな犬を飛び越える。" * 2
+    ctx = (
+        "敏捷的棕色狐狸跳过了懒狗。" * 4
+        + "北京是中国的首都。"
+        + "素早い茶色の狐がのろまな犬を飛び越える。" * 2
+    )
     start = ctx.index("中国")
     ex = QAExample("q2", "首都?", ctx, [QAAnswer("中国", start)])
     feats = featurize("xquad", [ex], tok, max_length=40, doc_stride=16, for_training=True)
@@ -196,14 +209,18 @@ def test_qa_answer_cut_by_window_is_cls(tok):
     start = ctx.index(ans)
     ex = QAExample("q3", "what?", ctx, [QAAnswer(ans, start)])
     feats = featurize("xquad", [ex], tok, max_length=24, doc_stride=8, for_training=True)
-    assert all(f["start_positions"] == 0 for f in feats)  # the 39-char answer fits no 24-token window
+    assert all(
+        f["start_positions"] == 0 for f in feats
+    )  # the 39-char answer fits no 24-token window
 
 
 # ---------------------------------------------------------------------------- multiple choice
 
 
 def test_multiple_choice_rows(tok):
-    ex = MultipleChoiceExample("m", "The fox jumps.", "What jumps?", ["the fox", "the dog", "a cat"], 0)
+    ex = MultipleChoiceExample(
+        "m", "The fox jumps.", "What jumps?", ["the fox", "the dog", "a cat"], 0
+    )
     (f,) = featurize("multiple-choice", [ex], tok, max_length=32, for_training=True)
     assert len(f["input_ids"]) == 3 and f["labels"] == 0
     assert f["input_ids"][1] == tok("The fox jumps. What jumps?", "the dog")["input_ids"]
@@ -246,5 +263,7 @@ def test_real_xlmr_tokenizer_bare_pieces_on_chinese_ud(shared_data):
     )
     assert bare_first > 0.5 * words  # 85% on the staged 60 sentences
     feats = featurize("udpos", examples, xlmr, max_length=128)
-    labelled = [xlmr.convert_ids_to_tokens(f["input_ids"][p]) for f in feats for p, _ in f["word_positions"]]
+    labelled = [
+        xlmr.convert_ids_to_tokens(f["input_ids"][p]) for f in feats for p, _ in f["word_positions"]
+    ]
     assert len(labelled) == words and not any(is_boundary_piece(t) for t in labelled)

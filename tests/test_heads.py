@@ -42,7 +42,9 @@ def _pair_batch(tok):
 def _tag_batch(tok):
     exs = [
         TaggingExample("1", ["The", "quick", "fox", "狐狸"], ["DET", "ADJ", "NOUN", "NOUN"]),
-        TaggingExample("2", ["jumps", "over", "the", "dog", "."], ["VERB", "ADP", "DET", "NOUN", "PUNCT"]),
+        TaggingExample(
+            "2", ["jumps", "over", "the", "dog", "."], ["VERB", "ADP", "DET", "NOUN", "PUNCT"]
+        ),
     ]
     return collate(featurize("udpos", exs, tok, max_length=64, for_training=True), tok)
 
@@ -58,8 +60,12 @@ def _qa_batch(tok):
 
 def _mc_batch(tok):
     exs = [
-        MultipleChoiceExample("1", "The fox jumps.", "What jumps?", ["the fox", "the dog", "a cat"], 0),
-        MultipleChoiceExample("2", "The dog sleeps.", "Who sleeps?", ["the fox", "the dog", "a cat"], 1),
+        MultipleChoiceExample(
+            "1", "The fox jumps.", "What jumps?", ["the fox", "the dog", "a cat"], 0
+        ),
+        MultipleChoiceExample(
+            "2", "The dog sleeps.", "Who sleeps?", ["the fox", "the dog", "a cat"], 1
+        ),
     ]
     return collate(featurize("multiple-choice", exs, tok, max_length=64, for_training=True), tok)
 
@@ -103,7 +109,9 @@ def test_head_shapes_loss_and_overfit(task, tiny):
         out = model(**batch)
     assert tuple(out.logits.shape) == tuple(shape(batch))
     assert out.loss is not None and out["loss"] is out.loss and torch.isfinite(out.loss)
-    no_labels = {k: v for k, v in batch.items() if k not in ("labels", "start_positions", "end_positions")}
+    no_labels = {
+        k: v for k, v in batch.items() if k not in ("labels", "start_positions", "end_positions")
+    }
     with torch.no_grad():
         assert model(**no_labels).loss is None
     before, after = _overfit(model, batch)
@@ -122,7 +130,9 @@ def test_save_load_round_trip_identical_logits(tiny, tmp_path):
         folder = tmp_path / task
         model.save(folder, tokenizer=tok)
         assert is_task_model_dir(folder)
-        assert (folder / "encoder" / "config.json").is_file() and (folder / "head.safetensors").is_file()
+        assert (folder / "encoder" / "config.json").is_file() and (
+            folder / "head.safetensors"
+        ).is_file()
         assert json.loads((folder / "head.json").read_text())["kind"] == model.kind.value
         again, tok2 = load_task_model(folder)
         with torch.no_grad():
@@ -145,8 +155,15 @@ def test_any_automodel_encoder_bert_with_token_types(tiny):
     _, tok = tiny
     torch.manual_seed(0)
     bert = BertModel(
-        BertConfig(vocab_size=len(tok), hidden_size=24, num_hidden_layers=1, num_attention_heads=2,
-                   intermediate_size=48, max_position_embeddings=128, pad_token_id=tok.pad_token_id)
+        BertConfig(
+            vocab_size=len(tok),
+            hidden_size=24,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=48,
+            max_position_embeddings=128,
+            pad_token_id=tok.pad_token_id,
+        )
     )
     model = build_model("xnli", bert)
     batch = _pair_batch(tok)
@@ -185,7 +202,10 @@ def test_bare_metaspace_labelling_gives_wrong_predictions():
     chars = [
         c
         for c in dict.fromkeys("敏捷的棕色狐狸跳过了懒狗素早い茶色の狐がのろまな犬を飛び越える")
-        if tok.convert_ids_to_tokens(tok([c], is_split_into_words=True, add_special_tokens=False)["input_ids"]) == ["▁", c]
+        if tok.convert_ids_to_tokens(
+            tok([c], is_split_into_words=True, add_special_tokens=False)["input_ids"]
+        )
+        == ["▁", c]
     ]
     assert len(chars) >= 16
     labels = ["A", "B", "C", "D"]

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import random
 
 import numpy as np
 import pytest
 import torch
-
 from conftest import shared_file
+
 from xstilts.data.examples import QAAnswer, QAExample, TaggingExample
 from xstilts.data.features import collate, featurize
 from xstilts.evaluation.predict import predict_examples, predict_task
@@ -68,7 +67,9 @@ def test_predict_udpos_end_to_end_and_score(tmp_path):
     model = build_model("udpos", encoder)
     test_en = read_examples("udpos", data_dir, "test", "en")
     gold = gold_from_examples("udpos", test_en)
-    before = score_language("udpos", "en", gold, predict_examples("udpos", model, tok, test_en))["f1"]
+    before = score_language("udpos", "en", gold, predict_examples("udpos", model, tok, test_en))[
+        "f1"
+    ]
 
     feats = featurize("udpos", train, tok, max_length=64, for_training=True)
     torch.manual_seed(0)
@@ -92,7 +93,9 @@ def test_predict_udpos_end_to_end_and_score(tmp_path):
         examples = read_examples("udpos", data_dir, "test", lang)
         predictions = read_predictions(path, "udpos")
         assert [len(p) for p in predictions] == [len(e.tokens) for e in examples]
-        scores[lang] = score_language("udpos", lang, gold_from_examples("udpos", examples), predictions)["f1"]
+        scores[lang] = score_language(
+            "udpos", lang, gold_from_examples("udpos", examples), predictions
+        )["f1"]
     assert before < 20 and scores["en"] > 50, (before, scores)
     # every language present by default
     from xstilts.data.readers import available
@@ -112,7 +115,9 @@ def test_predict_panx_dev_split(tmp_path):
     encoder, tok = build_tiny_model(seed=0)
     folder = tmp_path / "panx-model"
     build_model("panx", encoder).save(folder, tokenizer=tok)
-    written = predict_task("panx", folder, data_dir, tmp_path / "out", ["zh", "ja"], split="dev", progress=False)
+    written = predict_task(
+        "panx", folder, data_dir, tmp_path / "out", ["zh", "ja"], split="dev", progress=False
+    )
     for lang, path in written.items():
         examples = read_examples("panx", data_dir, "dev", lang)
         predictions = read_predictions(path, "panx")
@@ -128,7 +133,9 @@ def test_predict_panx_dev_split(tmp_path):
 def _long_qa_example():
     filler = "The quick brown fox jumps over the lazy dog. "
     ctx = filler * 6 + "The treaty was signed in Paris in 1763. " + filler * 2
-    return QAExample("q", "Where was the treaty signed?", ctx, [QAAnswer("Paris", ctx.index("Paris"))])
+    return QAExample(
+        "q", "Where was the treaty signed?", ctx, [QAAnswer("Paris", ctx.index("Paris"))]
+    )
 
 
 def test_frcode_picks_answer_from_later_window(tiny_tagger):
@@ -184,7 +191,9 @@ def test_qa_model_finds_answer_in_later_window(tiny_tagger):
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert predict_examples("xquad", model, tok, [ex], max_length=48, doc_stride=16) == {"q": "Paris"}
+    assert predict_examples("xquad", model, tok, [ex], max_length=48, doc_stride=16) == {
+        "q": "Paris"
+    }
 
 
 def test_predict_xquad_files_answers_are_context_substrings(tiny_tagger, tmp_path):
@@ -197,7 +206,16 @@ def test_predict_xquad_files_answers_are_context_substrings(tiny_tagger, tmp_pat
     model = build_model("xquad", encoder)
     folder = tmp_path / "qa"
     model.save(folder, tokenizer=tok)
-    written = predict_task("xquad", folder, data_dir, tmp_path / "out", ["zh"], max_length=128, batch_size=64, progress=False)
+    written = predict_task(
+        "xquad",
+        folder,
+        data_dir,
+        tmp_path / "out",
+        ["zh"],
+        max_length=128,
+        batch_size=64,
+        progress=False,
+    )
     predictions = read_predictions(written["zh"], "xquad")
     examples = read_examples("xquad", data_dir, "test", "zh")
     assert set(predictions) == {e.id for e in examples}
@@ -215,18 +233,58 @@ def test_cli_predict_and_errors(tiny_tagger, tmp_path, capsys):
     from xstilts.cli import main
 
     out = tmp_path / "out"
-    rc = main(["predict", "--model", str(folder), "--task", "udpos", "--data-dir", str(test_fr.parents[2]),
-               "--out", str(out), "--languages", "fr,en", "--no-progress"])
+    rc = main(
+        [
+            "predict",
+            "--model",
+            str(folder),
+            "--task",
+            "udpos",
+            "--data-dir",
+            str(test_fr.parents[2]),
+            "--out",
+            str(out),
+            "--languages",
+            "fr,en",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     assert (out / "udpos" / "test-fr.tsv").is_file() and (out / "udpos" / "test-en.tsv").is_file()
     assert "fr\t" in capsys.readouterr().out
     # a plain encoder folder cannot predict a task with a head: one-line error, status 2
     plain = tmp_path / "plain"
     build_tiny_model(plain)
-    rc = main(["predict", "--model", str(plain), "--task", "udpos", "--data-dir", str(test_fr.parents[2]),
-               "--out", str(out), "--languages", "fr"])
+    rc = main(
+        [
+            "predict",
+            "--model",
+            str(plain),
+            "--task",
+            "udpos",
+            "--data-dir",
+            str(test_fr.parents[2]),
+            "--out",
+            str(out),
+            "--languages",
+            "fr",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "not a trained task model" in err and "Traceback" not in err
-    rc = main(["predict", "--model", str(folder), "--task", "udpos", "--data-dir", str(test_fr.parents[2]),
-               "--out", str(out), "--languages", "xx"])
+    rc = main(
+        [
+            "predict",
+            "--model",
+            str(folder),
+            "--task",
+            "udpos",
+            "--data-dir",
+            str(test_fr.parents[2]),
+            "--out",
+            str(out),
+            "--languages",
+            "xx",
+        ]
+    )
     assert rc == 2 and "no language xx" in capsys.readouterr().err

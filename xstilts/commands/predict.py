@@ -34,11 +34,19 @@ def predict(
         ),
     ],
     task: Annotated[str, typer.Option("--task", "-t", help="Task name (see `xstilts tasks`).")],
-    data_dir: Annotated[Path, typer.Option("--data-dir", "-d", help="Folder holding the task's files.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output root: files go to OUT/{task}/test-{lang}.*")],
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", "-d", help="Folder holding the task's files.")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output root: files go to OUT/{task}/test-{lang}.*")
+    ],
     languages: Annotated[
         Optional[list[str]],
-        typer.Option("--languages", "-l", help="Languages (repeat or comma-separate). Default: every one present."),
+        typer.Option(
+            "--languages",
+            "-l",
+            help="Languages (repeat or comma-separate). Default: every one present.",
+        ),
     ] = None,
     split: Annotated[
         Optional[str],
@@ -49,19 +57,37 @@ def predict(
     ] = None,
     layer: Annotated[
         Optional[int],
-        typer.Option("--layer", help="Retrieval: hidden layer to pool (0 = embeddings, N = output of layer N)."),
+        typer.Option(
+            "--layer",
+            help="Retrieval: hidden layer to pool (0 = embeddings, N = output of layer N).",
+        ),
     ] = None,
-    pooling: Annotated[Pooling, typer.Option("--pooling", help="Retrieval: mean over tokens or first token.")] = Pooling.mean,
+    pooling: Annotated[
+        Pooling, typer.Option("--pooling", help="Retrieval: mean over tokens or first token.")
+    ] = Pooling.mean,
     prefix: Annotated[
-        str, typer.Option("--prefix", help="Retrieval: text put before every sentence (e.g. 'query: ' for E5).")
+        str,
+        typer.Option(
+            "--prefix", help="Retrieval: text put before every sentence (e.g. 'query: ' for E5)."
+        ),
     ] = "",
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Sentences (features) per batch.")] = 32,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Sentences (features) per batch.")
+    ] = 32,
     max_length: Annotated[
         Optional[int],
-        typer.Option("--max-length", min=8, help="Max tokens per feature (default: 128; 384 for QA; 512 retrieval)."),
+        typer.Option(
+            "--max-length",
+            min=8,
+            help="Max tokens per feature (default: 128; 384 for QA; 512 retrieval).",
+        ),
     ] = None,
-    doc_stride: Annotated[int, typer.Option("--doc-stride", min=1, help="QA: tokens between window starts.")] = 128,
-    device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:1 ... (default: GPU if any).")] = None,
+    doc_stride: Annotated[
+        int, typer.Option("--doc-stride", min=1, help="QA: tokens between window starts.")
+    ] = 128,
+    device: Annotated[
+        Optional[str], typer.Option("--device", help="cpu, cuda, cuda:1 ... (default: GPU if any).")
+    ] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
 ) -> None:
     """Predict every language of a task with no gradient, batches sorted by length; write XTREME's layout."""

@@ -109,7 +109,9 @@ def featurize(
     kind, t = resolve_kind(task)
     if max_length is None:
         max_length = default_max_length(kind, tokenizer)
-    label_list = list(labels) if labels is not None else (list(t.labels) if t and t.labels else None)
+    label_list = (
+        list(labels) if labels is not None else (list(t.labels) if t and t.labels else None)
+    )
     if kind == TaskKind.SENTENCE_PAIR:
         return _sentence_pair_features(examples, tokenizer, max_length, label_list, for_training)
     if kind == TaskKind.TAGGING:
@@ -120,7 +122,9 @@ def featurize(
         )
     if kind == TaskKind.MULTIPLE_CHOICE:
         return _multiple_choice_features(examples, tokenizer, max_length, for_training)
-    raise ConfigError(f"no featurizer for task kind {kind.value!r} (retrieval and generation have their own)")
+    raise ConfigError(
+        f"no featurizer for task kind {kind.value!r} (retrieval and generation have their own)"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -173,7 +177,9 @@ def make_collate(tokenizer: Any):
     return _collate
 
 
-def _label_id(label: str | None, label_to_id: dict[str, int] | None, strict: bool, what: str) -> int | None:
+def _label_id(
+    label: str | None, label_to_id: dict[str, int] | None, strict: bool, what: str
+) -> int | None:
     if label is None:
         if strict:
             raise ConfigError(f"{what}: a training example has no label")
@@ -203,7 +209,7 @@ def _model_inputs(enc: Any, i: int | None = None) -> dict:
 
 
 def _sentence_pair_features(examples, tokenizer, max_length, label_list, for_training):
-    label_to_id = {l: i for i, l in enumerate(label_list)} if label_list else None
+    label_to_id = {name: i for i, name in enumerate(label_list)} if label_list else None
     enc = tokenizer(
         [ex.text_a for ex in examples],
         [ex.text_b for ex in examples],
@@ -325,7 +331,7 @@ def plan_windows(lengths: Sequence[int], budget: int) -> list[tuple[int, int, in
 
 
 def _tagging_features(examples, tokenizer, max_length, label_list, for_training):
-    label_to_id = {l: i for i, l in enumerate(label_list)} if label_list else None
+    label_to_id = {name: i for i, name in enumerate(label_list)} if label_list else None
     template = _single_template(tokenizer)
     budget = max_length - len(template.prefix) - len(template.suffix)
     if budget < 1:
@@ -342,7 +348,9 @@ def _tagging_features(examples, tokenizer, max_length, label_list, for_training)
         tag_ids: list[int | None] = [None] * len(pieces)
         if ex.tags is not None:
             if len(ex.tags) != len(ex.tokens):
-                raise ConfigError(f"example {ex.id}: {len(ex.tokens)} words but {len(ex.tags)} tags")
+                raise ConfigError(
+                    f"example {ex.id}: {len(ex.tokens)} words but {len(ex.tags)} tags"
+                )
             tag_ids = [_label_id(t, label_to_id, for_training, f"example {ex.id}") for t in ex.tags]
         elif for_training:
             raise ConfigError(f"example {ex.id}: a training example has no tags")
@@ -391,8 +399,14 @@ def _qa_features(examples, tokenizer, max_length, doc_stride, max_query_length, 
     if not pad_right:
         raise ConfigError("QA featurization expects a tokenizer that pads on the right")
     n_special = tokenizer.num_special_tokens_to_add(pair=True)
-    questions = [_truncate_question(ex.question.lstrip(), tokenizer, max_query_length) for ex in examples]
-    q_lens = [len(ids) for ids in tokenizer(questions, add_special_tokens=False)["input_ids"]] if questions else []
+    questions = [
+        _truncate_question(ex.question.lstrip(), tokenizer, max_query_length) for ex in examples
+    ]
+    q_lens = (
+        [len(ids) for ids in tokenizer(questions, add_special_tokens=False)["input_ids"]]
+        if questions
+        else []
+    )
     # The tokenizer's ``stride`` is the overlap between windows; windows advance by doc_stride
     # tokens, so the overlap depends on the question length: group examples by it.
     groups: dict[int, list[int]] = {}
@@ -474,9 +488,7 @@ def _mark_max_context(windows: list[dict]) -> None:
             if key not in best or score > best[key][0]:
                 best[key] = (score, w)
     for w, f in enumerate(windows):
-        f["max_context"] = [
-            o is not None and best[o][1] == w for o in f["offset_mapping"]
-        ]
+        f["max_context"] = [o is not None and best[o][1] == w for o in f["offset_mapping"]]
 
 
 # --------------------------------------------------------------------------------------------
@@ -495,11 +507,17 @@ def _multiple_choice_features(examples, tokenizer, max_length, for_training):
             truncation="longest_first",
             max_length=max_length,
         )
-        f: dict[str, Any] = {key: [list(r) for r in enc[key]] for key in ("input_ids", "attention_mask", "token_type_ids") if key in enc}
+        f: dict[str, Any] = {
+            key: [list(r) for r in enc[key]]
+            for key in ("input_ids", "attention_mask", "token_type_ids")
+            if key in enc
+        }
         f["example_index"] = ei
         if ex.label is not None:
             if not 0 <= ex.label < len(ex.choices):
-                raise ConfigError(f"example {ex.id}: label {ex.label} outside 0..{len(ex.choices) - 1}")
+                raise ConfigError(
+                    f"example {ex.id}: label {ex.label} outside 0..{len(ex.choices) - 1}"
+                )
             f["labels"] = int(ex.label)
         elif for_training:
             raise ConfigError(f"example {ex.id}: a training example has no label")

@@ -78,7 +78,9 @@ def run_model(
     was_training = model.training
     model.eval()
     model.to(device)
-    batches = sorted_batches([feature_length(f) for f in features], batch_size, max_tokens=max_tokens)
+    batches = sorted_batches(
+        [feature_length(f) for f in features], batch_size, max_tokens=max_tokens
+    )
     results: list = [None] * len(features)
     bar = progress.add_task(description, total=len(features)) if progress is not None else None
     try:
@@ -121,7 +123,10 @@ def _tag_ids(output, batch_features):
 def _span_logits(output, batch_features):
     start = output.start_logits.float().cpu().numpy()
     end = output.end_logits.float().cpu().numpy()
-    return [(start[r, : len(f["input_ids"])], end[r, : len(f["input_ids"])]) for r, f in enumerate(batch_features)]
+    return [
+        (start[r, : len(f["input_ids"])], end[r, : len(f["input_ids"])])
+        for r, f in enumerate(batch_features)
+    ]
 
 
 def fallback_label(labels: Sequence[str]) -> str:
@@ -193,7 +198,9 @@ def predict_examples(
             row = tags[f["example_index"]]
             for w, i in pairs:
                 if row[w] is not None:
-                    raise AssertionError(f"word {w} of example {f['example_index']} predicted twice")
+                    raise AssertionError(
+                        f"word {w} of example {f['example_index']} predicted twice"
+                    )
                 row[w] = names[i]
         fallback = fallback_label(names)
         return [[t if t is not None else fallback for t in row] for row in tags]
@@ -263,7 +270,9 @@ def _load_encoder(model_or_path: Any, tokenizer: Any):
     return encoder, tokenizer
 
 
-def languages_to_predict(task: Task, data_dir: str | Path, split: str, languages: Sequence[str] | None) -> list[str]:
+def languages_to_predict(
+    task: Task, data_dir: str | Path, split: str, languages: Sequence[str] | None
+) -> list[str]:
     """The requested languages (all present ones by default) whose ``split`` files exist."""
     from xstilts.data.readers import available
 
@@ -274,13 +283,13 @@ def languages_to_predict(task: Task, data_dir: str | Path, split: str, languages
         if not present:
             raise MissingDataError(f"no {task.name} {split} files below {data_dir}")
         return list(present)
-    unknown = [l for l in languages if l not in task.splits[split]]
+    unknown = [x for x in languages if x not in task.splits[split]]
     if unknown:
         raise ConfigError(
             f"{task.name} {split} has no language {', '.join(unknown)} "
             f"(it has: {' '.join(task.splits[split])})"
         )
-    missing = [l for l in languages if l not in present]
+    missing = [x for x in languages if x not in present]
     if missing:
         raise MissingDataError(
             f"no {task.name} {split} file below {data_dir} for {', '.join(missing)} "
@@ -327,10 +336,25 @@ def predict_task(
         langs = languages_to_predict(task, data_dir, split, languages)
         extra: dict[str, Any] = {} if max_length is None else {"max_length": max_length}
         return predict_retrieval(
-            task, encoder, tok, data_dir, langs, out_dir, layer=layer, pooling=pooling,
-            batch_size=batch_size, prefix=prefix, progress=progress, **extra,
+            task,
+            encoder,
+            tok,
+            data_dir,
+            langs,
+            out_dir,
+            layer=layer,
+            pooling=pooling,
+            batch_size=batch_size,
+            prefix=prefix,
+            progress=progress,
+            **extra,
         )
-    if task.kind not in (TaskKind.SENTENCE_PAIR, TaskKind.TAGGING, TaskKind.QA, TaskKind.MULTIPLE_CHOICE):
+    if task.kind not in (
+        TaskKind.SENTENCE_PAIR,
+        TaskKind.TAGGING,
+        TaskKind.QA,
+        TaskKind.MULTIPLE_CHOICE,
+    ):
         raise ConfigError(f"{task.name}: `predict` does not handle {task.kind.value} tasks")
     from xstilts.data.readers import read_examples
     from xstilts.evaluation.layout import write_predictions

@@ -228,7 +228,9 @@ class TaskModel(nn.Module):
                 nn.functional.cross_entropy(start_logits, s, ignore_index=ignored)
                 + nn.functional.cross_entropy(end_logits, e, ignore_index=ignored)
             ) / 2
-        return TaskOutput(logits=logits, loss=loss, start_logits=start_logits, end_logits=end_logits)
+        return TaskOutput(
+            logits=logits, loss=loss, start_logits=start_logits, end_logits=end_logits
+        )
 
     def _forward_choices(self, input_ids, attention_mask, token_type_ids, labels) -> TaskOutput:
         batch, choices, length = input_ids.shape
@@ -269,7 +271,9 @@ class TaskModel(nn.Module):
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path, *, device: str | torch.device | None = None) -> "TaskModel":
+    def load(
+        cls, directory: str | Path, *, device: str | torch.device | None = None
+    ) -> "TaskModel":
         """Load a model written by :meth:`save` (encoder with ``AutoModel``, safetensors only)."""
         from safetensors.torch import load_file
         from transformers import AutoModel
@@ -289,7 +293,9 @@ class TaskModel(nn.Module):
         model = cls(
             encoder,
             config["kind"],
-            num_labels=config["num_labels"] if config["kind"] in ("sentence-pair", "tagging") else None,
+            num_labels=config["num_labels"]
+            if config["kind"] in ("sentence-pair", "tagging")
+            else None,
             labels=config.get("labels"),
             dropout=config.get("dropout"),
         )
@@ -324,7 +330,9 @@ def load_task_model(directory: str | Path, *, device: str | torch.device | None 
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(encoder_dir))
     except (OSError, ValueError) as exc:
-        raise MissingDataError(f"{encoder_dir} has no tokenizer: save the model with tokenizer=...") from exc
+        raise MissingDataError(
+            f"{encoder_dir} has no tokenizer: save the model with tokenizer=..."
+        ) from exc
     return model, tokenizer
 
 
