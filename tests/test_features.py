@@ -147,6 +147,20 @@ def test_long_sentence_is_windowed_not_truncated(tok):
     )
 
 
+def test_collate_tagging_pads_labels_with_ignore_index(tok):
+    exs = [
+        TaggingExample("a", ["fox"], ["NOUN"]),
+        TaggingExample("b", ["The", "quick", "brown", "fox"], ["DET", "ADJ", "ADJ", "NOUN"]),
+    ]
+    feats = featurize("udpos", exs, tok, max_length=64, for_training=True)
+    batch = collate(feats, tok)
+    n0, n1 = len(feats[0]["input_ids"]), len(feats[1]["input_ids"])
+    assert batch["labels"].shape == (2, n1) and n0 < n1
+    assert batch["labels"][0, n0:].tolist() == [-100] * (n1 - n0)
+    assert batch["input_ids"][0, n0:].tolist() == [tok.pad_token_id] * (n1 - n0)
+    assert (batch["labels"][1] != -100).sum().item() == 4
+
+
 def test_word_longer_than_window(tok):
     words = ["a", "x" * 300, "b"]
     feats = featurize("udpos", [TaggingExample("s", words, None)], tok, max_length=16)
