@@ -254,3 +254,22 @@ def test_bare_metaspace_labelling_gives_wrong_predictions():
         accuracy[bare] = (pred[mask] == gold[mask]).float().mean().item()
     assert accuracy[False] > 0.95, accuracy
     assert accuracy[True] < 0.7, accuracy
+
+
+def test_encoder_without_pooler_loads_without_one(tiny, tmp_path):
+    """Heads never use the encoder's pooler; a checkpoint without one gets no random one back."""
+    from transformers import XLMRobertaModel
+
+    encoder, tok = tiny
+    torch.manual_seed(0)
+    bare = XLMRobertaModel(encoder.config, add_pooling_layer=False)
+    model = build_model("udpos", bare)
+    batch = _tag_batch(tok)
+    model.eval()
+    with torch.no_grad():
+        before = model(**batch).logits
+    model.save(tmp_path / "m", tokenizer=tok)
+    again, _ = load_task_model(tmp_path / "m")
+    assert again.encoder.pooler is None
+    with torch.no_grad():
+        assert torch.equal(before, again(**batch).logits)

@@ -272,9 +272,17 @@ class TaskModel(nn.Module):
 
     @classmethod
     def load(
-        cls, directory: str | Path, *, device: str | torch.device | None = None
+        cls,
+        directory: str | Path,
+        *,
+        device: str | torch.device | None = None,
+        encoder: nn.Module | None = None,
     ) -> "TaskModel":
-        """Load a model written by :meth:`save` (encoder with ``AutoModel``, safetensors only)."""
+        """Load a model written by :meth:`save` (safetensors only).
+
+        The encoder is read with ``AutoModel`` (no pooler is added when the checkpoint has none)
+        unless an already loaded ``encoder`` of ``DIR/encoder`` is passed.
+        """
         from safetensors.torch import load_file
         from transformers import AutoModel
 
@@ -289,7 +297,15 @@ class TaskModel(nn.Module):
             raise ConfigError(
                 f"{config_path}: head format version {config.get('format_version')!r}, expected {HEAD_FORMAT_VERSION}"
             )
-        encoder = AutoModel.from_pretrained(str(directory / ENCODER_DIR), use_safetensors=True)
+        if encoder is None:
+            enc_dir = directory / ENCODER_DIR
+            kwargs = {}
+            if _has_pooler_weights(enc_dir) is False:
+                kwargs["add_pooling_layer"] = False
+            try:
+                encoder = AutoModel.from_pretrained(str(enc_dir), use_safetensors=True, **kwargs)
+            except TypeError:  # an architecture without add_pooling_layer
+                encoder = AutoModel.from_pretrained(str(enc_dir), use_safetensors=True)
         model = cls(
             encoder,
             config["kind"],
@@ -319,6 +335,20 @@ def build_model(
     if labels is None and num_labels is None and task is not None and task.labels:
         labels = list(task.labels)
     return TaskModel(encoder, kind, num_labels=num_labels, labels=labels, dropout=dropout)
+
+
+def _has_pooler_weights(folder: Path) -> bool | None:
+    """Whether a saved encoder's safetensors hold pooler weights (None: no safetensors file)."""
+    from safetensors import safe_open
+
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        return None
+    for file in files:
+        with safe_open(str(file), framework="pt") as fh:
+            if any(k.split(".")[0] == "pooler" or ".pooler." in k for k in fh.keys()):
+                return True
+    return False
 
 
 def load_task_model(directory: str | Path, *, device: str | torch.device | None = None):
