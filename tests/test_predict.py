@@ -288,3 +288,23 @@ def test_cli_predict_and_errors(tiny_tagger, tmp_path, capsys):
         ]
     )
     assert rc == 2 and "no language xx" in capsys.readouterr().err
+
+
+def test_batching_does_not_change_predictions(tiny_tagger):
+    """Length-sorted, padded batches give what one example at a time gives (masks are right)."""
+    _, model, tok = tiny_tagger
+    rng = random.Random(0)
+    vocab = "The quick brown fox jumps over the lazy dog 狐狸 跳 Der Fuchs".split()
+    examples = [
+        TaggingExample(str(i), [rng.choice(vocab) for _ in range(rng.randint(1, 40))])
+        for i in range(12)
+    ]
+    one = predict_examples("udpos", model, tok, examples, batch_size=1, max_length=32)
+    many = predict_examples("udpos", model, tok, examples, batch_size=8, max_length=32)
+    assert one == many and [len(p) for p in many] == [len(e.tokens) for e in examples]
+    ex = _long_qa_example()
+    qa = build_model("xquad", model.encoder)
+    other = QAExample("short", "Who?", "The king signed it.", [])
+    a = predict_examples("xquad", qa, tok, [ex, other], batch_size=1, max_length=48, doc_stride=16)
+    b = predict_examples("xquad", qa, tok, [ex, other], batch_size=16, max_length=48, doc_stride=16)
+    assert a == b and set(a) == {"q", "short"}
