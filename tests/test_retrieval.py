@@ -111,6 +111,16 @@ def test_tatoeba_searches_english_against_the_other_language_by_hand():
     assert R.tatoeba_predictions(source, english) == [0, 1, 2, 1]
 
 
+def test_exact_ties_go_to_the_lowest_index_even_beyond_the_first_neighbours():
+    rng = np.random.default_rng(3)
+    source = _unit(rng.normal(size=(40, 8)))
+    source[[5, 17, 30]] = source[2]  # a sentence repeated four times: bit-identical embeddings
+    source[20:32] = source[0]  # twelve copies of another (more than faiss is asked for)
+    source[0] = source[21]
+    english = np.concatenate([source[[2]] + 0.01, source[[0]] + 0.01, source[[7]]])
+    assert R.tatoeba_predictions(source, _unit(english)) == [2, 0, 7]
+
+
 def test_tatoeba_matches_numpy_cosine_argmax_for_uneven_sizes():
     rng = np.random.default_rng(0)
     source, english = _unit(rng.normal(size=(205, 24))), _unit(rng.normal(size=(190, 24)))

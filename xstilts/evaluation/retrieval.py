@@ -21,7 +21,8 @@ Tatoeba (XTREME's direction)
     and searches it with the English sentences ``y``: for each English line the prediction is the
     0-based line index of the nearest non-English sentence (cosine). The prediction file thus
     has one line per English sentence; with LASER's aligned files the gold is line ``i`` -> ``i``.
-    Nothing assumes 1000 lines (jav has 205, swh 390).
+    Exact ties (duplicated sentences) go to the lowest index, as ``argmax`` does. Nothing assumes
+    1000 lines (jav has 205, swh 390).
 
 BUCC (XTREME's ``mine_bitext`` + ``bucc_eval``)
     Identical sentences are embedded once (XTREME's "unify"); k=4 nearest neighbours in both
@@ -208,11 +209,27 @@ def knn(queries: np.ndarray, database: np.ndarray, k: int) -> tuple[np.ndarray, 
     return scores, indices
 
 
+def nearest(queries: np.ndarray, database: np.ndarray) -> np.ndarray:
+    """Index of the nearest database row (inner product) for each query, with exact ties going
+    to the lowest index, as ``argmax`` does. (faiss alone returns the highest tied index; ties are
+    real: a duplicated sentence has a bit-identical embedding.)"""
+    n = len(database)
+    k = min(n, 8)
+    scores, indices = knn(queries, database, k)
+    if k == 0:
+        return np.zeros(len(queries), dtype=np.int64)
+    tied = scores == scores[:, :1]
+    best = np.where(tied, indices, np.iinfo(np.int64).max).min(axis=1)
+    for row in np.flatnonzero(tied.all(axis=1)) if k < n else ():  # ties may reach past k
+        s, i = knn(queries[row : row + 1], database, n)
+        best[row] = i[0][s[0] == s[0, 0]].min()
+    return best
+
+
 def tatoeba_predictions(source_emb: np.ndarray, english_emb: np.ndarray) -> list[int]:
     """XTREME's direction: index the non-English sentences, search with each English sentence;
     returns, per English sentence, the 0-based index of its nearest non-English sentence."""
-    _, indices = knn(english_emb, source_emb, 1)
-    return [int(i) for i in indices[:, 0]]
+    return [int(i) for i in nearest(english_emb, source_emb)]
 
 
 @dataclass
