@@ -204,3 +204,24 @@ def test_cli_exit_status_is_the_number_of_failed_cells(tmp_path, capsys):
     assert main(["study", str(cfg), "--out", str(out), "--dry-run"]) == 0
     plan = capsys.readouterr().out
     assert "intermediate training" in plan and "throughput for enc: measured" in plan
+
+
+def test_phase1_quality_reads_the_pipelines_metrics_json():
+    from xstilts.study.executors import phase1_quality
+
+    metrics = {
+        "phase1": {
+            "quality": {"cosmosqa": {"accuracy": 31.5, "n_examples": 200}},
+            "metrics": {"cosmosqa": {"dev_loss": 1.38}},
+            "tasks": {"cosmosqa": {"decoder_parameters": 1000}},  # model info, not quality
+            "train": {"train_loss": 1.41, "train_seconds": 10.0},
+            "sizes": {"cosmosqa": 800},
+            "seconds": 12.0,
+        },
+        "phase2": {"seconds": 3.0},
+    }
+    assert phase1_quality(metrics) == {"cosmosqa": {"accuracy": 31.5, "n_examples": 200.0, "dev_loss": 1.38,
+                                                    "train_loss": 1.41}}
+    mix = {"phase1": {"train": {"train_loss": 2.0}, "sizes": {"a": 1, "b": 2}}}
+    assert phase1_quality(mix) == {"(mixture)": {"train_loss": 2.0}}
+    assert phase1_quality({"phase2": {}}) == {}

@@ -158,7 +158,10 @@ def score_rows(node: PlanNode, result: dict[str, Any]) -> list[ScoreRow]:
                 rows.append(ScoreRow("target", task, lang, "score", primary))
         if entry.get("score") is not None:
             rows.append(ScoreRow("target", task, "avg", "score", entry["score"]))
-    for task, metrics in (result.get("metrics") or {}).items():
+    quality = result.get("metrics") or {}
+    if node.phase == "intermediate" and isinstance(result.get("phase_metrics"), dict):
+        quality = phase1_quality(result["phase_metrics"])  # re-read: the parser may have learnt more
+    for task, metrics in quality.items():
         for metric, value in metrics.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 rows.append(ScoreRow("intermediate", task, "en", metric, value))
@@ -545,45 +548,33 @@ def _task_spec(task) -> dict[str, Any]:
 def phase1_quality(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
     """Intermediate-task metrics from a run's metrics.json: task -> metric -> value.
 
-    Looks under the phase-1 entry for per-task evaluation dicts (``{"tasks": {T: {...}}}`` or
-    ``{"eval": {...}}``); numbers named like losses or timings are left out.
+    The pipeline writes ``phase1.quality`` (the task's own metrics on its dev/held-out data:
+    accuracy, EM, BLEU...) and ``phase1.metrics`` (dev loss); the final training loss is added
+    as ``train_loss`` (under the task, or ``(mixture)`` for several tasks) so that every phase-1
+    run reports something even where the task has no dev data.
     """
-    entry = None
-    for key in ("phase1", "intermediate"):
-        if isinstance(metrics.get(key), dict):
-            entry = metrics[key]
-            break
+    entry = metrics.get("phase1") if isinstance(metrics.get("phase1"), dict) else None
     if entry is None:
         return {}
     skip = ("second", "runtime", "per_second")
 
-    def numeric(d: dict[str, Any]) -> dict[str, float]:
+    def numeric(d: Any) -> dict[str, float]:
+        if not isinstance(d, dict):
+            return {}
         return {k: float(v) for k, v in d.items()
                 if isinstance(v, (int, float)) and not isinstance(v, bool) and not any(s in k for s in skip)}
 
     out: dict[str, dict[str, float]] = {}
-    if isinstance(entry.get("metrics"), dict):  # the pipeline's {task: {metric: value}}
-        for task, d in entry["metrics"].items():
-            vals = numeric(d) if isinstance(d, dict) else {}
+    for key in ("quality", "metrics"):
+        for task, d in (entry.get(key) or {}).items():
+            vals = numeric(d)
             if vals:
-                out[task] = vals
-        if out:
-            return out
-    tasks = entry.get("tasks")
-    if isinstance(tasks, dict):
-        for task, d in tasks.items():
-            if isinstance(d, dict):
-                inner = d.get("eval") or d.get("dev") or d.get("metrics") or d
-                vals = numeric(inner) if isinstance(inner, dict) else {}
-                if vals:
-                    out[task] = vals
-    if not out:
-        for key in ("eval", "dev", "metrics", "final"):
-            if isinstance(entry.get(key), dict):
-                vals = numeric(entry[key])
-                if vals:
-                    out[str(entry.get("task") or entry.get("name") or "intermediate")] = vals
-                    break
+                out.setdefault(task, {}).update(vals)
+    train = entry.get("train") if isinstance(entry.get("train"), dict) else {}
+    if isinstance(train.get("train_loss"), (int, float)):
+        sizes = list((entry.get("sizes") or {}).keys())
+        name = sizes[0] if len(sizes) == 1 else "(mixture)"
+        out.setdefault(name, {})["train_loss"] = float(train["train_loss"])
     return out
 
 
