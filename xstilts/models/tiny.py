@@ -61,6 +61,7 @@ def build_tiny_tokenizer(
         shrinking_factor=0.75,
     )
     tok.train_from_iterator(corpus + chars, trainer=trainer)
+    tok.model = _canonical_unigram(tok, corpus)
     tok.add_special_tokens(["<mask>"])
     bos, eos = tok.token_to_id("<s>"), tok.token_to_id("</s>")
     tok.post_processor = TemplateProcessing(
@@ -82,6 +83,38 @@ def build_tiny_tokenizer(
     if save_dir is not None:
         fast.save_pretrained(str(save_dir))
     return fast
+
+
+def _canonical_unigram(tok, corpus: list[str]):
+    """The trained pieces with deterministic scores and ids.
+
+    The Unigram trainer picks the same set of pieces on every run, but its scores (and so the
+    ids) vary slightly from process to process. Tests compare runs across processes, so the
+    pieces are rescored by their smoothed frequency in the corpus (a unigram estimate) and
+    ordered by score, then by text: the same corpus always gives the same tokenizer.
+    """
+    import json
+    import math
+
+    from tokenizers import models
+
+    pieces = [p for p, _ in json.loads(tok.to_str())["model"]["vocab"]]
+    words = [
+        "▁" + w for line in corpus for w in tok.normalizer.normalize_str(line).split() if w
+    ]
+    text = " ".join(words)
+    total = len(text)
+    special = [p for p in SPECIAL_TOKENS if p in pieces]
+    scored = []
+    for piece in pieces:
+        if piece in SPECIAL_TOKENS:
+            continue
+        # Longer pieces get a bonus so that frequent whole words beat chains of characters.
+        score = math.log((text.count(piece) + 1) / (total + 1)) + 0.5 * (len(piece) - 1)
+        scored.append((round(score, 6), piece))
+    scored.sort(key=lambda sp: (-sp[0], sp[1]))
+    vocab = [(p, 0.0) for p in special] + [(p, s) for s, p in scored]
+    return models.Unigram(vocab, unk_id=special.index("<unk>"), byte_fallback=False)
 
 
 def build_tiny_model(
