@@ -197,3 +197,20 @@ def test_conala_json_syntax_error_line(tmp_path):
     (d / "conala-test.json").write_text('[\n  {"intent": "a", "snippet": "x"},\n  {"intent": }\n]\n')
     with pytest.raises(DataFormatError, match=r"conala-test\.json:3: expected a JSON value"):
         read_code_examples("conala", tmp_path, "test", "en")
+
+
+def test_hub_rows_use_the_same_converters(tmp_path):
+    from xstilts.data.code_readers import read_code_hub
+
+    rows = [{"func_documentation_string": "Adds.", "func_code_string": "def add(a, b):\n    return a + b",
+             "language": "python", "url": "u"}]  # fmt: skip
+    path = tmp_path / "csn.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (ex,) = read_code_hub("codesearchnet", "test", "python", data_files=path)
+    assert (ex.source, ex.target) == ("Adds.", "def add(a, b):\n    return a + b")
+    mbpp = tmp_path / "mbpp.jsonl"
+    mbpp.write_text(json.dumps(_mbpp_record(601)) + "\n")
+    (ex,) = read_code_hub("mbpp", "train", data_files=mbpp)
+    assert ex.entry_point == "add_601"
+    with pytest.raises(ConfigError, match="no hub copy"):
+        read_code_hub("django", "train", data_files=mbpp)

@@ -348,54 +348,71 @@ def read_code_examples(task: Task | str, data_dir: str | Path, split: str, lang:
     return READERS[task.reader](task, files, split, lang)
 
 
-def read_code_hub(task: Task | str, split: str, lang: str = "en") -> list[GenerationExample]:
-    """Read a code task from its Hugging Face hub dataset (needs the network or a local cache).
+# Hub configs per task ("{lang}" is filled in); hub split names are the release's, with
+# validation for our dev. MBPP's "full" config is the release file (the other is "sanitized").
+HUB_CONFIGS: dict[str, str | None] = {
+    "conala": "curated",
+    "conala_mined": "mined",
+    "mconala": "{lang}",
+    "django": None,
+    "concode": None,
+    "mbpp": "full",
+    "humaneval": None,
+    "codesearchnet": "{lang}",
+    "codesearchnet_cxg": "{lang}",
+}
 
-    The hub rows keep the release's field names for CoNaLa, MBPP and HumanEval, so the same
-    record converters are used; CodeSearchNet's hub schema names its fields
-    ``func_documentation_string``/``func_code_string``.
+
+def read_code_hub(
+    task: Task | str, split: str, lang: str = "en", *, data_files: str | Path | list | None = None
+) -> list[GenerationExample]:
+    """Read a code task from its Hugging Face hub dataset, or from local ``data_files`` (JSON
+    lines or parquet exported from the hub, which is how the tests exercise it offline).
+
+    Hub rows keep the release's field names for CoNaLa, MBPP, HumanEval, CONCODE and CodeXGLUE's
+    code-to-text, so the same record converters apply; the original CodeSearchNet hub schema
+    names its fields ``func_documentation_string``/``func_code_string``, mapped here. MBPP's hub
+    splits are already its task-id splits.
     """
     from datasets import load_dataset
 
     task = get_task(task) if isinstance(task, str) else task
-    if task.hub is None:
-        raise ConfigError(f"task {task.name!r} has no hub dataset")
+    if task.family != "code" or task.reader not in READERS:
+        raise ConfigError(f"task {task.name!r} is not a code task")
     hub_split = {"dev": "validation"}.get(split, split)
-    where = Path(f"hub:{task.hub}/{hub_split}")
-    if task.name == "conala_mined":
-        rows = load_dataset(task.hub, "mined", split=hub_split)
-    elif task.name in ("codesearchnet",):
-        rows = load_dataset(task.hub, lang, split=hub_split)
-    elif task.name == "mconala":
-        rows = load_dataset(task.hub, lang, split=hub_split)
-    elif task.name == "codesearchnet_cxg":
-        rows = load_dataset(task.hub, lang, split=hub_split)
+    if data_files is not None:
+        files = [str(f) for f in (data_files if isinstance(data_files, list) else [data_files])]
+        builder = "parquet" if files[0].endswith(".parquet") else "json"
+        rows = load_dataset(builder, data_files=files, split="train")
+        where = Path(files[0])
     else:
-        rows = load_dataset(task.hub, split=hub_split)
+        if task.hub is None:
+            raise ConfigError(f"task {task.name!r} has no hub dataset")
+        config = HUB_CONFIGS.get(task.name)
+        config = config.format(lang=lang) if config else None
+        rows = load_dataset(task.hub, config, split=hub_split)
+        where = Path(f"hub:{task.hub}/{config or ''}/{hub_split}")
     out: list[GenerationExample] = []
+    language = str(task.extra.get("code_language", "python"))
     for i, row in enumerate(rows):
-        row = dict(row)
+        row, line = dict(row), i + 1
         if task.reader in ("conala_json", "conala_mined"):
-            out.append(conala_example(row, where, i + 1, i))
+            out.append(conala_example(row, where, line, i, language))
         elif task.reader == "mbpp":
-            out.append(mbpp_example(row, where, i + 1))
+            out.append(mbpp_example(row, where, line))
         elif task.reader == "humaneval":
-            out.append(humaneval_example(row, where, i + 1))
+            out.append(humaneval_example(row, where, line))
         elif task.reader == "codesearchnet":
-            row.setdefault("docstring", row.get("func_documentation_string", ""))
-            row.setdefault("code", row.get("func_code_string", row.get("original_string", "")))
-            ex = codesearchnet_example(row, where, i + 1, lang, index=-1)
+            if "docstring" not in row and "func_documentation_string" in row:
+                row["docstring"] = row["func_documentation_string"]
+            if "code" not in row and "func_code_string" in row:
+                row["code"] = row["func_code_string"]
+            ex = codesearchnet_example(row, where, line, lang, index=-1)
             if ex is not None:
                 out.append(ex)
         elif task.reader == "concode":
-            out.append(
-                GenerationExample(
-                    id=f"concode-{split}-{i + 1}",
-                    source=_field(row, "nl", where, i + 1),
-                    target=_field(row, "code", where, i + 1),
-                    language="java",
-                )
-            )
+            nl, code = _field(row, "nl", where, line), _field(row, "code", where, line)
+            out.append(GenerationExample(id=f"concode-{split}-{line}", source=nl, target=code, language="java"))
         else:
-            raise ConfigError(f"task {task.name!r} cannot be read from the hub")
+            raise ConfigError(f"task {task.name!r} has no hub copy (read its release files)")
     return out
