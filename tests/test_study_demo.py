@@ -38,7 +38,7 @@ def test_demo_without_data_says_exactly_what_is_missing(tmp_path, capsys):
     assert main(["demo", "--data-dir", str(empty), "--out", str(tmp_path / "out"), "--no-get-model"]) == 2
     err = capsys.readouterr().err
     assert "the demo cannot find:" in err
-    for what in ("udpos train", "panx dev", "tatoeba test", "conala train", "cosmosqa dev"):
+    for what in ("udpos train", "panx dev", "tatoeba test", "conala train", "commonsenseqa dev"):
         assert what in err
     assert "udpos/train-{lang}.tsv" in err
     assert main(["demo", "--data-dir", str(tmp_path / "nowhere"), "--no-get-model"]) == 2
@@ -63,9 +63,9 @@ def test_run_config_for_a_node_caps_budgets_and_carries_the_phase1_encoder(tmp_p
     plan = build_plan(study)
     ctx = StudyContext(plan, tmp_path, Path("/data"), None, "v", node_config_hashes(plan))
     by_id = plan.by_id()
-    p1 = load_run_config(run_config_for(ctx.request(by_id["multilingual-e5-small/cosmosqa/s1/phase1"])))
+    p1 = load_run_config(run_config_for(ctx.request(by_id["multilingual-e5-small/commonsenseqa/s1/phase1"])))
     assert p1.target is None and p1.intermediate.tasks[0].train_split == "dev"
-    assert p1.hyperparameters.intermediate.max_steps == 50
+    assert p1.hyperparameters.intermediate.max_steps == 60
     panx = load_run_config(run_config_for(ctx.request(by_id["multilingual-e5-small/conala-generate/s1/panx"])))
     assert panx.encoder_dir == str(tmp_path / "runs/multilingual-e5-small/conala-generate/s1/phase1/encoder")
     assert panx.intermediate is None and panx.eval_split == "dev" and panx.eval_max_examples == 50

@@ -105,7 +105,7 @@ def register(app: typer.Typer) -> None:
         ] = True,
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Check data and model, print the plan, stop.")] = False,
     ) -> None:
-        """No intermediate task vs CoNaLa (code) vs CosmosQA (NLU) for multilingual-e5-small, zero-shot
+        """No intermediate task vs CoNaLa (code) vs CommonsenseQA (NLU) for multilingual-e5-small, zero-shot
         UDPOS, PAN-X and Tatoeba, on this CPU (about 30 minutes); ends with the report's key table.
         Re-running finishes a killed demo without redoing finished runs. Exit status: the number of
         failed phase runs (capped at 125); 2 for missing data or model."""
@@ -123,7 +123,7 @@ def register(app: typer.Typer) -> None:
         data = Path(data_dir or os.environ.get("XSTILTS_DATA", DEFAULT_DATA)).resolve()
         if not data.is_dir():
             raise MissingDataError(
-                f"data folder not found: {data}. The demo reads the XTREME/UD/PAN-X/Tatoeba, CoNaLa and CosmosQA "
+                f"data folder not found: {data}. The demo reads the XTREME/UD/PAN-X/Tatoeba, CoNaLa and CommonsenseQA "
                 f"files from a folder laid out like ../shared/data (see its MANIFEST.md); pass --data-dir DIR"
             )
         missing = missing_data(study, data)
