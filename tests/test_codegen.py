@@ -201,3 +201,23 @@ def test_formulations_train_with_the_loop(tiny, tmp_path, formulation):
         rng = torch.get_rng_state()
         assert part.evaluate(part.model) == scores
         assert torch.equal(torch.get_rng_state(), rng)  # and training randomness is untouched
+
+
+def test_generation_quality_includes_pass_at_1_by_execution(tiny):
+    from xstilts.evaluation.execution import Sandbox, SandboxConfig
+    from xstilts.models.codegen import execution_pass_at_1
+
+    problems = [
+        GenerationExample(id="1", source="double", target="def f(x):\n    return 2 * x", tests="assert f(2) == 4\n",
+                          prompt="double x\nassert f(2) == 4"),
+        GenerationExample(id="2", source="triple", target="def g(x):\n    return 3 * x", tests="assert g(1) == 3\n"),
+    ]  # fmt: skip
+    box = Sandbox(SandboxConfig(timeout_s=2))
+    assert execution_pass_at_1(problems, ["def f(x):\n    return x + x", "def g(x):\n    return x"], sandbox=box) == 50.0
+    encoder, tok = tiny
+    codec = WhitespaceCodec(True)
+    fz = GenerationFeaturizer(tok, codec, 32, 16)
+    assert fz.source_text(problems[0]) == "double x\nassert f(2) == 4" and fz.source_text(problems[1]) == "triple"
+    model = CodeGenerator(encoder, build_shortlist(tok, fz.target_ids([p.target for p in problems])), num_layers=1)
+    scores = evaluate_generation(model, fz, problems, sandbox=box)
+    assert scores["pass@1"] == 0.0  # an untrained decoder writes no working function

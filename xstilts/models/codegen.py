@@ -348,9 +348,15 @@ class GenerationFeaturizer:
         # One position is kept for eos.
         return _code_ids(self.tokenizer, self.codec, targets, self.max_target_length - 1)
 
+    @staticmethod
+    def source_text(example: Any) -> str:
+        """What the model reads: the dataset's prompt when it has one (MBPP: the problem with
+        its tests, as Austin et al. prompt, so the function name is known), else the NL source."""
+        return getattr(example, "prompt", None) or example.source
+
     def features(self, examples: Sequence[Any], shortlist: Sequence[int]) -> list[dict]:
         index = {tok: i for i, tok in enumerate(shortlist)}
-        srcs = self.source_ids([ex.source for ex in examples])
+        srcs = self.source_ids([self.source_text(ex) for ex in examples])
         tgts = self.target_ids([ex.target for ex in examples])
         return [
             {"input_ids": s, "target": [index.get(t, 3) for t in tg]} for s, tg in zip(srcs, tgts)
@@ -417,13 +423,31 @@ def evaluate_generation(
     num_beams: int = 1,
     batch_size: int = 32,
     with_codebleu: bool = True,
+    execute: bool = True,
+    sandbox=None,
 ) -> dict[str, float]:
     """Generate for ``examples`` and score against their targets: exact match, BLEU, CodeXGLUE's
-    smoothed BLEU-4 and (when the language has a grammar installed) CodeBLEU, all ×100."""
+    smoothed BLEU-4, CodeBLEU (when the language has a grammar installed) and, when every example
+    carries tests (MBPP, HumanEval) and ``execute``, pass@1 by execution; all ×100."""
     from xstilts.evaluation.code_metrics import code_generation_scores
 
-    preds = generate_code(model, featurizer, [ex.source for ex in examples], batch_size=batch_size, num_beams=num_beams)
-    return code_generation_scores(preds, [ex.target for ex in examples], language if with_codebleu else None)
+    sources = [featurizer.source_text(ex) for ex in examples]
+    preds = generate_code(model, featurizer, sources, batch_size=batch_size, num_beams=num_beams)
+    scores = code_generation_scores(preds, [ex.target for ex in examples], language if with_codebleu else None)
+    if execute and all(getattr(ex, "tests", None) for ex in examples) and examples:
+        scores["pass@1"] = execution_pass_at_1(examples, preds, sandbox=sandbox)
+    return scores
+
+
+def execution_pass_at_1(examples: Sequence[Any], completions: Sequence[str], *, sandbox=None, workers: int = 2) -> float:
+    """pass@1 ×100 of one (greedy) completion per problem, executed against the problem's tests
+    in the sandbox of :mod:`xstilts.evaluation.execution` (MBPP, HumanEval)."""
+    from xstilts.evaluation.code_metrics import check_program
+    from xstilts.evaluation.execution import Sandbox
+
+    sandbox = sandbox or Sandbox()
+    results = sandbox.run_many([check_program(ex, c) for ex, c in zip(examples, completions)], workers=workers)
+    return 100.0 * sum(r.passed for r in results) / len(results) if results else 0.0
 
 
 # --------------------------------------------------------------------------- contrastive
@@ -615,6 +639,6 @@ __all__ = [
     "OBJECTIVES", "CodeContrastive", "CodeGenerator", "CodeInfill", "ContrastiveCollator",
     "GenerationCollator", "GenerationFeaturizer", "InfillCollator", "MatchCollator", "WhitespaceCodec",
     "build_match_model", "build_shortlist", "contrastive_features", "count_parameters", "evaluate_generation",
-    "evaluate_retrieval", "generate_code", "infill_features", "match_features", "mean_pool",
+    "evaluate_retrieval", "execution_pass_at_1", "generate_code", "infill_features", "match_features", "mean_pool",
     "tokenizer_keeps_whitespace",
 ]  # fmt: skip
