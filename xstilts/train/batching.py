@@ -118,3 +118,46 @@ class LengthGroupedPlanner:
             "mega_batch_mult": self.mega_batch_mult,
             "world_size": self.world_size,
         }
+
+
+class _Indexed:
+    """A list of features as a map-style dataset (what a DataLoader's batch_sampler indexes)."""
+
+    def __init__(self, features: Sequence) -> None:
+        self.features = features
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, i: int):
+        return self.features[i]
+
+
+def collated_batches(
+    features: Sequence,
+    batches: Sequence[Sequence[int]],
+    collate_fn,
+    *,
+    workers: int = 0,
+    pin_memory: bool = False,
+):
+    """The collated ``batches`` in order: in-line, or prepared ahead by ``workers`` processes.
+
+    The batches and their order are the planner's either way, so the choice changes when the
+    collation work happens, never what the model sees.
+    """
+    if workers <= 0 and not pin_memory:
+        for idx in batches:
+            yield collate_fn([features[j] for j in idx])
+        return
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(
+        _Indexed(features),
+        batch_sampler=[list(b) for b in batches],
+        collate_fn=collate_fn,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        persistent_workers=False,
+    )
+    yield from loader

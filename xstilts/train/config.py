@@ -51,6 +51,12 @@ class TrainConfig:
     progress: bool = True
     tensorboard: bool = True
     cpu: bool = False  # force CPU even where an accelerator is present
+    # Speed switches; each can be turned off (tests/test_speed.py checks that they change nothing
+    # beyond float rounding). Length grouping is ``group_by_length`` above.
+    fused_optimizer: bool = True  # one vectorised AdamW kernel on CUDA and CPU; False: per-tensor loop
+    compile: bool = False  # torch.compile the forward pass (pays on GPUs in long runs; compiles first)
+    dataloader_workers: int = 0  # processes that collate batches ahead of the step; 0: in-line
+    pin_memory: bool | None = None  # page-locked batches for async host->GPU copies; None: on GPUs
 
     def __post_init__(self) -> None:
         self.validate()
@@ -73,6 +79,8 @@ class TrainConfig:
         need(self.patience is None or self.patience >= 1, f"patience must be >= 1, got {self.patience}")
         need(self.keep_checkpoints >= 1, f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
         need(self.mega_batch_mult >= 1, f"mega_batch_mult must be >= 1, got {self.mega_batch_mult}")
+        need(self.dataloader_workers >= 0,
+             f"dataloader_workers must be >= 0, got {self.dataloader_workers}")
 
     @property
     def higher_is_better(self) -> bool:

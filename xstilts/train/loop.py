@@ -29,7 +29,12 @@ from typing import Any
 
 from xstilts.errors import ConfigError
 from xstilts.train import checkpoint as ck
-from xstilts.train.batching import BatchPlanner, LengthGroupedPlanner, feature_length
+from xstilts.train.batching import (
+    BatchPlanner,
+    LengthGroupedPlanner,
+    collated_batches,
+    feature_length,
+)
 from xstilts.train.config import TrainConfig, TrainResult
 from xstilts.train.schedule import build_scheduler, warmup_steps_for
 
@@ -226,7 +231,7 @@ def train(
     # The fused kernel is one vectorised pass over parameters, gradients and moments: on CUDA and
     # on CPU (torch >= 2.4) it is several times faster than the per-tensor loop (10x on CPU for a
     # 96M-row embedding matrix), with the same results to float rounding.
-    fused = device.type in ("cuda", "cpu")
+    fused = config.fused_optimizer and device.type in ("cuda", "cpu")
     optimizer = torch.optim.AdamW(
         parameter_groups(model, config.weight_decay),
         lr=config.learning_rate,
@@ -238,6 +243,9 @@ def train(
     scheduler = build_scheduler(optimizer, kind=config.schedule, total_steps=total_steps, warmup=warmup)
     model, optimizer = accelerator.prepare(model, optimizer)
     raw_model = accelerator.unwrap_model(model)
+    # Compiled forward for the steps only; ``model`` (DDP wrapper) keeps no_sync and clipping.
+    forward_model = torch.compile(model, dynamic=True) if config.compile else model
+    pin_memory = config.pin_memory if config.pin_memory is not None else device.type == "cuda"
 
     run_signature = {
         "planner": planner.describe(),
@@ -347,16 +355,18 @@ def train(
         state["epoch"] = epoch
         plan = planner.plan(epoch)
         i = state["batch_in_epoch"]
+        batch_stream = collated_batches(train_features, plan[i:], collate_fn,
+                                        workers=config.dataloader_workers, pin_memory=pin_memory)
         while i < len(plan):
             window = plan[i : i + config.grad_accum]
             window_loss = 0.0
             for k, idx in enumerate(window):
-                batch = move_to_device(collate_fn([train_features[j] for j in idx]), device)
+                batch = move_to_device(next(batch_stream), device)
                 sync = k == len(window) - 1
                 ctx = contextlib.nullcontext() if sync else accelerator.no_sync(model)
                 with ctx:
                     with accelerator.autocast():
-                        loss = get_loss(model(**batch)) / len(window)
+                        loss = get_loss(forward_model(**batch)) / len(window)
                     accelerator.backward(loss)
                 window_loss += float(loss.detach())
                 examples_seen += len(idx)
