@@ -132,7 +132,7 @@ def test_html_is_self_contained_with_embedded_figure(study_dir):
     assert not re.search(r"<img[^>]+src=['\"](?!data:)", page)
     assert "<table>" in page and "Key table" in page
     assert (study_dir / "figures" / "heatmap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert report.key_table.headers[-1] == "XTREME score"
+    assert report.key_table.headers[-1] == "mean of targets (partial XTREME)"
 
 
 def test_report_without_store_says_what_to_do(tmp_path):

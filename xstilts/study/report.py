@@ -335,13 +335,15 @@ def build_report(study_dir: str | Path, *, task: str | None = None, figures: boo
     cells = data.cells
     n_done = int((cells.status == "done").sum()) if len(cells) else 0
     n_failed = int((cells.status == "failed").sum()) if len(cells) else 0
+    n_running = int((cells.status == "running").sum()) if len(cells) else 0
     versions = sorted(set(data.scores.code_version.dropna())) if len(data.scores) else []
     doc.items([
         f"encoders: {', '.join(data.encoders)}",
         "intermediate settings: " + ", ".join(f"{s} ({data.families.get(s, '?')})" for s in data.settings),
         f"targets: {', '.join(data.targets)}",
         f"seeds: {', '.join(str(s) for s in cfg.get('seeds', sorted(set(data.scores.seed.dropna()))))}",
-        f"phase runs done: {n_done}, failed: {n_failed}",
+        f"phase runs done: {n_done}, failed: {n_failed}"
+        + (f", started but not finished (running, or killed: re-run the study to finish): {n_running}" if n_running else ""),
         f"code version(s): {', '.join(versions) or 'n/a'}",
         "every number below is read from `results.sqlite` (metric `score`: accuracy, F1, or (EM+F1)/2 for QA)",
     ])
@@ -358,7 +360,9 @@ def build_report(study_dir: str | Path, *, task: str | None = None, figures: boo
         doc.h(2, "Failed phase runs")
         doc.table(Table(["cell", "error"], [[str(c), str(e)] for c, e in zip(failed.cell, failed.error)]))
 
-    key = Table(["encoder", "setting", "family", *data.targets, "XTREME score"], [],
+    partial = any(t not in data.targets for t in XTREME_TARGETS)
+    key = Table(["encoder", "setting", "family", *data.targets,
+                 "mean of targets (partial XTREME)" if partial else "XTREME score"], [],
                 caption="mean over seeds of the task score; (Δ vs none)")
     heat: dict[str, dict[str, float | None]] = {}
     for encoder in data.encoders:
