@@ -151,3 +151,23 @@ def test_report_checks_the_store_against_the_run_directories(tmp_path):
     con.commit()
     md = write_report(tmp_path)[0].read_text()
     assert "**Warning**: 1 store value(s) differ from the run directories: enc/none/s1/udpos udpos de f1" in md
+
+
+def test_xlmr_large_studies_show_published_numbers_with_sources(tmp_path):
+    s = fakes.study(encoders=["FacebookAI/xlm-roberta-large"], seeds=[1], intermediate=["none", "conala:generate"])
+    run_study(s, tmp_path, work=fakes.fake_work, executor=LocalExecutor())
+    md = write_report(tmp_path)[0].read_text()
+    rows = _table_after(md, "## Published numbers side by side (XLM-R Large)")
+    assert rows[0][:3] == ["target", "ours: none", "ours: best setting"]
+    tatoeba = next(r for r in rows if r[0] == "tatoeba")
+    assert tatoeba[3] == "57.30" and tatoeba[4] == "n/a"  # XLM-R published; X-STILTs not confirmed
+    udpos = next(r for r in rows if r[0] == "udpos")
+    assert udpos[3] == "n/a"  # unsure of the published figure: not shown
+    assert "Hu et al. 2020" in md and "Phang et al. 2020" in md
+    assert "Published numbers" not in write_report(_other_study(tmp_path))[0].read_text()
+
+
+def _other_study(tmp_path):
+    out = tmp_path / "small"
+    run_study(fakes.study(seeds=[1], intermediate=["none"]), out, work=fakes.fake_work, executor=LocalExecutor())
+    return out
