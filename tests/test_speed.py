@@ -1,0 +1,228 @@
+"""Speed switches that claim to change nothing numerically, checked against the switch turned off.
+
+Tiny XLM-R (local tokenizer) with a tagging head, dropout off, on real UDPOS English sentences;
+a fixed batch plan so that both runs see exactly the same batches.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class FixedPlanner:
+    """The same batches every epoch (so two runs differ only in the switch under test)."""
+
+    def __init__(self, batches):
+        self.batches = [list(b) for b in batches]
+
+    def plan(self, epoch):
+        return [list(b) for b in self.batches]
+
+    def describe(self):
+        return {"kind": "fixed", "batches": len(self.batches)}
+
+
+@pytest.fixture(scope="module")
+def setup(shared_data, tmp_path_factory):
+    from xstilts.data.features import featurize
+    from xstilts.data.readers import read_examples
+    from xstilts.models.tiny import build_tiny_model
+
+    examples = read_examples("udpos", shared_data, "train", "en")[:48]
+    folder = tmp_path_factory.mktemp("tiny")
+    build_tiny_model(
+        folder, hidden_size=32, num_layers=2, extra_text=[" ".join(e.tokens) for e in examples]
+    )
+    features = featurize("udpos", examples, _tokenizer(folder), for_training=True)
+    return folder, features
+
+
+def _tokenizer(folder):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(folder))
+
+
+def _model(folder, attn="sdpa"):
+    from transformers import AutoModel
+
+    from xstilts.models.heads import build_model
+
+    encoder = AutoModel.from_pretrained(str(folder), attn_implementation=attn)
+    torch.manual_seed(0)
+    model = build_model("udpos", encoder, dropout=0.0)
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    return model
+
+
+def _padded_collate(tokenizer, length=128):
+    from xstilts.data.features import collate
+
+    def fn(features):
+        batch = collate(features, tokenizer)
+        width = batch["input_ids"].shape[1]
+        out = {}
+        for k, v in batch.items():
+            fill = tokenizer.pad_token_id if k == "input_ids" else -100 if k == "labels" else 0
+            out[k] = torch.nn.functional.pad(v, (0, length - width), value=fill)
+        return out
+
+    return fn
+
+
+def _train(folder, features, tmp_path, name, *, batches, collate_fn=None, **overrides):
+    from xstilts.data.features import make_collate
+    from xstilts.train.config import TrainConfig
+    from xstilts.train.loop import train
+
+    tokenizer = _tokenizer(folder)
+    model = _model(folder)
+    config = TrainConfig(
+        learning_rate=1e-3, batch_size=8, epochs=1, progress=False, tensorboard=False,
+        log_every=0, cpu=True, **overrides,
+    )  # fmt: skip
+    result = train(
+        model, features, collate_fn or make_collate(tokenizer), config,
+        out_dir=tmp_path / name, planner=FixedPlanner(batches),
+    )  # fmt: skip
+    return model, result
+
+
+def _max_diff(a, b) -> float:
+    sa, sb = a.state_dict(), b.state_dict()
+    return max(float((sa[k].float() - sb[k].float()).abs().max()) for k in sa)
+
+
+def _moved(model, folder) -> float:
+    """How far training moved the weights (a scale for the tolerances)."""
+    return _max_diff(model, _model(folder))
+
+
+def _batches(features, size=8):
+    idx = list(range(len(features)))
+    return [idx[i : i + size] for i in range(0, len(idx), size)]
+
+
+def test_dynamic_padding_gives_the_weights_of_padding_to_max_length(setup, tmp_path):
+    folder, features = setup
+    batches = _batches(features)
+    dyn, _ = _train(folder, features, tmp_path, "dyn", batches=batches)
+    pad, _ = _train(
+        folder, features, tmp_path, "pad", batches=batches,
+        collate_fn=_padded_collate(_tokenizer(folder)),
+    )  # fmt: skip
+    moved = _moved(dyn, folder)
+    assert moved > 1e-3  # training did change the weights
+    assert _max_diff(dyn, pad) < 1e-6  # float rounding (measured: 7e-8)
+    # control: the same batches in another order give clearly different weights
+    other, _ = _train(folder, features, tmp_path, "other", batches=[b[::-1] for b in batches][::-1])
+    assert _max_diff(dyn, other) > 1e-4
+
+
+def test_order_inside_a_batch_changes_nothing(setup, tmp_path):
+    folder, features = setup
+    batches = _batches(features)
+    a, ra = _train(folder, features, tmp_path, "a", batches=batches)
+    b, rb = _train(folder, features, tmp_path, "b", batches=[x[::-1] for x in batches])
+    assert _max_diff(a, b) < 1e-6
+    assert ra.train_loss == pytest.approx(rb.train_loss, rel=1e-6)
+
+
+def test_length_grouping_keeps_every_example_once_and_only_reorders():
+    from xstilts.train.batching import LengthGroupedPlanner
+
+    lengths = [5, 40, 7, 33, 12, 9, 28, 3, 17, 22, 8, 30, 11]
+    grouped = LengthGroupedPlanner(lengths, 4, seed=3, group_by_length=True).plan(0)
+    plain = LengthGroupedPlanner(lengths, 4, seed=3, group_by_length=False).plan(0)
+    assert sorted(i for b in grouped for i in b) == list(range(len(lengths)))
+    assert sorted(i for b in plain for i in b) == list(range(len(lengths)))
+    assert [len(b) for b in sorted(grouped, key=len)] == [len(b) for b in sorted(plain, key=len)]
+
+    def padded(plan):
+        return sum(max(lengths[i] for i in b) * len(b) for b in plan)
+
+    assert padded(grouped) < padded(plain)  # what grouping is for
+
+
+def test_fused_adamw_matches_the_per_tensor_loop(setup, tmp_path):
+    folder, features = setup
+    batches = _batches(features)
+    fused, _ = _train(folder, features, tmp_path, "fused", batches=batches)
+    loop, _ = _train(folder, features, tmp_path, "loop", batches=batches, fused_optimizer=False)
+    assert _max_diff(fused, loop) < 1e-6
+
+
+def test_dataloader_workers_give_identical_weights(setup, tmp_path):
+    folder, features = setup
+    batches = _batches(features)
+    inline, _ = _train(folder, features, tmp_path, "inline", batches=batches)
+    workers, _ = _train(
+        folder, features, tmp_path, "workers", batches=batches, dataloader_workers=2,
+        pin_memory=False,
+    )  # fmt: skip
+    assert _max_diff(inline, workers) == 0.0
+
+
+def test_collated_batches_in_plan_order_with_and_without_workers():
+    from xstilts.train.batching import collated_batches
+
+    feats = [{"x": i} for i in range(10)]
+    plan = [[3, 1], [0], [9, 8, 7], [2]]
+
+    def fn(fs):
+        return [f["x"] for f in fs]
+
+    assert list(collated_batches(feats, plan, fn)) == [[3, 1], [0], [9, 8, 7], [2]]
+    assert list(collated_batches(feats, plan, fn, workers=2)) == [[3, 1], [0], [9, 8, 7], [2]]
+
+
+def test_sdpa_and_eager_attention_give_the_same_logits(setup):
+    from xstilts.data.features import collate
+
+    folder, features = setup
+    batch = collate(features[:16], _tokenizer(folder))  # padded rows included
+    batch.pop("labels")
+    sdpa, eager = _model(folder, "sdpa").eval(), _model(folder, "eager").eval()
+    with torch.no_grad():
+        a, b = sdpa(**batch).logits, eager(**batch).logits
+    mask = batch["attention_mask"].bool()
+    assert torch.allclose(a[mask], b[mask], atol=1e-5)
+
+
+def test_fast_prediction_gives_the_tags_of_the_padded_loop(setup, shared_data):
+    sys.path.insert(0, str(REPO / "bench"))
+    from predict import plain_tagging  # bench/predict.py's reference loop
+
+    from xstilts.data.readers import read_examples
+    from xstilts.evaluation.predict import predict_examples
+
+    folder, _ = setup
+    tok = _tokenizer(folder)
+    model = _model(folder)
+    examples = read_examples("udpos", shared_data, "test", "de")[:40]
+    fast = predict_examples("udpos", model, tok, examples, batch_size=7, device="cpu")
+    slow = plain_tagging(model, tok, examples, batch_size=7)
+    assert fast == slow
+    assert len({t for row in fast for t in row}) > 1  # not a constant prediction
+
+
+@pytest.mark.slow
+def test_compiled_forward_gives_the_same_weights(setup, tmp_path):
+    import shutil
+
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("torch.compile on CPU needs a C compiler")
+    folder, features = setup
+    batches = _batches(features)[:3]
+    eager, _ = _train(folder, features, tmp_path, "eager", batches=batches)
+    compiled, _ = _train(folder, features, tmp_path, "compiled", batches=batches, compile=True)
+    assert _max_diff(eager, compiled) < 1e-2 * _moved(eager, folder)
