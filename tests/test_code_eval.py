@@ -40,13 +40,16 @@ def test_humaneval_canonical_solutions_pass_all(tmp_path, capsys, shared_data):
     assert report["n_problems"] == 164 and report["missing_problems"] == 0
     assert report["overall"] == {"pass@1": 100.0}
     assert all(row["correct"] == 1 for row in report["problems"].values())
-    assert elapsed < 60  # about 6-8 s on two shared cores with two workers
+    assert elapsed < 90  # 6 s on two idle cores with two workers, about 20 s when they are busy
 
 
 def test_humaneval_empty_bodies_score_zero(tmp_path, capsys, shared_data):
-    problems = _humaneval_problems()
+    # The first 40 problems (every one fails the same way; the full set is the canonical test's job).
+    problems = _humaneval_problems()[:40]
     samples = _write(tmp_path / "s.jsonl", [{"task_id": p["task_id"], "completion": "    pass\n"} for p in problems])
-    report = _run_json(capsys, ["--dataset", "humaneval", "--samples", str(samples), "--k", "1", "--data-dir", str(shared_data)])
+    report = _run_json(capsys, ["--dataset", "humaneval", "--samples", str(samples), "--k", "1", "--partial",
+                                "--data-dir", str(shared_data)])  # fmt: skip
+    assert report["n_problems"] == 40
     assert report["overall"] == {"pass@1": 0.0}
 
 

@@ -25,6 +25,10 @@ def _namespaces_available() -> bool:
     return Sandbox(SandboxConfig()).uses_namespaces
 
 
+def _readonly_available() -> bool:
+    return Sandbox(SandboxConfig()).readonly_fs
+
+
 def test_ordinary_program_passes_with_output_captured(sandbox):
     r = sandbox.run("import math, collections\nprint(math.factorial(5))\nimport sys; print('err', file=sys.stderr)")
     assert r.passed and r.status == "passed" and r.returncode == 0
@@ -78,6 +82,32 @@ def test_writing_outside_the_directory_is_refused(sandbox, tmp_path):
         r = sandbox.run(code)
         assert r.status == "blocked", (code, r.stderr)
     assert victim.read_text() == "precious" and not (tmp_path / "x.txt").exists()
+
+
+def test_read_only_mounts_stop_writes_even_without_the_hook(tmp_path):
+    if not _readonly_available():
+        pytest.skip("no mount namespace here (unshare --mount)")
+    box = Sandbox(SandboxConfig(timeout_s=3, audit_hook=False))
+    target = tmp_path / "evil.txt"
+    home_target = Path.home() / f"xstilts-sandbox-test-{uuid.uuid4().hex}.txt"
+    for path in (target, home_target, Path("/dev/shm") / f"xstilts-{uuid.uuid4().hex}"):
+        r = box.run(f"open({str(path)!r}, 'w').write('pwned')")
+        assert not r.passed and "Read-only file system" in r.stderr, r.stderr
+        assert not path.exists()
+    r = box.run("import os\nopen('here.txt', 'w').write('fine')\nos.mkdir('d')\nprint(sorted(os.listdir()))")
+    assert r.passed and r.stdout == "['d', 'here.txt']\n", r.stderr
+
+
+def test_hook_cannot_be_reached_or_bypassed(sandbox, tmp_path):
+    target = tmp_path / "x.txt"
+    for code in (
+        "import gc\ngc.get_objects()",
+        # Monkeypatching os.path after the hook is installed does not fool it.
+        f"import os.path\nos.path.realpath = lambda p: os.getcwd()\nopen({str(target)!r}, 'w')",
+    ):
+        r = sandbox.run(code)
+        assert r.status == "blocked", (code, r.stderr)
+    assert not target.exists()
 
 
 def test_large_output_is_capped(sandbox):

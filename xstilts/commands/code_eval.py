@@ -69,7 +69,7 @@ def register(app: typer.Typer) -> None:
             "k": ks,
             "overall": table["overall"],
             "problems": table["problems"],
-            "sandbox": {"namespaces": sandbox.uses_namespaces, "timeout_s": timeout, "memory_mb": memory_mb},
+            "sandbox": sandbox.describe(),
         }
         if as_json:
             typer.echo(json.dumps(summary, indent=2))
@@ -78,6 +78,13 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         console = Console()
+        layers = sandbox.describe()
+        console.print(
+            "sandbox: " + ", ".join(f"{k}={v}" for k, v in layers.items()), highlight=False
+        )
+        missing_k = [key for key in ks if f"pass@{key}" not in table["overall"]]
+        if missing_k:
+            console.print(f"pass@{','.join(map(str, missing_k))}: not reported (needs at least that many samples per problem)")
         overall = Table(title=f"{dataset}: pass@k over {summary['n_problems']} problems ({len(pairs)} samples)")
         for key in table["overall"]:
             overall.add_column(key, justify="right")

@@ -10,13 +10,16 @@ The layers, from the outside in (each one documented with its limits, because no
 1. **Process isolation**: ``sys.executable -I -B`` in a new session (``setsid``). The program is
    sent through stdin and never written to disk; its working directory is an empty temporary
    directory, which is also its ``HOME`` and ``TMPDIR``; the environment is minimal.
-2. **Namespaces** (Linux, when ``unshare --net --pid --fork --kill-child`` works, which needs
-   root or user namespaces): a new *network* namespace (no interface but a downed loopback: no
-   network at all, whatever the code does, even from C) and a new *PID* namespace (when its first
-   process dies, the kernel kills every process in it, including ones that called ``setsid`` to
-   leave the process group). Without namespaces the scorer kills the process group and then
-   every process whose command line carries the run's marker, and network is blocked only by
-   layer 4.
+2. **Namespaces** (Linux, when ``unshare`` works, which needs root or user namespaces): a new
+   *network* namespace (no interface but a downed loopback: no network at all, whatever the code
+   does, even from C); a new *PID* namespace (when its first process dies the kernel kills every
+   process in it, including ones that called ``setsid`` to leave the process group; the program
+   sees only its own processes); and a new *mount* namespace in which every mount is remounted
+   read-only, ``/sys`` is detached and only the working directory is writable (``readonly_fs``:
+   writing outside the directory fails with EROFS even from C; the remounts are private to the
+   namespace, the machine's mounts are untouched; about 0.1 s more per program). Without
+   namespaces the scorer kills the process group and then every process whose command line
+   carries the run's marker, and network and file writes are refused only by layer 4.
 3. **Resource limits** (``setrlimit`` in the child before the program runs): address space
    (memory), file size (also caps the captured stdout/stderr, which go to files, not pipes),
    CPU seconds, open files, no core dumps, and ``RLIMIT_NPROC``. Honest caveat: ``RLIMIT_NPROC``
@@ -25,14 +28,16 @@ The layers, from the outside in (each one documented with its limits, because no
    Python) and bounded in time by the wall-clock limit and the PID namespace, not in count.
 4. **An audit hook** (PEP 578, installed before the program runs; hooks cannot be removed) that
    refuses: writing, creating, deleting, renaming or changing files outside the working
-   directory; ``os.open`` of directories outside it (a directory fd would allow ``dir_fd``
-   tricks); every way of starting a process (``os.fork``, ``os.system``, ``os.exec*``,
-   ``os.spawn*``, ``os.posix_spawn``, ``subprocess``, ``pty``); sockets other than AF_UNIX and DNS
-   look-ups; ``ctypes`` and ``_posixsubprocess``; changing resource limits; sending signals. A
-   refused operation raises ``PermissionError("sandbox: ...")``. Audit hooks are not a security
-   boundary against a determined attacker (PEP 578 says so: e.g. memory corruption through a C
-   extension bug): they turn the accidental and the ordinary-hostile into clean failures; the
-   OS layers above bound the rest.
+   directory, and leaving it with ``chdir``; ``os.open`` of directories outside it (a directory
+   fd would allow ``dir_fd`` tricks); every way of starting a process (``os.fork``,
+   ``os.system``, ``os.exec*``, ``os.spawn*``, ``os.posix_spawn``, ``subprocess``, ``pty``);
+   sockets other than AF_UNIX and DNS look-ups; ``ctypes`` and ``_posixsubprocess``; changing
+   resource limits; sending signals; ``gc``'s object walkers (which could reach the hook's own
+   state). The hook binds the functions it uses when installed, so monkeypatching ``os`` later
+   does not change it. A refused operation raises ``PermissionError("sandbox: ...")``. Audit
+   hooks are not a security boundary against a determined attacker (PEP 578 says so: e.g.
+   memory corruption through a C extension bug): they turn the accidental and the
+   ordinary-hostile into clean failures; the OS layers above bound the rest.
 
 No seccomp (not available from the standard library) and no separate user (the interpreter may
 live where an unprivileged user cannot read it).
@@ -54,6 +59,22 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from xstilts.errors import ConfigError
+
+# Run by ``sh`` inside a new mount namespace (as root): every mount becomes read-only (remounted
+# in this private namespace only; the host is untouched), /sys is detached, and the working
+# directory alone is bind-mounted writable. Then the interpreter is exec'd.
+_MOUNT_SCRIPT = r'''set -e
+mount --make-rprivate /
+umount -l /sys 2>/dev/null || true
+for m in $(awk '$4 ~ /^rw/ {print $2}' /proc/self/mounts | sort -u); do
+  mount -o remount,bind,ro "$m" 2>/dev/null || true
+done
+mount --bind "$0" "$0"
+mount -o remount,bind,rw "$0"
+exec "$@"
+'''
 
 # The child's prelude: runs before the program, inside the child process. Kept as plain source
 # (not an importable module) because the child runs with -I (no PYTHONPATH, no user site).
@@ -85,88 +106,89 @@ os.chdir(_work)
 sys.dont_write_bytecode = True
 sys.argv = ["program"]
 
-if _cfg["audit_hook"]:
-    import stat as _stat, threading as _threading
-    _realpath, _join, _isdir, _fspath = os.path.realpath, os.path.join, os.path.isdir, os.fspath
+def _install_hook(work):
+    # Everything the hook needs is bound here, once: the program can monkeypatch os or
+    # os.path afterwards without changing what the hook calls, and nothing of the hook is
+    # reachable from module globals (gc's object walkers are refused below).
+    import socket as _socket
+    _realpath, _join, _isdir, _isabs = os.path.realpath, os.path.join, os.path.isdir, os.path.isabs
+    _fspath, _fsdecode, _readlink, _sep = os.fspath, os.fsdecode, os.readlink, os.sep
+    _PathLike, _AF_UNIX = os.PathLike, _socket.AF_UNIX
     _WRITE = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-    _state = _threading.local()
-    _PROCESS = {
+    _REFUSED = frozenset({
         "os.fork", "os.forkpty", "os.posix_spawn", "os.spawn", "os.exec", "os.system",
         "os.startfile", "subprocess.Popen", "pty.spawn", "os.kill", "os.killpg",
         "resource.setrlimit", "resource.prlimit", "ctypes.dlopen", "ctypes.dlsym",
         "ctypes.call_function", "socket.getaddrinfo", "socket.gethostbyname",
         "socket.gethostbyname_ex", "socket.gethostbyaddr", "socket.getnameinfo",
-        "socket.sethostname", "os.chroot", "os.setuid",
-    }
-    _PATH_EVENTS = {
+        "socket.sethostname", "os.chroot", "os.setuid", "gc.get_objects", "gc.get_referrers",
+        "gc.get_referents",
+    })
+    _PATH_EVENTS = frozenset({
         "os.remove", "os.rmdir", "os.mkdir", "os.rename", "os.replace", "os.link",
         "os.symlink", "os.chmod", "os.chown", "os.lchown", "os.truncate", "os.utime",
         "os.chflags", "os.lchflags", "os.setxattr", "os.removexattr", "shutil.rmtree",
         "shutil.copyfile", "shutil.copymode", "shutil.copystat", "shutil.move",
-        "shutil.chown", "shutil.copytree", "os.mkfifo", "os.mknod",
-    }
-    _BLOCKED_IMPORTS = {"ctypes", "_ctypes", "_posixsubprocess", "_xxsubinterpreters", "multiprocessing"}
+        "shutil.chown", "shutil.copytree", "os.mkfifo", "os.mknod", "os.chdir",
+    })
+    _DIR_FD_LAST = frozenset({"os.remove", "os.rmdir", "os.mkdir", "os.chmod", "os.chown",
+                              "os.utime", "os.truncate", "os.mkfifo", "os.mknod"})
+    _BLOCKED_IMPORTS = frozenset({"ctypes", "_ctypes", "_posixsubprocess", "_xxsubinterpreters",
+                                  "multiprocessing"})
 
-    def _deny(what):
+    def deny(what):
         raise PermissionError("sandbox: " + what + " is not allowed")
 
-    def _inside(path, dir_fd=None):
+    def inside(path, dir_fd=None):
         if isinstance(path, int):
             return True
         try:
-            path = os.fsdecode(_fspath(path))
+            path = _fsdecode(_fspath(path))
         except TypeError:
             return True
-        if dir_fd is not None and dir_fd >= 0 and not os.path.isabs(path):
+        if dir_fd is not None and dir_fd >= 0 and not _isabs(path):
             try:
-                base = os.readlink("/proc/self/fd/%d" % dir_fd)
+                base = _readlink("/proc/self/fd/%d" % dir_fd)
             except OSError:
                 return False
             path = _join(base, path)
         real = _realpath(path)
-        return real == _work or real.startswith(_work + os.sep)
+        return real == work or real.startswith(work + _sep)
 
-    def _hook(event, args):
-        if getattr(_state, "busy", False):
-            return
-        _state.busy = True
-        try:
-            if event == "open":
-                path, mode, flags = (tuple(args) + (None, None, None))[:3]
-                writes = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
-                    isinstance(flags, int) and flags & _WRITE
-                )
-                if writes and not _inside(path):
-                    _deny("writing outside the working directory (%r)" % (path,))
-                if mode is None and not isinstance(path, int) and not _inside(path) and _isdir(path):
-                    _deny("opening a directory outside the working directory (%r)" % (path,))
-            elif event in _PATH_EVENTS:
-                dir_fd = None
-                if event in ("os.remove", "os.rmdir", "os.mkdir", "os.chmod", "os.chown", "os.utime", "os.truncate", "os.mkfifo", "os.mknod") and len(args) >= 2 and isinstance(args[-1], int):
-                    dir_fd = args[-1]
-                for arg in args:
-                    if isinstance(arg, (str, bytes, os.PathLike)) and not _inside(arg, dir_fd):
-                        _deny("%s outside the working directory (%r)" % (event, arg))
-            elif event in _PROCESS or event.startswith("os.exec") or event.startswith("os.spawn"):
-                _deny(event)
-            elif event == "socket.__new__":
-                import socket as _socket
-                family = args[1] if len(args) > 1 else None
-                if family != _socket.AF_UNIX:
-                    _deny("network access (socket)")
-            elif event in ("socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg"):
-                import socket as _socket
-                sock = args[0]
-                if getattr(sock, "family", None) != _socket.AF_UNIX:
-                    _deny("network access (%s)" % event)
-            elif event == "import":
-                name = args[0] if args else ""
-                if isinstance(name, str) and name.split(".")[0] in _BLOCKED_IMPORTS:
-                    _deny("importing %s" % name)
-        finally:
-            _state.busy = False
+    def hook(event, args):
+        if event == "open":
+            path, mode, flags = (tuple(args) + (None, None, None))[:3]
+            writes = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
+                isinstance(flags, int) and flags & _WRITE
+            )
+            if writes and not inside(path):
+                deny("writing outside the working directory (%r)" % (path,))
+            if mode is None and not isinstance(path, int) and not inside(path) and _isdir(path):
+                deny("opening a directory outside the working directory (%r)" % (path,))
+        elif event in _PATH_EVENTS:
+            dir_fd = args[-1] if event in _DIR_FD_LAST and len(args) >= 2 and isinstance(args[-1], int) else None
+            for arg in args:
+                if isinstance(arg, (str, bytes, _PathLike)) and not inside(arg, dir_fd):
+                    deny("%s outside the working directory (%r)" % (event, arg))
+        elif event in _REFUSED or event.startswith("os.exec") or event.startswith("os.spawn"):
+            deny(event)
+        elif event == "socket.__new__":
+            if (args[1] if len(args) > 1 else None) != _AF_UNIX:
+                deny("network access (socket)")
+        elif event in ("socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg"):
+            if getattr(args[0], "family", None) != _AF_UNIX:
+                deny("network access (%s)" % event)
+        elif event == "import":
+            name = args[0] if args else ""
+            if isinstance(name, str) and name.split(".")[0] in _BLOCKED_IMPORTS:
+                deny("importing %s" % name)
 
-    sys.addaudithook(_hook)
+    sys.addaudithook(hook)
+
+
+if _cfg["audit_hook"]:
+    _install_hook(_work)
+del _install_hook
 
 del _cfg, _fd, _limit
 _globals = {"__name__": "__main__", "__builtins__": __builtins__}
@@ -184,6 +206,7 @@ class SandboxConfig:
     open_files: int | None = 64
     max_processes: int | None = 32
     namespaces: bool | None = None  # None: use them when available
+    readonly_fs: bool | None = None  # None: when namespaces are used and a mount namespace works
     audit_hook: bool = True
     max_output_bytes: int = 64_000
 
@@ -204,18 +227,31 @@ class ExecutionResult:
         return asdict(self)
 
 
-def _namespaces_work() -> bool:
-    """Whether ``unshare --net --pid --fork --kill-child`` can start a process here."""
-    exe = shutil.which("unshare")
-    if exe is None or not sys.platform.startswith("linux"):
-        return False
+NS_ARGS = ["--net", "--pid", "--fork", "--kill-child"]
+MOUNT_NS_ARGS = ["--mount", "--net", "--pid", "--fork", "--kill-child", "--mount-proc"]
+
+
+def _probe(argv: list[str]) -> bool:
     try:
-        done = subprocess.run(
-            [exe, "--net", "--pid", "--fork", "--kill-child", "true"], capture_output=True, timeout=10
-        )
+        done = subprocess.run(argv, capture_output=True, timeout=20)
     except (OSError, subprocess.SubprocessError):
         return False
     return done.returncode == 0
+
+
+def _namespaces_work() -> tuple[bool, bool]:
+    """(network + PID namespaces work, read-only mount namespace works) on this machine."""
+    exe = shutil.which("unshare")
+    if exe is None or not sys.platform.startswith("linux"):
+        return False, False
+    if not _probe([exe, *NS_ARGS, "true"]):
+        return False, False
+    with tempfile.TemporaryDirectory(prefix="xstilts-probe-") as tmp:
+        # The probe must write inside the directory and fail to write beside it.
+        script = f'touch "$0/in" && ! touch "{tmp}.outside" 2>/dev/null'
+        ok = _probe([exe, *MOUNT_NS_ARGS, "sh", "-c", _MOUNT_SCRIPT, tmp, "sh", "-c", script, tmp])
+        ok = ok and Path(tmp, "in").exists() and not Path(f"{tmp}.outside").exists()
+    return True, ok
 
 
 def processes_with_marker(marker: str) -> list[int]:
@@ -244,11 +280,26 @@ class Sandbox:
 
     def __init__(self, config: SandboxConfig | None = None) -> None:
         self.config = config or SandboxConfig()
-        self._use_ns = self.config.namespaces if self.config.namespaces is not None else _namespaces_work()
+        c = self.config
+        probe = _namespaces_work() if (c.namespaces is None or (c.namespaces and c.readonly_fs is None)) else (False, False)
+        self._use_ns = probe[0] if c.namespaces is None else c.namespaces
+        self._readonly = bool(self._use_ns) and (probe[1] if c.readonly_fs is None else c.readonly_fs)
+        if c.readonly_fs and not self._use_ns:
+            raise ConfigError("readonly_fs needs namespaces (unshare --mount), which are off or unavailable")
 
     @property
     def uses_namespaces(self) -> bool:
         return bool(self._use_ns)
+
+    @property
+    def readonly_fs(self) -> bool:
+        return bool(self._readonly)
+
+    def describe(self) -> dict:
+        """The layers in force, for reports."""
+        return {"namespaces": self.uses_namespaces, "readonly_fs": self.readonly_fs,
+                "audit_hook": self.config.audit_hook, "timeout_s": self.config.timeout_s,
+                "memory_mb": self.config.memory_mb, "file_size_mb": self.config.file_size_mb}
 
     def run(self, code: str, *, marker: str | None = None) -> ExecutionResult:
         """Run one program; never raises for anything the program does."""
@@ -300,8 +351,11 @@ class Sandbox:
                 "OMP_NUM_THREADS": "1",
             }
             argv = [sys.executable, "-I", "-B", "-c", _PRELUDE, str(work), self._limits_json(marker)]
-            if self._use_ns:
-                argv = ["unshare", "--net", "--pid", "--fork", "--kill-child", *argv]
+            unshare = shutil.which("unshare") or "unshare"
+            if self._readonly:
+                argv = [unshare, *MOUNT_NS_ARGS, "sh", "-c", _MOUNT_SCRIPT, str(work), *argv]
+            elif self._use_ns:
+                argv = [unshare, *NS_ARGS, *argv]
             timed_out = False
             with open(out_path, "wb") as out, open(err_path, "wb") as err:
                 proc = subprocess.Popen(
