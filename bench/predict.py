@@ -31,7 +31,7 @@ import common  # noqa: E402
 MAX_LENGTH = 128
 
 
-def plain_tagging(model, tokenizer, examples, batch_size: int) -> list[list[str]]:
+def plain_tagging(model, tokenizer, examples, batch_size: int, device=None) -> list[list[str]]:
     """The reference loop: features padded to MAX_LENGTH, batches in file order."""
     import torch
 
@@ -46,6 +46,8 @@ def plain_tagging(model, tokenizer, examples, batch_size: int) -> list[list[str]
             chunk = feats[start : start + batch_size]
             ids = torch.tensor([f["input_ids"] + [pad] * (MAX_LENGTH - len(f["input_ids"])) for f in chunk])
             mask = torch.tensor([[1] * len(f["input_ids"]) + [0] * (MAX_LENGTH - len(f["input_ids"])) for f in chunk])
+            if device is not None:
+                ids, mask = ids.to(device), mask.to(device)
             logits = model(input_ids=ids, attention_mask=mask).logits
             pred = logits.argmax(-1)
             for row, f in enumerate(chunk):

@@ -1,0 +1,311 @@
+"""GPU benchmark (run by bench/gpu.sh): XLM-R-Large shapes, bf16, sequence length 128.
+
+Sections, each timed on its own and recorded even when another fails:
+
+1. ``mfu``: xstilts ``train()`` (A) and the Hugging Face ``Trainer`` (HF) on fixed-length
+   128-token sequences: tokens/s and model FLOPs utilisation. FLOPs per token are ``6 * N``
+   with N the non-embedding parameters (an embedding lookup is no matmul); ``mfu_with_attn``
+   adds the attention score/value matmuls, ``12 * layers * seq * width`` per token.
+2. ``tagging``: A against HF with dynamic padding and length grouping (C) and HF padded to 128
+   (B) on UDPOS-English-shaped sentences (the real file if the data folder is there, otherwise
+   random ids with the same length distribution), examples/s and real tokens/s.
+3. ``predict``: xstilts' prediction path against a loop padding to 128, sentences/s.
+
+Random weights; a locally trained tokenizer (XLM-R conventions) feeds ids below the 250k vocab.
+``--smoke`` runs the same code on CPU with a tiny model and 2 steps (to test the script).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+# bf16 dense peak (no sparsity), TFLOP/s, by device-name substring (first match wins)
+PEAK_BF16_TFLOPS = [
+    ("H100 PCIe", 756.0),
+    ("H100", 989.4),
+    ("H200", 989.4),
+    ("GH200", 989.4),
+    ("A100", 312.0),
+    ("L40S", 362.0),
+]
+
+LARGE = dict(vocab_size=250002, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+             intermediate_size=4096, max_position_embeddings=514)  # fmt: skip
+TINY = dict(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+            intermediate_size=128, max_position_embeddings=514)  # fmt: skip
+NUM_TAGS = 17
+
+
+def peak_tflops(name: str) -> float | None:
+    for key, value in PEAK_BF16_TFLOPS:
+        if key in name:
+            return value
+    return None
+
+
+def build_encoder(shape: dict, device: str, seed: int = 0):
+    import torch
+    from transformers import XLMRobertaConfig, XLMRobertaModel
+
+    config = XLMRobertaConfig(**shape, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+                              type_vocab_size=1, attn_implementation="sdpa")  # fmt: skip
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = XLMRobertaModel(config, add_pooling_layer=False)
+    return model
+
+
+def tagging_model(shape, device, seed=0):
+    from xstilts.models.heads import build_model
+
+    import torch
+
+    encoder = build_encoder(shape, device, seed)
+    torch.manual_seed(seed)
+    return build_model("tagging", encoder, num_labels=NUM_TAGS).to(device)
+
+
+def non_embedding_params(model) -> int:
+    return sum(p.numel() for n, p in model.named_parameters() if "embeddings" not in n)
+
+
+def fixed_features(n: int, length: int, vocab: int, seed: int = 0) -> list[dict]:
+    import random
+
+    rng = random.Random(seed)
+    feats = []
+    for _ in range(n):
+        ids = [0] + [rng.randrange(5, vocab) for _ in range(length - 2)] + [2]
+        labels = [-100] + [rng.randrange(NUM_TAGS) for _ in range(length - 2)] + [-100]
+        feats.append({"input_ids": ids, "attention_mask": [1] * length, "labels": labels})
+    return feats
+
+
+def udpos_like_features(n: int, tokenizer, data: Path, seed: int = 0) -> tuple[list[dict], str]:
+    """Features of real UDPOS English sentences if present, else random ids of matching lengths."""
+    import random
+
+    try:
+        from xstilts.data.features import MODEL_KEYS, featurize
+        from xstilts.data.readers import read_examples
+
+        examples = read_examples("udpos", data, "train", "en")
+        feats = featurize("udpos", examples, tokenizer, max_length=128, for_training=True)
+        feats = [{k: f[k] for k in MODEL_KEYS if k in f} for f in feats]
+        source = f"udpos train-en ({data})"
+    except Exception as exc:  # noqa: BLE001 - any missing piece: fall back to synthetic
+        rng = random.Random(seed)
+        feats = []
+        for _ in range(1000):  # UDPOS-en-like: mean ~31 pieces, long tail to 128
+            length = max(4, min(128, int(rng.lognormvariate(3.25, 0.55))))
+            feats.append(fixed_features(1, length, 1000, rng.randrange(10**6))[0])
+        source = f"synthetic lengths ({type(exc).__name__}: {exc})"
+    rng = random.Random(seed)
+    order = list(range(len(feats)))
+    rng.shuffle(order)
+    while len(order) < n:
+        order += order
+    return [feats[i] for i in order[:n]], source
+
+
+def sync():
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def section_mfu(args, device, out: dict) -> None:
+    import torch
+
+    import train as tb  # bench/train.py
+
+    seq, bs, steps = 128, args.batch_size, args.steps
+    feats = fixed_features(bs * steps, seq, args.shape["vocab_size"])
+    feats_warm = fixed_features(bs * args.warmup, seq, args.shape["vocab_size"], seed=1)
+    tok = args.tokenizer
+    name = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
+    peak = peak_tflops(name) if device == "cuda" else None
+    for setup in ("A", "HF"):
+        model = tagging_model(args.shape, device)
+        n_params = non_embedding_params(model)
+        layers, width = args.shape["num_hidden_layers"], args.shape["hidden_size"]
+        kw = dict(batch_size=bs, device=device, seed=1)
+        with tempfile.TemporaryDirectory() as tmp:
+            if args.warmup:
+                run = tb.run_xstilts if setup == "A" else tb.run_hf
+                extra = {} if setup == "A" else {"padded": False, "task": "udpos"}
+                run(model, feats_warm, tok, steps=args.warmup, out_dir=Path(tmp) / "w", **kw, **extra)
+            if device == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            if setup == "A":
+                r = tb.run_xstilts(model, feats, tok, steps=steps, out_dir=Path(tmp) / "m", **kw)
+            else:
+                r = tb.run_hf(model, feats, tok, steps=steps, out_dir=Path(tmp) / "m",
+                              padded=False, task="udpos", **kw)  # fmt: skip
+        tokens_s = bs * steps * seq / r["seconds"]
+        flops = 6 * n_params * tokens_s
+        flops_attn = flops + 12 * layers * seq * width * tokens_s
+        out[setup] = {
+            "tokens_per_s": tokens_s,
+            "seconds": r["seconds"],
+            "non_embedding_params": n_params,
+            "model_tflops_per_s": flops / 1e12,
+            "mfu": flops / (peak * 1e12) if peak else None,
+            "mfu_with_attn": flops_attn / (peak * 1e12) if peak else None,
+            "peak_mem_mib": common.peak_memory_mib(device),
+            "train_loss": r["train_loss"],
+        }
+        del model
+        if device == "cuda":
+            torch.cuda.empty_cache()
+        print(f"mfu {setup}: {out[setup]}", flush=True)
+    out["peak_bf16_tflops"] = peak
+    out["device_name"] = name
+    if out.get("A") and out.get("HF"):
+        out["A/HF"] = out["A"]["tokens_per_s"] / out["HF"]["tokens_per_s"]
+
+
+def section_tagging(args, device, out: dict) -> None:
+    import torch
+
+    import train as tb
+
+    bs, steps = args.batch_size, args.steps
+    feats, source = udpos_like_features(bs * steps, args.tokenizer, args.data)
+    out["data"] = source
+    real = sum(len(f["input_ids"]) for f in feats)
+    for setup in ("A", "C", "B"):
+        model = tagging_model(args.shape, device)
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        kw = dict(batch_size=bs, steps=steps, device=device, seed=1)
+        with tempfile.TemporaryDirectory() as tmp:
+            if setup == "A":
+                r = tb.run_xstilts(model, feats, args.tokenizer, out_dir=tmp, **kw)
+            else:
+                r = tb.run_hf(model, feats, args.tokenizer, out_dir=tmp, padded=setup == "B",
+                              task="udpos", **kw)  # fmt: skip
+        out[setup] = {
+            "examples_per_s": bs * steps / r["seconds"],
+            "real_tokens_per_s": real / r["seconds"],
+            "peak_mem_mib": common.peak_memory_mib(device),
+        }
+        del model
+        if device == "cuda":
+            torch.cuda.empty_cache()
+        print(f"tagging {setup}: {out[setup]}", flush=True)
+    for other in ("B", "C"):
+        out[f"A/{other}"] = out["A"]["examples_per_s"] / out[other]["examples_per_s"]
+
+
+def section_predict(args, device, out: dict) -> None:
+    import random
+
+    import predict as pb  # bench/predict.py
+
+    from xstilts.data.examples import TaggingExample
+    from xstilts.evaluation.predict import predict_examples
+
+    examples = []
+    try:
+        from xstilts.data.readers import available, read_examples
+
+        for lang in available("udpos", args.data).get("test", []):
+            examples += read_examples("udpos", args.data, "test", lang)
+        out["data"] = f"udpos test, all languages present ({args.data})"
+    except Exception as exc:  # noqa: BLE001
+        out["data"] = f"synthetic sentences ({type(exc).__name__})"
+    if not examples:
+        from xstilts.models.tiny import BUILTIN_CORPUS
+
+        words = " ".join(BUILTIN_CORPUS).split()
+        rng = random.Random(0)
+        for i in range(1920):
+            toks = [rng.choice(words) for _ in range(max(2, int(rng.lognormvariate(2.9, 0.5))))]
+            examples.append(TaggingExample(id=str(i), tokens=toks, tags=None))
+    model = tagging_model(args.shape, device).eval()
+    model.labels = [f"T{i}" for i in range(NUM_TAGS)]
+    predict_examples("udpos", model, args.tokenizer, examples[:64], device=device)  # warm-up
+    for setup in ("X", "P"):
+        sync()
+        t = time.perf_counter()
+        if setup == "X":
+            predict_examples("udpos", model, args.tokenizer, examples, batch_size=32, device=device)
+        else:
+            pb.plain_tagging(model, args.tokenizer, examples, 32, device=device)
+        sync()
+        out[setup] = {"sentences_per_s": len(examples) / (time.perf_counter() - t)}
+        print(f"predict {setup}: {out[setup]}", flush=True)
+    out["sentences"] = len(examples)
+    out["X/P"] = out["X"]["sentences_per_s"] / out["P"]["sentences_per_s"]
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--smoke", action="store_true", help="tiny model on CPU, 2 steps")
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--sections", default="mfu,tagging,predict")
+    p.add_argument("--data", default=None)
+    p.add_argument("--out", default=None, help="JSON file to write")
+    args = p.parse_args(argv)
+    import torch
+
+    from xstilts.models.tiny import build_tiny_tokenizer
+
+    if args.smoke:
+        args.steps, args.warmup, args.batch_size = 2, 1, 4
+        args.shape = TINY
+        device = "cpu"
+    else:
+        args.shape = LARGE
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    common.set_threads(int(os.environ.get("OMP_NUM_THREADS", "1")) if device == "cpu" else os.cpu_count() or 1)
+    args.data = common.data_dir(args.data)
+    args.tokenizer = build_tiny_tokenizer(vocab_size=800)
+    args.tokenizer.model_max_length = 512
+    result: dict[str, Any] = {
+        "machine": common.machine_info(),
+        "device": device,
+        "shape": args.shape,
+        "smoke": args.smoke,
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "seq_len": 128,
+        "precision": "bf16 autocast" if device == "cuda" else "fp32",
+        "sections": {},
+    }
+    for name in [s for s in args.sections.split(",") if s]:
+        out: dict[str, Any] = {}
+        t = time.perf_counter()
+        try:
+            {"mfu": section_mfu, "tagging": section_tagging, "predict": section_predict}[name](
+                args, device, out
+            )
+        except Exception as exc:  # noqa: BLE001 - record and go on with the next section
+            out["error"] = f"{type(exc).__name__}: {exc}"
+            out["traceback"] = traceback.format_exc()[-3000:]
+            print(out["traceback"], file=sys.stderr, flush=True)
+        out["wall_s"] = time.perf_counter() - t
+        result["sections"][name] = out
+        if args.out:  # after every section, so a timeout still leaves what was measured
+            Path(args.out).write_text(json.dumps(result, indent=2, default=str))
+    print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=2, default=str))
+    return result
+
+
+if __name__ == "__main__":
+    main()
