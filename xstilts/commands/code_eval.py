@@ -85,7 +85,8 @@ def register(app: typer.Typer) -> None:
         missing_k = [key for key in ks if f"pass@{key}" not in table["overall"]]
         if missing_k:
             console.print(f"pass@{','.join(map(str, missing_k))}: not reported (needs at least that many samples per problem)")
-        overall = Table(title=f"{dataset}: pass@k over {summary['n_problems']} problems ({len(pairs)} samples)")
+        console.print(f"{dataset}: pass@k over {summary['n_problems']} problems ({len(pairs)} samples)")
+        overall = Table()
         for key in table["overall"]:
             overall.add_column(key, justify="right")
         overall.add_row(*(f"{v:.2f}" for v in table["overall"].values()))
