@@ -64,7 +64,8 @@ def bleu(predictions: Sequence[str], references: Sequence[str], tokenize: str = 
         sacre_tok = "none"
     else:
         preds, refs, sacre_tok = list(predictions), list(references), tokenize
-    return float(sacrebleu.corpus_bleu(preds, [refs], tokenize=sacre_tok).score)
+    # force=True: code is tokenised on purpose; sacrebleu would otherwise warn about it.
+    return float(sacrebleu.corpus_bleu(preds, [refs], tokenize=sacre_tok, force=True).score)
 
 
 def _ngrams(tokens: Sequence[str], max_order: int) -> Counter:
@@ -121,7 +122,9 @@ CODEBLEU_LANGUAGES = ("python", "java", "ruby")  # the grammars pinned in pyproj
 def codebleu(predictions: Sequence[str], references: Sequence[str], language: str) -> float:
     """CodeBLEU (Ren et al. 2020) through the ``codebleu`` package (0.7.0, tree-sitter 0.22 with
     the grammars pinned in pyproject.toml), default weights 0.25 each for n-gram, weighted n-gram,
-    AST and data-flow match. Returned ×100."""
+    AST and data-flow match. Returned ×100. Note the package's behaviour on degenerate input: a
+    reference without data flow scores its data-flow component as 1, so even an empty prediction
+    gets 25 (the untrained model's "CodeBLEU 25" is that, not skill)."""
     _check_lengths(predictions, references)
     if language not in CODEBLEU_LANGUAGES:
         raise ConfigError(
