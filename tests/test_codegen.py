@@ -221,3 +221,16 @@ def test_generation_quality_includes_pass_at_1_by_execution(tiny):
     model = CodeGenerator(encoder, build_shortlist(tok, fz.target_ids([p.target for p in problems])), num_layers=1)
     scores = evaluate_generation(model, fz, problems, sandbox=box)
     assert scores["pass@1"] == 0.0  # an untrained decoder writes no working function
+
+
+def test_mconala_probe_per_language(tiny, shared_data):
+    from xstilts.models.codegen import evaluate_code_task
+
+    shared_file("mconala/es_test.json")
+    encoder, tok = tiny
+    fz = GenerationFeaturizer(tok, WhitespaceCodec(True), 32, 8)
+    model = CodeGenerator(encoder, build_shortlist(tok, [[5, 6, 7]]), num_layers=1)
+    scores = evaluate_code_task(model, fz, "mconala", shared_data, limit=3)
+    assert "es" in scores and "ru" in scores and "ja" not in scores  # ja is not in the shared copy
+    assert scores["es"]["examples"] == 3.0
+    assert set(scores["es"]) >= {"exact_match", "bleu", "smoothed_bleu4", "codebleu"}

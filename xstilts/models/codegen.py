@@ -439,6 +439,40 @@ def evaluate_generation(
     return scores
 
 
+def evaluate_code_task(
+    model: CodeGenerator,
+    featurizer: GenerationFeaturizer,
+    task: Any,
+    data_dir: Any,
+    *,
+    split: str | None = None,
+    languages: Sequence[str] | None = None,
+    limit: int | None = None,
+    num_beams: int = 1,
+) -> dict[str, dict[str, float]]:
+    """Per-language generation quality of a phase-1 ``generate`` model on a code task's files,
+    e.g. MCoNaLa (es/ja/ru intents → Python) right after training on English CoNaLa: the
+    cross-lingual probe of code generation itself. Languages whose files are absent are left out
+    (the result says which were scored)."""
+    from xstilts.data.code_readers import read_code_examples
+    from xstilts.errors import MissingDataError
+    from xstilts.tasks import get_task
+
+    task = get_task(task) if isinstance(task, str) else task
+    split = split or task.score_split
+    out: dict[str, dict[str, float]] = {}
+    for lang in languages or task.splits.get(split, ()):
+        try:
+            examples = read_code_examples(task, data_dir, split, lang)
+        except MissingDataError:
+            continue
+        examples = examples[:limit] if limit else examples
+        language = str(task.extra.get("code_language", "python"))
+        out[lang] = evaluate_generation(model, featurizer, examples, language=language, num_beams=num_beams)
+        out[lang]["examples"] = float(len(examples))
+    return out
+
+
 def execution_pass_at_1(examples: Sequence[Any], completions: Sequence[str], *, sandbox=None, workers: int = 2) -> float:
     """pass@1 ×100 of one (greedy) completion per problem, executed against the problem's tests
     in the sandbox of :mod:`xstilts.evaluation.execution` (MBPP, HumanEval)."""
@@ -639,6 +673,6 @@ __all__ = [
     "OBJECTIVES", "CodeContrastive", "CodeGenerator", "CodeInfill", "ContrastiveCollator",
     "GenerationCollator", "GenerationFeaturizer", "InfillCollator", "MatchCollator", "WhitespaceCodec",
     "build_match_model", "build_shortlist", "contrastive_features", "count_parameters", "evaluate_generation",
-    "evaluate_retrieval", "execution_pass_at_1", "generate_code", "infill_features", "match_features", "mean_pool",
+    "evaluate_code_task", "evaluate_retrieval", "execution_pass_at_1", "generate_code", "infill_features", "match_features", "mean_pool",
     "tokenizer_keeps_whitespace",
 ]  # fmt: skip
