@@ -89,6 +89,8 @@ def test_run_udpos_end_to_end_then_rerun_reads(small_world, tmp_path, capsys):
     versions = json.loads((out / "versions.json").read_text())["first_start"]
     assert versions["packages"]["torch"] and versions["python"]
     assert (out / "phase2" / "model" / "head.json").is_file()
+    assert not (out / "phase2" / "train" / "final").exists()  # the exported model is the one copy kept
+    assert (out / "phase2" / "train" / "result.json").is_file()
     # the same command again reads the finished run: no training, same scores
     stamp = (out / "phase2" / "model" / "head.safetensors").stat().st_mtime_ns
     capsys.readouterr()

@@ -114,6 +114,15 @@ def save_encoder(encoder: Any, tokenizer: Any, folder: Path) -> Path:
     return folder
 
 
+def prune_training_weights(train_dir: Path) -> None:
+    """Once a phase is marked done, its exported model/encoder is what later phases read: drop the
+    trainer's own copies (best/ and final/ weights), keeping result.json, log.jsonl, tensorboard."""
+    import shutil
+
+    for name in ("best", "final", "checkpoints"):
+        shutil.rmtree(train_dir / name, ignore_errors=True)
+
+
 def resolve_device(config: RunConfig) -> str:
     import torch
 
@@ -277,6 +286,7 @@ class Pipeline:
                                                "texts": len(feats), "settings": settings,
                                                "seconds": round(self.timings["phase0"], 2)})
         self.rd.mark_phase_done("phase0")
+        prune_training_weights(out / "train")
         self.encoder_source = str(enc_dir)
 
     # phase 1 -------------------------------------------------------------------------------
@@ -401,6 +411,7 @@ class Pipeline:
             "quality": {p.name: p.evaluate(p.model) for p in task_parts if getattr(p, "evaluate", None)},
         })
         self.rd.mark_phase_done("phase1")
+        prune_training_weights(out / "train")
         self.encoder_source = str(enc_dir)
 
     # phase 2 -------------------------------------------------------------------------------
@@ -460,6 +471,7 @@ class Pipeline:
             "seconds": round(self.timings["phase2"], 2),
         })
         self.rd.mark_phase_done("phase2")
+        prune_training_weights(out / "train")
         model.eval()
         return model, tokenizer
 
