@@ -49,7 +49,7 @@ def run(
     progress: Annotated[bool | None, typer.Option("--progress/--no-progress", help="Progress bars.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print scores.json when done.")] = False,
 ) -> None:
-    """Run [MLM ->] [intermediate ->] target fine-tuning -> zero-shot scores; resumes if killed.
+    """Run (MLM ->) (intermediate ->) target fine-tuning -> zero-shot scores; resumes if killed.
 
     Re-running the same command on a finished run reads its results instead of training again.
     """
