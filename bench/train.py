@@ -63,7 +63,8 @@ def corpus_text(examples: list) -> list[str]:
 
 
 def training_features(task: str, examples: list, tokenizer, n: int, seed: int) -> list[dict]:
-    """``n`` features for training (model keys only), a seeded random subset (cycled if short)."""
+    """``n`` features for training (model keys only), a seeded random subset (cycled if short);
+    ``n=0``: all of them, shuffled."""
     import numpy as np
 
     from xstilts.data.features import MODEL_KEYS, featurize
@@ -73,6 +74,7 @@ def training_features(task: str, examples: list, tokenizer, n: int, seed: int) -
     )
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(feats)).tolist()
+    n = n or len(order)
     while len(order) < n:
         order += order
     return [{k: f[k] for k in MODEL_KEYS if k in f} for f in (feats[i] for i in order[:n])]
@@ -97,6 +99,25 @@ def pad_to(features: list[dict], length: int, pad_id: int) -> list[dict]:
 # the setups
 
 
+class CountingCollate:
+    """Wraps a collate function and counts what reaches the model: rows, real and padded tokens."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.rows = self.real = self.padded = 0
+
+    def __call__(self, features):
+        batch = self.fn(features)
+        ids, mask = batch["input_ids"], batch.get("attention_mask")
+        self.rows += int(ids.shape[0])
+        self.padded += int(ids.numel())
+        self.real += int(mask.sum()) if mask is not None else int(ids.numel())
+        return batch
+
+    def counts(self) -> dict:
+        return {"rows": self.rows, "real_tokens": self.real, "padded_tokens": self.padded}
+
+
 def run_xstilts(model, features, tokenizer, *, batch_size, steps, device, seed, out_dir) -> dict:
     from xstilts.data.features import make_collate
     from xstilts.train.config import TrainConfig
@@ -112,8 +133,9 @@ def run_xstilts(model, features, tokenizer, *, batch_size, steps, device, seed, 
         log_every=0,
         cpu=device == "cpu",
     )
-    result = train(model, features, make_collate(tokenizer), config, out_dir=out_dir)
-    return {"seconds": result.train_seconds, "train_loss": result.train_loss}
+    counter = CountingCollate(make_collate(tokenizer))
+    result = train(model, features, counter, config, out_dir=out_dir)
+    return {"seconds": result.train_seconds, "train_loss": result.train_loss, **counter.counts()}
 
 
 class _DictOutput:
@@ -169,6 +191,7 @@ def run_hf(
             if task != "xquad"
             else DataCollatorWithPadding(tokenizer)
         )
+    collator = CountingCollate(collator)
     bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
     args = TrainingArguments(
         output_dir=str(out_dir),
@@ -200,7 +223,7 @@ def run_hf(
         callbacks=[Timer()],
     )
     out = trainer.train()
-    return {"seconds": Timer.t1 - Timer.t0, "train_loss": out.training_loss}
+    return {"seconds": Timer.t1 - Timer.t0, "train_loss": out.training_loss, **collator.counts()}
 
 
 def worker(args) -> None:
@@ -213,7 +236,8 @@ def worker(args) -> None:
     encoder, tokenizer = common.load_encoder(args.model_dir)
     examples = read_train_examples(args.task, common.data_dir(args.data))
     n = args.steps * args.batch_size
-    features = training_features(args.task, examples, tokenizer, n, seed=0)
+    pool = n if args.pool == "same" else 0 if args.pool == "all" else int(args.pool)
+    features = training_features(args.task, examples, tokenizer, pool, seed=0)
     torch.manual_seed(0)
     model = build_model(args.task, encoder)
     model.train()
@@ -232,7 +256,9 @@ def worker(args) -> None:
                 model, features, tokenizer, out_dir=tmp, padded=args.worker == "B",
                 task=args.task, **kw,
             )  # fmt: skip
-    real_tokens = sum(len(f["input_ids"]) for f in features)
+    # What the model saw (a data loader may collate a batch beyond the last step: scale to n)
+    scale = n / r["rows"] if r.get("rows") else 1.0
+    real_tokens = r["real_tokens"] * scale
     common.emit(
         {
             "setup": args.worker,
@@ -242,6 +268,9 @@ def worker(args) -> None:
             "examples_per_s": n / r["seconds"],
             "real_tokens_per_s": real_tokens / r["seconds"],
             "real_tokens": real_tokens,
+            "padding_fraction": 1 - r["real_tokens"] / r["padded_tokens"],
+            "rows_collated": r["rows"],
+            "pool": len(features),
             "peak_mem_mib": common.peak_memory_mib(device),
             "rss_before_train_mib": rss_before,
             "train_loss": r["train_loss"],
@@ -261,6 +290,9 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--pool", default="all", help="features each setup draws its batches from: "
+                   "all (every training feature; each setup its own draw), same (exactly "
+                   "steps*batch-size features, the same for every setup) or a number")
     p.add_argument("--setups", default="A,B,C", help="comma-separated subset of A,B,C")
     p.add_argument("--data", default=None, help="data folder (default ../shared/data)")
     p.add_argument("--cpu", action="store_true", help="stay on CPU even with a GPU")
@@ -289,7 +321,7 @@ def main(argv=None) -> dict:
                     "--worker", setup, "--rep", str(rep), "--model-dir", model_dir,
                     "--task", args.task, "--steps", str(args.steps),
                     "--batch-size", str(args.batch_size), "--threads", str(args.threads),
-                    "--seed", str(args.seed),
+                    "--seed", str(args.seed), "--pool", args.pool,
                 ]  # fmt: skip
                 if args.data:
                     wargs += ["--data", args.data]
@@ -300,14 +332,14 @@ def main(argv=None) -> dict:
                 if not args.json:
                     print(
                         f"rep {rep} {setup}: {r['examples_per_s']:.2f} ex/s, "
-                        f"{r['real_tokens_per_s']:.0f} real tok/s, peak {r['peak_mem_mib']:.0f} MiB",
+                        f"{r['real_tokens_per_s']:.0f} real tok/s, pad {r['padding_fraction']:.0%}, peak {r['peak_mem_mib']:.0f} MiB",
                         flush=True,
                     )
     info["load_avg_end"] = os.getloadavg()
     summary: dict[str, Any] = {
         "config": {
             "model": args.model, "task": args.task, "steps": args.steps, "reps": args.reps,
-            "batch_size": args.batch_size, "threads": args.threads,
+            "batch_size": args.batch_size, "threads": args.threads, "pool": args.pool,
             "max_length": TASK_MAX_LENGTH[args.task], "command": " ".join(sys.argv),
         },  # fmt: skip
         "machine": info,
@@ -319,7 +351,7 @@ def main(argv=None) -> dict:
         rs = [r for r in runs if r["setup"] == s]
         summary["setups"][s] = {
             k: common.spread([r[k] for r in rs])
-            for k in ("examples_per_s", "real_tokens_per_s", "peak_mem_mib")
+            for k in ("examples_per_s", "real_tokens_per_s", "peak_mem_mib", "padding_fraction")
         }
     for other in ("B", "C"):
         if "A" in setups and other in setups:
