@@ -358,6 +358,10 @@ def main(argv=None) -> dict:
             summary["ratios"][f"A/{other}"] = common.spread(
                 common.paired_ratios(runs, "A", other, "examples_per_s")
             )
+            # with --pool all each setup draws its own batches: compare per real token too
+            summary["ratios"][f"A/{other} real tokens"] = common.spread(
+                common.paired_ratios(runs, "A", other, "real_tokens_per_s")
+            )
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
