@@ -234,3 +234,17 @@ def test_mconala_probe_per_language(tiny, shared_data):
     assert "es" in scores and "ru" in scores and "ja" not in scores  # ja is not in the shared copy
     assert scores["es"]["examples"] == 3.0
     assert set(scores["es"]) >= {"exact_match", "bleu", "smoothed_bleu4", "codebleu"}
+
+
+def test_source_length_is_capped_by_the_encoder(tiny):
+    from xstilts.tasks import get_task
+    from xstilts.train.formulations import FormulationInput, get_builder
+
+    encoder, tok = tiny  # 130 positions: 128 tokens
+    long = [GenerationExample(id=str(i), source=" ".join(["word"] * 400), target="x = 1") for i in range(2)]
+    for formulation in ("generate", "contrastive", "match", "infill"):
+        _, builder = get_builder(get_task("django"), formulation)
+        part = builder(FormulationInput(task=get_task("django"), encoder=encoder, tokenizer=tok,
+                                        train_examples=long, dev_examples=None, settings={"max_length": 512}))  # fmt: skip
+        assert max(len(f["input_ids"]) for f in part.train_features) <= 128
+        part.model(**part.collate(part.train_features[:2]))  # would raise an index error past 128

@@ -22,6 +22,19 @@ from __future__ import annotations
 from xstilts.train.formulations import FormulationInput, TrainablePart, register_formulation
 
 
+def _length(inp: FormulationInput, default: int) -> int:
+    """``settings["max_length"]`` (or ``default``), never beyond what the encoder can embed."""
+    want = int(inp.settings.get("max_length") or default)
+    limits = [int(inp.tokenizer.model_max_length)] if inp.tokenizer.model_max_length < 1_000_000 else []
+    positions = getattr(inp.encoder.config, "max_position_embeddings", None)
+    if positions:
+        # RoBERTa-style position ids start after the padding index (XLM-R: 514 positions, 512 tokens).
+        pad = getattr(inp.encoder.config, "pad_token_id", None)
+        offset = pad + 1 if getattr(inp.encoder.config, "model_type", "") in ("xlm-roberta", "roberta") and pad is not None else 0
+        limits.append(int(positions) - offset)
+    return min([want, *limits])
+
+
 def _language(inp: FormulationInput) -> str | None:
     lang = inp.task.extra.get("code_language")
     if lang is None and inp.train_examples:
@@ -38,7 +51,7 @@ def build_generate(inp: FormulationInput) -> TrainablePart:
     s = inp.settings
     codec = WhitespaceCodec.for_tokenizer(inp.tokenizer)
     featurizer = GenerationFeaturizer(
-        inp.tokenizer, codec, max_source_length=int(s.get("max_length") or 128),
+        inp.tokenizer, codec, max_source_length=_length(inp, 128),
         max_target_length=int(s.get("max_target_length") or 128),
     )  # fmt: skip
     shortlist = build_shortlist(inp.tokenizer, featurizer.target_ids([ex.target for ex in inp.train_examples]))
@@ -81,7 +94,7 @@ def build_contrastive(inp: FormulationInput) -> TrainablePart:
 
     s = inp.settings
     codec = WhitespaceCodec.for_tokenizer(inp.tokenizer)
-    max_length = int(s.get("max_length") or 128)
+    max_length = _length(inp, 128)
     model = CodeContrastive(inp.encoder, temperature=float(s.get("temperature", 0.05)))
     train = contrastive_features(inp.train_examples, inp.tokenizer, codec, max_length)
     dev = contrastive_features(inp.dev_examples, inp.tokenizer, codec, max_length) if inp.dev_examples else None
@@ -108,7 +121,7 @@ def build_match(inp: FormulationInput) -> TrainablePart:
 
     s = inp.settings
     codec = WhitespaceCodec.for_tokenizer(inp.tokenizer)
-    kwargs = {"negatives": int(s.get("negatives", 1)), "max_length": int(s.get("max_length") or 256)}
+    kwargs = {"negatives": int(s.get("negatives", 1)), "max_length": _length(inp, 256)}
     train = match_features(inp.train_examples, inp.tokenizer, codec, seed=inp.seed, **kwargs)
     dev = None
     if inp.dev_examples and len(inp.dev_examples) > 1:
@@ -149,7 +162,7 @@ def build_infill(inp: FormulationInput) -> TrainablePart:
 
     s = inp.settings
     codec = WhitespaceCodec.for_tokenizer(inp.tokenizer)
-    max_length = int(s.get("max_length") or 256)
+    max_length = _length(inp, 256)
     model = CodeInfill(inp.encoder, s.get("encoder_source"))
     train = infill_features(inp.train_examples, inp.tokenizer, codec, max_length)
     dev = infill_features(inp.dev_examples, inp.tokenizer, codec, max_length) if inp.dev_examples else None

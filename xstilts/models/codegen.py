@@ -620,7 +620,7 @@ def infill_features(examples, tokenizer, codec: WhitespaceCodec, max_length: int
     """``input_ids`` of the NL/code pair and ``code_mask`` (1 on code tokens, the maskable ones)."""
     enc = tokenizer(
         [ex.source for ex in examples], [codec.encode(ex.target) for ex in examples],
-        truncation="only_second", max_length=max_length, return_special_tokens_mask=True,
+        truncation="longest_first", max_length=max_length, return_special_tokens_mask=True,
     )  # fmt: skip
     feats = []
     for i, ids in enumerate(enc["input_ids"]):
