@@ -248,3 +248,19 @@ def test_source_length_is_capped_by_the_encoder(tiny):
                                         train_examples=long, dev_examples=None, settings={"max_length": 512}))  # fmt: skip
         assert max(len(f["input_ids"]) for f in part.train_features) <= 128
         part.model(**part.collate(part.train_features[:2]))  # would raise an index error past 128
+
+
+def test_decoder_trains_at_its_own_learning_rate(tiny):
+    from xstilts.train.loop import parameter_groups
+
+    encoder, tok = tiny
+    model = CodeGenerator(encoder, [1, 0, 2, 3, 5], num_layers=1, decoder_lr_scale=20.0)
+    groups = parameter_groups(model, weight_decay=0.01, lr=1e-5)
+    scaled = [g for g in groups if "lr" in g]
+    assert scaled and all(g["lr"] == pytest.approx(2e-4) for g in scaled)
+    scaled_ids = {id(p) for g in scaled for p in g["params"]}
+    assert scaled_ids == {id(p) for m in (model.decoder, model.positions, model.embed_norm) for p in m.parameters()}
+    assert not scaled_ids & {id(p) for p in encoder.parameters()}
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    # Without a learning rate (or at scale 1) the groups are the usual two.
+    assert len(parameter_groups(model, 0.01)) == 2

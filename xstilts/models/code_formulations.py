@@ -4,7 +4,8 @@
 Settings read from ``FormulationInput.settings`` (all optional): ``max_length`` (source / pair
 length, default 128 for generate and contrastive, 256 for match and infill),
 ``max_target_length`` (128), ``decoder_layers`` (6), ``decoder_heads`` (the encoder's),
-``decoder_dropout`` (0.1), ``num_beams`` (1, for dev evaluation), ``eval_limit`` (at most this
+``decoder_dropout`` (0.1), ``decoder_lr_scale`` (20: the fresh decoder trains at 20x the phase's
+learning rate, i.e. 2e-4 at phase 1's default 1e-5, at which it would barely move), ``num_beams`` (1, for dev evaluation), ``eval_limit`` (at most this
 many dev examples are decoded per evaluation; default 500), ``temperature`` (0.05),
 ``negatives`` (1), ``mask_probability`` (0.15), ``encoder_source`` (the encoder's folder, for the
 LM-head weights of ``infill``).
@@ -20,6 +21,8 @@ names the metric to select on; ``info`` holds only JSON values (it is written to
 from __future__ import annotations
 
 from xstilts.train.formulations import FormulationInput, TrainablePart, register_formulation
+
+DECODER_LR_SCALE = 20.0
 
 
 def _length(inp: FormulationInput, default: int) -> int:
@@ -58,12 +61,13 @@ def build_generate(inp: FormulationInput) -> TrainablePart:
     model = CodeGenerator(
         inp.encoder, shortlist, num_layers=int(s.get("decoder_layers", 6)), num_heads=s.get("decoder_heads"),
         dropout=float(s.get("decoder_dropout", 0.1)), max_target_length=featurizer.max_target_length,
+        decoder_lr_scale=float(s.get("decoder_lr_scale", DECODER_LR_SCALE)),
     )  # fmt: skip
     train_features = featurizer.features(inp.train_examples, shortlist)
     dev_features = featurizer.features(inp.dev_examples, shortlist) if inp.dev_examples else None
     info = {
         "formulation": "generate", "whitespace_codec": codec.enabled, "shortlist_size": len(shortlist),
-        "decoder_parameters": count_parameters(model.decoder),
+        "decoder_parameters": count_parameters(model.decoder), "decoder_lr_scale": model.decoder.lr_scale,
     }  # fmt: skip
     evaluate = None
     if inp.dev_examples:

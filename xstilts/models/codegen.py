@@ -178,6 +178,7 @@ class CodeGenerator(nn.Module):
         ffn_size: int | None = None,
         dropout: float = 0.1,
         max_target_length: int = 256,
+        decoder_lr_scale: float = 1.0,
     ) -> None:
         super().__init__()
         cfg = encoder.config
@@ -202,9 +203,13 @@ class CodeGenerator(nn.Module):
         self.decoder = nn.TransformerDecoder(layer, num_layers=num_layers, norm=nn.LayerNorm(hidden))
         self.embed_norm = nn.LayerNorm(hidden)
         self.output_bias = nn.Parameter(torch.zeros(len(shortlist)))
+        # The fresh decoder-side modules may train faster than the encoder (the training loop
+        # reads ``lr_scale`` when it builds the optimizer's parameter groups).
+        for module in (self.decoder, self.positions, self.embed_norm):
+            module.lr_scale = float(decoder_lr_scale)
         self.decoder_config = {
             "num_layers": num_layers, "num_heads": heads, "ffn_size": ffn_size, "dropout": dropout,
-            "max_target_length": max_target_length,
+            "max_target_length": max_target_length, "decoder_lr_scale": decoder_lr_scale,
         }  # fmt: skip
         std = getattr(cfg, "initializer_range", 0.02)
         for name, p in self.named_parameters():

@@ -68,19 +68,31 @@ def move_to_device(batch: Mapping[str, Any], device) -> dict[str, Any]:
     return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
 
 
-def parameter_groups(model, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on matrices only: biases and LayerNorm weights are not decayed (BERT recipe)."""
-    decay, no_decay = [], []
+def parameter_groups(model, weight_decay: float, lr: float | None = None) -> list[dict[str, Any]]:
+    """Weight decay on matrices only: biases and LayerNorm weights are not decayed (BERT recipe).
+
+    A submodule with a float attribute ``lr_scale`` (e.g. the randomly initialised decoder of
+    code generation, which would barely move at an encoder's fine-tuning rate) trains at
+    ``lr * lr_scale``; the schedule scales every group alike."""
+    scale_of: dict[int, float] = {}
+    if lr is not None:
+        for module in model.modules():
+            scale = getattr(module, "lr_scale", None)
+            if isinstance(scale, (int, float)) and scale != 1:
+                for p in module.parameters():
+                    scale_of[id(p)] = float(scale)
+    buckets: dict[tuple[float, bool], list] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name or name.endswith(".bias"):
-            no_decay.append(p)
-        else:
-            decay.append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
+        no_decay = p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name or name.endswith(".bias")
+        buckets.setdefault((scale_of.get(id(p), 1.0), no_decay), []).append(p)
+    groups = [{"params": buckets.get((1.0, False), []), "weight_decay": weight_decay}]
+    if buckets.get((1.0, True)):
+        groups.append({"params": buckets[(1.0, True)], "weight_decay": 0.0})
+    for (scale, no_decay), params in sorted(buckets.items(), key=lambda kv: kv[0]):
+        if scale != 1.0:
+            groups.append({"params": params, "weight_decay": 0.0 if no_decay else weight_decay, "lr": lr * scale})
     return groups
 
 
@@ -233,7 +245,7 @@ def train(
     # 96M-row embedding matrix), with the same results to float rounding.
     fused = config.fused_optimizer and device.type in ("cuda", "cpu")
     optimizer = torch.optim.AdamW(
-        parameter_groups(model, config.weight_decay),
+        parameter_groups(model, config.weight_decay, config.learning_rate),
         lr=config.learning_rate,
         betas=tuple(config.adam_betas),
         eps=config.adam_epsilon,
