@@ -24,8 +24,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
+SWITCHES = ("group_by_length", "dynamic_padding", "fused_optimizer", "sdpa", "sorted_prediction")
+
 
 def run_one(model_dir, on: bool, seed: int, args, train_ex, test_sets) -> dict:
+    # which switches the "off" run turns off (all by default; --off group_by_length: that one)
+    if on:
+        off: set[str] = set()
+    else:
+        off = set(SWITCHES) if args.off == "all" else set(args.off.split(","))
+
+    def enabled(name: str) -> bool:
+        return name not in off
+
     import torch
     from transformers import AutoModel
 
@@ -37,13 +48,13 @@ def run_one(model_dir, on: bool, seed: int, args, train_ex, test_sets) -> dict:
     from xstilts.train.config import TrainConfig
     from xstilts.train.loop import train
 
-    encoder = AutoModel.from_pretrained(model_dir, attn_implementation="sdpa" if on else "eager")
+    encoder = AutoModel.from_pretrained(model_dir, attn_implementation="sdpa" if enabled("sdpa") else "eager")
     _, tokenizer = common.load_encoder(model_dir)
     torch.manual_seed(seed)
     model = build_model("udpos", encoder)
     feats = featurize("udpos", train_ex, tokenizer, max_length=128, for_training=True)
     collate = make_collate(tokenizer)
-    if not on:
+    if not enabled("dynamic_padding"):
         pad = tokenizer.pad_token_id
 
         def collate(fs, _inner=collate):  # noqa: F811 - padded to 128 when the switch is off
@@ -55,7 +66,8 @@ def run_one(model_dir, on: bool, seed: int, args, train_ex, test_sets) -> dict:
 
     config = TrainConfig(
         learning_rate=args.lr, batch_size=args.batch_size, epochs=args.epochs, seed=seed,
-        warmup_ratio=0.1, group_by_length=on, fused_optimizer=on, progress=False,
+        warmup_ratio=0.1, group_by_length=enabled("group_by_length"),
+        fused_optimizer=enabled("fused_optimizer"), progress=False,
         tensorboard=False, log_every=0, cpu=True,
     )  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
@@ -66,13 +78,13 @@ def run_one(model_dir, on: bool, seed: int, args, train_ex, test_sets) -> dict:
     scores = {}
     t = time.perf_counter()
     for lang, exs in test_sets.items():
-        if on:
+        if enabled("sorted_prediction"):
             pred = predict_examples("udpos", model, tokenizer, exs, device="cpu")
         else:
             pred = plain_tagging(model, tokenizer, exs, 32)
         scores[lang] = next(iter(score_language("udpos", lang, exs, pred).values()))
     return {
-        "on": on, "seed": seed, "train_s": train_s, "predict_s": time.perf_counter() - t,
+        "on": on, "off_switches": sorted(off), "seed": seed, "train_s": train_s, "predict_s": time.perf_counter() - t,
         "scores": scores, "average": statistics.mean(scores.values()),
     }  # fmt: skip
 
@@ -88,6 +100,8 @@ def main(argv=None) -> dict:
     p.add_argument("--langs", default="en,af,es,fr,it,nl,pt")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--data", default=None)
+    p.add_argument("--off", default="all", help="switches the off run turns off: all, or "
+                   "comma-separated of " + ",".join(SWITCHES))
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     common.set_threads(args.threads)
