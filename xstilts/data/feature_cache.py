@@ -26,7 +26,12 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     h = hashlib.sha256(type(tokenizer).__name__.encode())
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        h.update(backend.to_str().encode())
+        # truncation/padding are per-call state (every call sets them) that save_pretrained keeps:
+        # left in, a phase-1 encoder's saved tokenizer would never share the original's entries
+        state = json.loads(backend.to_str())
+        state.pop("truncation", None)
+        state.pop("padding", None)
+        h.update(json.dumps(state, sort_keys=True).encode())
     else:  # slow tokenizer: its vocabulary
         h.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
     h.update(json.dumps({

@@ -203,7 +203,7 @@ class RunConfig(_Strict):
     seed: int = 1
     languages: list[str] | None = Field(None, description="evaluation languages (default: every one present)")
     eval_split: str | None = Field(None, description="split predicted in phase 3 (default: the task's scored split)")
-    eval_max_examples: int | None = Field(None, ge=1, description="at most N examples per language in phase 3")
+    eval_max_examples: int | None = Field(None, ge=1, description="at most N examples per language in phase 3 (and for phase-1 quality)")
     dev_eval: bool = Field(True, description="evaluate on English dev during training (when present) and keep the best")
     hyperparameters: Hyperparameters = Hyperparameters()
     random_init: bool = Field(
@@ -213,6 +213,9 @@ class RunConfig(_Strict):
     cpu: bool = False
     progress: bool = True
     predict_batch_size: int = Field(64, ge=1)
+    cache_dir: str | None = Field(
+        None, description="cache tokenised training features here (a study shares STUDY_DIR/cache); none: off"
+    )
 
     @field_validator("intermediate", mode="before")
     @classmethod

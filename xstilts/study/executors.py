@@ -412,7 +412,7 @@ def node_config_hashes(plan: Plan) -> dict[str, str]:
             "languages": list(node.languages) if node.languages else None,
             # retrieval nodes train nothing: only the evaluation cap decides their result
             "budget": None if node.phase == "retrieval" else json.loads(getattr(study.budgets, phase).model_dump_json()),
-            "eval_max_examples": None if node.phase == "intermediate" else study.budgets.eval_max_examples,
+            "eval_max_examples": study.budgets.eval_max_examples,
             "hyperparameters": None if node.phase == "retrieval" else getattr(study.hyperparameters, phase),
             "pipeline": study.pipeline,
             "parent": out.get(node.depends_on) if node.depends_on else None,
@@ -504,6 +504,10 @@ def run_config_for(request: WorkRequest) -> dict[str, Any]:
             "target": _capped(study.hyperparameters.target, study.budgets.target),
         },
     }
+    if request.cache_dir:  # tokenised features shared by the study's cells
+        cfg["cache_dir"] = request.cache_dir
+    if study.budgets.eval_max_examples is not None:  # phase 3, and phase 1's own quality
+        cfg["eval_max_examples"] = study.budgets.eval_max_examples
     cfg.update(study.pipeline)
     if node.phase == "intermediate":
         setting = study.setting(node.setting)
@@ -520,8 +524,6 @@ def run_config_for(request: WorkRequest) -> dict[str, Any]:
             cfg["encoder_dir"] = request.encoder_dir
         if node.languages is not None:
             cfg["languages"] = list(node.languages)
-        if study.budgets.eval_max_examples is not None:
-            cfg["eval_max_examples"] = study.budgets.eval_max_examples
         if node.target in study.eval_splits:
             cfg["eval_split"] = study.eval_splits[node.target]
     return cfg

@@ -344,7 +344,9 @@ class Pipeline:
             name, builder = get_builder(task, item.formulation)
             part = builder(FormulationInput(task=task, encoder=encoder, tokenizer=tokenizer,
                                             train_examples=train_ex, dev_examples=dev_ex,
-                                            settings=settings, seed=cfg.seed))
+                                            settings=settings, seed=cfg.seed, cache_dir=cfg.cache_dir,
+                                            eval_max_examples=cfg.eval_max_examples,
+                                            predict_batch_size=cfg.predict_batch_size))
             part.info["formulation"] = name
             if part.name in weights:
                 raise ConfigError(f"intermediate task {part.name} is listed twice")
@@ -425,7 +427,8 @@ class Pipeline:
         model_dir = out / "model"
         if self.rd.phase_done("phase2"):
             return load_task_model(model_dir)
-        from xstilts.data.features import featurize, make_collate
+        from xstilts.data.feature_cache import cached_featurize
+        from xstilts.data.features import make_collate
         from xstilts.models.heads import build_model
         from xstilts.train.formulations import labels_for
         from xstilts.train.loop import train
@@ -452,7 +455,7 @@ class Pipeline:
         fkw: dict[str, Any] = {"max_length": settings["max_length"], "labels": labels}
         if task.kind == TaskKind.QA:
             fkw["doc_stride"] = settings.get("doc_stride", 128)
-        feats = featurize(task, train_ex, tokenizer, for_training=True, **fkw)
+        feats = cached_featurize(task, train_ex, tokenizer, cache_dir=cfg.cache_dir, for_training=True, **fkw)
         eval_fn = None
         if cfg.dev_eval and _has_split(task, cfg.data_dir, "dev", "en"):
             dev = _read(task, cfg.data_dir, "dev", "en")[:DEV_SUBSET]

@@ -37,6 +37,11 @@ class FormulationInput:
     dev_examples: Sequence[Any] | None
     settings: dict[str, Any]  # resolved phase hyperparameters (max_length, doc_stride, ...)
     seed: int = 1
+    # tokenised features are cached here (shared by a study's cells); None: always tokenise
+    cache_dir: str | None = None
+    # at most this many dev/held-out examples are predicted for ``TrainablePart.evaluate``
+    eval_max_examples: int | None = None
+    predict_batch_size: int = 64
 
 
 @dataclass
@@ -120,8 +125,14 @@ def labels_for(task: Task, examples: Sequence[Any]) -> list[str] | None:
 
 
 def build_head_part(inp: FormulationInput) -> TrainablePart:
-    """A fresh head for the task's kind on the shared encoder, with the kind's features."""
-    from xstilts.data.features import featurize, make_collate
+    """A fresh head for the task's kind on the shared encoder, with the kind's features.
+
+    ``evaluate`` predicts the dev (or held-out) examples with the task's own head and scores
+    them with the task's own metric (accuracy, SQuAD EM/F1, token accuracy), so phase 1 reports
+    how well the intermediate task itself was learned, not only a loss.
+    """
+    from xstilts.data.feature_cache import cached_featurize
+    from xstilts.data.features import make_collate
     from xstilts.models.heads import build_model
 
     task = inp.task
@@ -132,19 +143,51 @@ def build_head_part(inp: FormulationInput) -> TrainablePart:
     kwargs: dict[str, Any] = {"max_length": inp.settings.get("max_length"), "labels": labels}
     if "doc_stride" in inp.settings:
         kwargs["doc_stride"] = inp.settings["doc_stride"]
-    train_features = featurize(task, inp.train_examples, inp.tokenizer, for_training=True, **kwargs)
+
+    def features(examples: Sequence[Any], for_training: bool) -> list[dict]:
+        return cached_featurize(task, examples, inp.tokenizer, cache_dir=inp.cache_dir,
+                                for_training=for_training, **kwargs)
+
+    train_features = features(inp.train_examples, True)
     dev_features = None
     if inp.dev_examples:
         try:  # training-style features carry gold (QA answer positions too): a dev loss
-            dev_features = featurize(task, inp.dev_examples, inp.tokenizer, for_training=True, **kwargs)
+            dev_features = features(inp.dev_examples, True)
         except ConfigError:  # some dev examples lack a (known) label: keep those that have one
-            dev_features = featurize(task, inp.dev_examples, inp.tokenizer, for_training=False, **kwargs)
+            dev_features = features(inp.dev_examples, False)
         dev_features = [f for f in dev_features if _has_gold(f)] or None
+    scored = scorable_examples(task, inp.dev_examples or [])
+    if inp.eval_max_examples is not None:
+        scored = scored[: inp.eval_max_examples]
+    evaluate = None
+    if scored:
+        def evaluate(task_model: Any) -> dict[str, float]:
+            from xstilts.evaluation.metrics_nlu import intermediate_quality
+
+            device = next(task_model.parameters()).device
+            metrics = intermediate_quality(
+                task, task_model, inp.tokenizer, scored, batch_size=inp.predict_batch_size,
+                max_length=inp.settings.get("max_length"), doc_stride=inp.settings.get("doc_stride", 128),
+                device=device,
+            )
+            return dict(metrics)
+
     return TrainablePart(
         name=task.name, model=model, train_features=train_features,
         collate=make_collate(inp.tokenizer), dev_features=dev_features,
-        info={"labels": labels, "kind": task.kind.value},
+        info={"labels": labels, "kind": task.kind.value, "quality_examples": len(scored)}, evaluate=evaluate,
     )
+
+
+def scorable_examples(task: Task, examples: Sequence[Any]) -> list[Any]:
+    """The examples whose gold the task's metric can score (labelled; QA v1.1: answered)."""
+    if task.kind == TaskKind.QA:
+        if task.metric == "squad_v2":
+            return list(examples)
+        return [ex for ex in examples if ex.answers]
+    if task.kind == TaskKind.TAGGING:
+        return [ex for ex in examples if ex.tags is not None]
+    return [ex for ex in examples if getattr(ex, "label", None) is not None]
 
 
 def _has_gold(feature: dict) -> bool:

@@ -1,0 +1,132 @@
+"""Integration: phase-1 quality of an NLU intermediate task reaches metrics.json, the study store
+and the report; tokenised training features are cached and shared across runs."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from conftest import shared_file  # noqa: E402
+from test_pipeline import UDPOS, head_sentences  # noqa: E402
+
+CSQA = "commonsenseqa/dev_rand_split.jsonl"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """20 real CommonsenseQA questions, a UDPOS slice and a tiny XLM-R covering their words."""
+    from xstilts.models.tiny import build_tiny_model
+
+    root = tmp_path_factory.mktemp("integration")
+    data = root / "data"
+    lines = shared_file(CSQA).read_text(encoding="utf-8").splitlines()[:20]
+    (data / "commonsenseqa").mkdir(parents=True)
+    (data / "commonsenseqa" / "dev_rand_split.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    words = []
+    for line in lines:
+        rec = json.loads(line)
+        words.append(rec["question"])  # the hub schema: question text, choices {label, text}
+        words += rec["choices"]["text"]
+    for name, n in (("train-en", 24), ("dev-en", 6), ("test-fr", 6)):
+        words += [" ".join(s) for s in head_sentences(shared_file(f"{UDPOS}/{name}.tsv"), data / "udpos" / f"{name}.tsv", n)]
+    model_dir = root / "tiny"
+    build_tiny_model(model_dir, extra_text=words, hidden_size=32, num_layers=2, vocab_size=1200)
+    return {"data": data, "model": model_dir, "root": root}
+
+
+HP = {"intermediate": {"learning_rate": 1e-3, "batch_size": 4, "max_steps": 3, "eval_every": 0},
+      "target": {"learning_rate": 1e-3, "batch_size": 8, "grad_accum": 1, "max_steps": 2}}
+
+
+def test_nlu_intermediate_quality_in_metrics_json(world, tmp_path, monkeypatch):
+    from xstilts.evaluation import metrics_nlu
+    from xstilts.study.config import load_run_config
+    from xstilts.study.pipeline import run_pipeline
+
+    scored: dict = {}
+    real = metrics_nlu.score_intermediate
+
+    def spy(task, gold, predictions):
+        out = real(task, gold, predictions)
+        scored.update(gold=[ex.label for ex in gold], predictions=list(predictions), out=out)
+        return out
+
+    monkeypatch.setattr(metrics_nlu, "score_intermediate", spy)
+    cfg = load_run_config(
+        None, model=str(world["model"]), data_dir=str(world["data"]), out=str(tmp_path / "run"), progress=False,
+        intermediate={"tasks": [{"task": "commonsenseqa", "train_split": "dev", "heldout": 6}]},
+        eval_max_examples=4, hyperparameters=HP,
+    )
+    run = run_pipeline(cfg)
+    phase1 = json.loads((run / "metrics.json").read_text())["phase1"]
+    assert phase1["sizes"] == {"commonsenseqa": 14}
+    assert phase1["tasks"]["commonsenseqa"]["quality_examples"] == 4  # the last 6 held out, capped at 4
+    quality = phase1["quality"]["commonsenseqa"]
+    # the gold of the held-out questions (15th..18th of the file), read straight from the JSONL
+    letters = [json.loads(l)["answerKey"] for l in (world["data"] / "commonsenseqa" / "dev_rand_split.jsonl")
+               .read_text().splitlines()[14:18]]
+    assert scored["gold"] == ["ABCDE".index(k) for k in letters]
+    hits = sum(int(p) == g for p, g in zip(scored["predictions"], scored["gold"]))
+    assert quality == {"accuracy": pytest.approx(100.0 * hits / 4)}
+    assert all(0 <= int(p) < 5 for p in scored["predictions"])
+
+
+def test_study_records_and_reports_nlu_quality_and_shares_the_feature_cache(world, tmp_path, monkeypatch):
+    from xstilts.data import features as F
+    from xstilts.study.executors import LocalExecutor, run_study
+    from xstilts.study.report import write_report
+    from xstilts.study.study_config import parse_study
+
+    calls: list[tuple[str, int]] = []
+    real = F.featurize
+
+    def spy(task, examples, tokenizer, **kw):
+        if kw.get("for_training"):
+            calls.append((getattr(task, "name", task), len(examples)))
+        return real(task, examples, tokenizer, **kw)
+
+    monkeypatch.setattr(F, "featurize", spy)
+
+    def study(seeds):
+        return parse_study({
+            "name": "integration", "encoders": [str(world["model"])],
+            "intermediate": ["none", {"name": "csqa", "tasks": [
+                {"task": "commonsenseqa", "train_split": "dev", "heldout": 6}]}],
+            "targets": ["udpos"], "languages": {"udpos": ["fr"]}, "seeds": seeds,
+            "budgets": {"eval_max_examples": 4}, "hyperparameters": HP,
+        })
+
+    run = run_study(study([1]), tmp_path / "study", data_dir=world["data"], executor=LocalExecutor())
+    assert not run.failed, [o.error for o in run.failed]
+    cache = tmp_path / "study" / "cache"
+    entries = sorted(cache.glob("features-*.pkl"))
+    # phase 1: CSQA train + held-out dev features; phase 2: one UDPOS entry for both cells
+    # (the 'none' and the CSQA cell tokenise the same 24 English sentences with the same tokenizer)
+    assert len(entries) == 3
+    assert sorted(calls) == sorted([("commonsenseqa", 14), ("commonsenseqa", 6), ("udpos", 24)])
+    # a second seed: same examples, same tokenizer, same settings -> no re-tokenisation at all
+    calls.clear()
+    run = run_study(study([1, 2]), tmp_path / "study", data_dir=world["data"], executor=LocalExecutor())
+    assert not run.failed, [o.error for o in run.failed]
+    assert calls == [] and sorted(cache.glob("features-*.pkl")) == entries
+    # a cached entry is exactly what a fresh featurize gives
+    from xstilts.data.readers import read_examples
+    from xstilts.models.loading import load_encoder
+
+    _, tok = load_encoder(str(world["model"]))
+    train = read_examples("udpos", world["data"], "train", "en")
+    fresh = real("udpos", train, tok, for_training=True, max_length=128, labels=None)
+    cached = [pickle.loads(p.read_bytes()) for p in entries]
+    assert any(c == fresh for c in cached)
+
+    # the store and the report carry phase-1 accuracy for the CSQA setting, for both seeds
+    md_path, _, _ = write_report(tmp_path / "study")
+    md = Path(md_path).read_text()
+    section = md.split("Intermediate tasks: their own quality (phase 1)")[1]
+    row = next(l for l in section.splitlines() if l.startswith("| csqa") and "accuracy" in l)
+    assert "commonsenseqa" in row and "| 2 |" in row
