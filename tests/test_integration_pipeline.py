@@ -130,3 +130,35 @@ def test_study_records_and_reports_nlu_quality_and_shares_the_feature_cache(worl
     section = md.split("Intermediate tasks: their own quality (phase 1)")[1]
     row = next(l for l in section.splitlines() if l.startswith("| csqa") and "accuracy" in l)
     assert "commonsenseqa" in row and "| 2 |" in row
+
+
+def test_tatoeba_eval_cap_searches_the_first_pairs_only(world, tmp_path):
+    """With eval_max_examples, Tatoeba embeds the first N pairs and searches among those N."""
+    import numpy as np
+
+    from xstilts.evaluation.retrieval import embed
+    from xstilts.models.loading import load_encoder
+    from xstilts.study.config import load_run_config
+    from xstilts.study.pipeline import run_pipeline
+
+    folder = world["data"] / "tatoeba" / "v1"
+    folder.mkdir(parents=True, exist_ok=True)
+    for ext in ("deu", "eng"):
+        lines = shared_file(f"tatoeba/v1/tatoeba.deu-eng.{ext}").read_text(encoding="utf-8").splitlines()[:30]
+        (folder / f"tatoeba.deu-eng.{ext}").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    cfg = load_run_config(None, model=str(world["model"]), data_dir=str(world["data"]), out=str(tmp_path / "run"),
+                          target="tatoeba", languages=["de"], eval_max_examples=7, progress=False)
+    run = run_pipeline(cfg)
+    labels = (run / "labels" / "tatoeba" / "test-de.tsv").read_text().split()
+    assert labels == [str(i) for i in range(7)]  # Tatoeba pairs line i with line i
+    # by hand: nearest German sentence (among the first 7) of each of the first 7 English ones
+    enc, tok = load_encoder(str(world["model"]))
+    enc.eval()
+    de = (folder / "tatoeba.deu-eng.deu").read_text(encoding="utf-8").splitlines()[:7]
+    en = (folder / "tatoeba.deu-eng.eng").read_text(encoding="utf-8").splitlines()[:7]
+    want = np.argmax(embed(enc, tok, en, max_length=512, progress=False)
+                     @ embed(enc, tok, de, max_length=512, progress=False).T, axis=1)
+    preds = (run / "predictions" / "tatoeba" / "test-de.tsv").read_text().split()
+    assert preds == [str(int(i)) for i in want]
+    score = json.loads((run / "scores.json").read_text())["tasks"]["tatoeba"]["languages"]["de"]
+    assert list(score.values())[0] == pytest.approx(100.0 * sum(int(p) == i for i, p in enumerate(preds)) / 7)

@@ -511,10 +511,14 @@ class Pipeline:
 
             encoder, tokenizer = self.load_encoder(self.encoder_source)
             encoder.eval()
-            predict_task(task, (encoder, tokenizer), cfg.data_dir, pred_root, langs, split=split,
-                         device=resolve_device(cfg), progress=cfg.progress)
-            for lang in langs:
-                write_labels(label_root, task, lang, _read(task, cfg.data_dir, split, lang))
+            mining = (task.extra or {}).get("mining", "margin" if task.name.startswith("bucc") else "nearest")
+            if cfg.eval_max_examples is not None and mining == "nearest":
+                per_lang = self.capped_tatoeba(task, encoder, tokenizer, split, langs, pred_root, label_root)
+            else:  # BUCC mines whole corpora: a cap would change the task, so none applies
+                predict_task(task, (encoder, tokenizer), cfg.data_dir, pred_root, langs, split=split,
+                             device=resolve_device(cfg), progress=cfg.progress)
+                for lang in langs:
+                    write_labels(label_root, task, lang, _read(task, cfg.data_dir, split, lang))
         else:
             from xstilts.evaluation.predict import predict_examples
 
@@ -543,6 +547,32 @@ class Pipeline:
         self.rd.write_phase_metrics("phase3", {"split": split, "languages": langs, "seconds_per_language": per_lang,
                                                "seconds": round(self.timings["phase3"], 2)})
         return scores
+
+    def capped_tatoeba(self, task: Task, encoder: Any, tokenizer: Any, split: str, langs: list[str],
+                       pred_root: Path, label_root: Path) -> dict[str, float]:
+        """Tatoeba on the first ``eval_max_examples`` gold pairs of each language: those sources,
+        their gold English targets (in file order) as the whole search space; embedded and
+        searched exactly like :func:`xstilts.evaluation.retrieval.predict_retrieval` does the
+        full set, so a cap makes retrieval easier but measures the same thing."""
+        from xstilts.evaluation.layout import write_labels, write_predictions
+        from xstilts.evaluation.retrieval import embed, tatoeba_predictions
+
+        cfg = self.config
+        encoder.to(resolve_device(cfg))
+        seconds: dict[str, float] = {}
+        for lang in langs:
+            t = time.perf_counter()
+            (bitext,) = _read(task, cfg.data_dir, split, lang)
+            capped = cap_bitext(bitext, cfg.eval_max_examples)
+            src, eng = (embed(encoder, tokenizer, list(side.values()), max_length=512,
+                              batch_size=cfg.predict_batch_size, progress=False)
+                        for side in (capped.source, capped.target))
+            write_predictions(pred_root, task, lang, tatoeba_predictions(src, eng))
+            write_labels(label_root, task, lang, [capped])
+            seconds[lang] = round(time.perf_counter() - t, 3)
+            self.log.info("phase 3: %s %s %s: first %d of %d pairs retrieved in %.1fs", task.name, split, lang,
+                          len(capped.source), len(bitext.source), seconds[lang])
+        return seconds
 
     # all -----------------------------------------------------------------------------------
 
@@ -577,6 +607,17 @@ class Pipeline:
         finally:
             self.rd.close_logger(self.log)
         return self.rd.path
+
+
+def cap_bitext(bitext: Any, n: int) -> Any:
+    """The first ``n`` sources of a Tatoeba bitext with their gold targets (kept in file order)."""
+    import dataclasses
+
+    sources = dict(list(bitext.source.items())[:n])
+    gold = {(s, t) for s, t in bitext.gold if s in sources}
+    wanted = {t for _, t in gold}
+    targets = {k: v for k, v in bitext.target.items() if k in wanted}
+    return dataclasses.replace(bitext, source=sources, target=targets, gold=gold)
 
 
 def _len(feature: Any) -> int:
