@@ -132,6 +132,15 @@ def test_study_records_and_reports_nlu_quality_and_shares_the_feature_cache(worl
     assert "commonsenseqa" in row and "| 2 |" in row
 
 
+def _tatoeba_slice(world) -> Path:
+    folder = world["data"] / "tatoeba" / "v1"
+    folder.mkdir(parents=True, exist_ok=True)
+    for ext in ("deu", "eng"):
+        lines = shared_file(f"tatoeba/v1/tatoeba.deu-eng.{ext}").read_text(encoding="utf-8").splitlines()[:30]
+        (folder / f"tatoeba.deu-eng.{ext}").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
 def test_tatoeba_eval_cap_searches_the_first_pairs_only(world, tmp_path):
     """With eval_max_examples, Tatoeba embeds the first N pairs and searches among those N."""
     import numpy as np
@@ -141,11 +150,7 @@ def test_tatoeba_eval_cap_searches_the_first_pairs_only(world, tmp_path):
     from xstilts.study.config import load_run_config
     from xstilts.study.pipeline import run_pipeline
 
-    folder = world["data"] / "tatoeba" / "v1"
-    folder.mkdir(parents=True, exist_ok=True)
-    for ext in ("deu", "eng"):
-        lines = shared_file(f"tatoeba/v1/tatoeba.deu-eng.{ext}").read_text(encoding="utf-8").splitlines()[:30]
-        (folder / f"tatoeba.deu-eng.{ext}").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    folder = _tatoeba_slice(world)
     cfg = load_run_config(None, model=str(world["model"]), data_dir=str(world["data"]), out=str(tmp_path / "run"),
                           target="tatoeba", languages=["de"], eval_max_examples=7, progress=False)
     run = run_pipeline(cfg)
@@ -162,3 +167,20 @@ def test_tatoeba_eval_cap_searches_the_first_pairs_only(world, tmp_path):
     assert preds == [str(int(i)) for i in want]
     score = json.loads((run / "scores.json").read_text())["tasks"]["tatoeba"]["languages"]["de"]
     assert list(score.values())[0] == pytest.approx(100.0 * sum(int(p) == i for i, p in enumerate(preds)) / 7)
+
+
+def test_torch_threads_apply_to_the_run_only(world, tmp_path, monkeypatch):
+    from xstilts.study import pipeline as P
+    from xstilts.study.config import load_run_config
+
+    _tatoeba_slice(world)
+    seen = []
+    real = P.Pipeline.phase3
+    monkeypatch.setattr(P.Pipeline, "phase3", lambda self, *a: seen.append(torch.get_num_threads()) or real(self, *a))
+    before = torch.get_num_threads()
+    want = 2 if before != 2 else 1
+    cfg = load_run_config(None, model=str(world["model"]), data_dir=str(world["data"]), out=str(tmp_path / "run"),
+                          target="tatoeba", languages=["de"], eval_max_examples=3, progress=False,
+                          torch_threads=want)
+    P.run_pipeline(cfg)
+    assert seen == [want] and torch.get_num_threads() == before

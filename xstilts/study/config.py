@@ -213,6 +213,9 @@ class RunConfig(_Strict):
     cpu: bool = False
     progress: bool = True
     predict_batch_size: int = Field(64, ge=1)
+    torch_threads: int | None = Field(
+        None, ge=1, description="torch intra-op threads for this run (default: torch's, i.e. OMP_NUM_THREADS)"
+    )
     cache_dir: str | None = Field(
         None, description="cache tokenised training features here (a study shares STUDY_DIR/cache); none: off"
     )

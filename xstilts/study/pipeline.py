@@ -581,6 +581,19 @@ class Pipeline:
         config_dict = json.loads(cfg.model_dump_json())
         if self.rd.finished and self.rd.check_config(config_dict):
             return self.rd.path  # finished: read, never retrained
+        if cfg.torch_threads is None:
+            return self._run(config_dict)
+        import torch  # e.g. the demo's 2 threads on a 2-core CPU, only for this run
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(cfg.torch_threads)
+        try:
+            return self._run(config_dict)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _run(self, config_dict: dict[str, Any]) -> Path:
+        cfg = self.config
         self.rd.open(config_dict)
         self.log = self.rd.logger()
         try:
