@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 TASK_MAX_LENGTH = {"udpos": 128, "panx": 128, "xquad": 384}
-SETUPS = ("A", "B", "C")
+SETUPS = ("A", "B", "C", "Abf16")  # Abf16: A with bf16 autocast (also on CPU; changes numerics)
 LEARNING_RATE = 2e-5
 
 
@@ -118,7 +118,9 @@ class CountingCollate:
         return {"rows": self.rows, "real_tokens": self.real, "padded_tokens": self.padded}
 
 
-def run_xstilts(model, features, tokenizer, *, batch_size, steps, device, seed, out_dir) -> dict:
+def run_xstilts(
+    model, features, tokenizer, *, batch_size, steps, device, seed, out_dir, precision="auto"
+) -> dict:
     from xstilts.data.features import make_collate
     from xstilts.train.config import TrainConfig
     from xstilts.train.loop import train
@@ -132,6 +134,7 @@ def run_xstilts(model, features, tokenizer, *, batch_size, steps, device, seed, 
         tensorboard=False,
         log_every=0,
         cpu=device == "cpu",
+        mixed_precision=precision,
     )
     counter = CountingCollate(make_collate(tokenizer))
     result = train(model, features, counter, config, out_dir=out_dir)
@@ -249,8 +252,9 @@ def worker(args) -> None:
         batch_size=args.batch_size, steps=args.steps, device=device, seed=args.seed
     )
     with tempfile.TemporaryDirectory(prefix="xstilts-bench-") as tmp:
-        if args.worker == "A":
-            r = run_xstilts(model, features, tokenizer, out_dir=tmp, **kw)
+        if args.worker in ("A", "Abf16"):
+            precision = "bf16" if args.worker == "Abf16" else "auto"
+            r = run_xstilts(model, features, tokenizer, out_dir=tmp, precision=precision, **kw)
         else:
             r = run_hf(
                 model, features, tokenizer, out_dir=tmp, padded=args.worker == "B",
@@ -293,7 +297,8 @@ def parse_args(argv=None):
     p.add_argument("--pool", default="all", help="features each setup draws its batches from: "
                    "all (every training feature; each setup its own draw), same (exactly "
                    "steps*batch-size features, the same for every setup) or a number")
-    p.add_argument("--setups", default="A,B,C", help="comma-separated subset of A,B,C")
+    p.add_argument("--setups", default="A,B,C",
+                   help="comma-separated subset of A,B,C,Abf16 (A with bf16 autocast)")
     p.add_argument("--data", default=None, help="data folder (default ../shared/data)")
     p.add_argument("--cpu", action="store_true", help="stay on CPU even with a GPU")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -353,7 +358,7 @@ def main(argv=None) -> dict:
             k: common.spread([r[k] for r in rs])
             for k in ("examples_per_s", "real_tokens_per_s", "peak_mem_mib", "padding_fraction")
         }
-    for other in ("B", "C"):
+    for other in ("B", "C", "Abf16"):
         if "A" in setups and other in setups:
             summary["ratios"][f"A/{other}"] = common.spread(
                 common.paired_ratios(runs, "A", other, "examples_per_s")
