@@ -184,3 +184,21 @@ def test_torch_threads_apply_to_the_run_only(world, tmp_path, monkeypatch):
                           torch_threads=want)
     P.run_pipeline(cfg)
     assert seen == [want] and torch.get_num_threads() == before
+
+
+def test_head_lr_scale_gives_the_fresh_head_its_own_rate(world):
+    from xstilts.data.readers import read_examples
+    from xstilts.models.loading import load_encoder
+    from xstilts.tasks import get_task
+    from xstilts.train.formulations import FormulationInput, build_head_part
+    from xstilts.train.loop import parameter_groups
+
+    enc, tok = load_encoder(str(world["model"]))
+    task = get_task("commonsenseqa")
+    ex = read_examples(task, world["data"], "dev", "en")
+    part = build_head_part(FormulationInput(task=task, encoder=enc, tokenizer=tok, train_examples=ex[:4],
+                                            dev_examples=ex[4:6], settings={"max_length": 64, "head_lr_scale": 10}))
+    groups = parameter_groups(part.model, weight_decay=0.01, lr=2e-5)
+    fast = {id(p) for g in groups if g.get("lr") == pytest.approx(2e-4) for p in g["params"]}
+    assert fast == {id(p) for p in part.model.head.parameters()} and fast
+    assert part.evaluate is not None and part.info["quality_examples"] == 2

@@ -72,4 +72,4 @@ def test_run_config_for_a_node_caps_budgets_and_carries_the_phase1_encoder(tmp_p
     t = panx.hyperparameters.target
     assert (t.max_examples, t.epochs, t.batch_size, t.grad_accum) == (1000, 1, 16, 1)
     base = load_run_config(run_config_for(ctx.request(by_id["multilingual-e5-small/none/s1/tatoeba"])))
-    assert base.encoder_dir is None and base.languages == ["de", "fr", "ru"]
+    assert base.encoder_dir is None and base.languages == ["de", "es", "fr", "ru", "tr", "fi", "ja", "zh"]

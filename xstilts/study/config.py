@@ -92,6 +92,9 @@ class PhaseHyperparameters(_Strict):
     max_length: int | None = Field(None, ge=8)
     doc_stride: int | None = Field(None, ge=1)
     max_examples: int | None = Field(None, ge=1, description="keep the first N training examples")
+    head_lr_scale: float | None = Field(
+        None, gt=0, description="a fresh task head trains at learning_rate x this (intermediate 'head' parts)"
+    )
 
 
 class Hyperparameters(_Strict):

@@ -140,6 +140,8 @@ def build_head_part(inp: FormulationInput) -> TrainablePart:
         raise ConfigError(f"{task.name}: the 'head' formulation needs a kind with a head, not {task.kind.value}")
     labels = labels_for(task, inp.train_examples)
     model = build_model(task, inp.encoder, labels=labels) if labels else build_model(task, inp.encoder)
+    if inp.settings.get("head_lr_scale"):  # the randomly initialised head may learn faster than the encoder
+        model.head.lr_scale = float(inp.settings["head_lr_scale"])
     kwargs: dict[str, Any] = {"max_length": inp.settings.get("max_length"), "labels": labels}
     if "doc_stride" in inp.settings:
         kwargs["doc_stride"] = inp.settings["doc_stride"]
