@@ -182,6 +182,9 @@ def test_formulations_train_with_the_loop(tiny, tmp_path, formulation):
         dev_examples=examples[:4], settings={"max_length": 32, "max_target_length": 32, "decoder_layers": 1},
     ))  # fmt: skip
     assert part.model.encoder is encoder
+    if formulation == "generate":  # phase 1 leaves the encoder's word embeddings as they were
+        assert part.info["encoder_embeddings_frozen"] and part.info["copy_attention"]
+        assert not encoder.get_input_embeddings().weight.requires_grad
     config = TrainConfig(learning_rate=1e-3, batch_size=4, max_steps=3, mixed_precision="no", progress=False,
                          tensorboard=False, cpu=True, log_every=1)  # fmt: skip
     json.dumps(part.info)  # the pipeline writes it to the run's metrics
@@ -259,8 +262,38 @@ def test_decoder_trains_at_its_own_learning_rate(tiny):
     scaled = [g for g in groups if "lr" in g]
     assert scaled and all(g["lr"] == pytest.approx(2e-4) for g in scaled)
     scaled_ids = {id(p) for g in scaled for p in g["params"]}
-    assert scaled_ids == {id(p) for m in (model.decoder, model.positions, model.embed_norm) for p in m.parameters()}
+    decoder_side = (model.decoder, model.positions, model.embed_norm, model.token_embeddings, model.copy_key,
+                    model.copy_gate)
+    assert scaled_ids == {id(p) for m in decoder_side for p in m.parameters()}
+    # The decoder's own embedding table starts as a copy of the encoder's rows for the shortlist.
+    assert torch.equal(model.token_embeddings.weight[4], encoder.get_input_embeddings().weight[5])
+    assert model.token_embeddings.weight.data_ptr() != encoder.get_input_embeddings().weight.data_ptr()
+    tied = CodeGenerator(encoder, [1, 0, 2, 3, 5], num_layers=1, embeddings="tied")
+    assert tied.token_embeddings is None and tied._short_embeddings().requires_grad
+    with pytest.raises(Exception, match="copy"):
+        CodeGenerator(encoder, [1, 0, 2, 3, 5], num_layers=1, embeddings="shared")
     assert not scaled_ids & {id(p) for p in encoder.parameters()}
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
     # Without a learning rate (or at scale 1) the groups are the usual two.
     assert len(parameter_groups(model, 0.01)) == 2
+
+
+def test_copy_attention_mixes_into_a_distribution(tiny):
+    """With copy attention the decoder scores are log-probabilities of a mixture (they sum to 1),
+    and copy mass lands only on shortlist positions of tokens present in the source."""
+    encoder, tok = tiny
+    torch.manual_seed(0)
+    model = CodeGenerator(encoder, [1, 0, 2, 3, 5, 6, 7, 8], num_layers=1, dropout=0.0).eval()
+    src = torch.tensor([[0, 5, 6, 9, 2, 1]])  # bos, two shortlisted tokens, an unlisted one, eos, pad
+    mask = torch.tensor([[1, 1, 1, 1, 1, 0]])
+    dec = torch.tensor([[1, 4, 5]])
+    with torch.no_grad():
+        mixed = model(src, mask, dec)["logits"]
+        assert torch.allclose(mixed.logsumexp(-1), torch.zeros(1, 3), atol=1e-5)
+        model.copy_gate.bias.fill_(-30.0)  # all copy: only source tokens' positions get mass
+        copied = model(src, mask, dec)["logits"].exp()
+    # source ids 0 (bos) -> position 1, 5 -> 4, 6 -> 5, 9 (not shortlisted) -> unk 3, 2 (eos) -> 2
+    assert copied[0, :, [1, 2, 3, 4, 5]].sum(-1) == pytest.approx([1.0, 1.0, 1.0], abs=1e-5)
+    assert copied[0, :, [0, 6, 7]].max() < 1e-6  # pad (masked source position) and absent tokens
+    plain = CodeGenerator(encoder, [1, 0, 2, 3, 5, 6, 7, 8], num_layers=1, copy_attention=False)
+    assert plain.copy_key is None and plain(src, mask, dec)["logits"].shape == (1, 3, 8)

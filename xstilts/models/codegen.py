@@ -179,6 +179,8 @@ class CodeGenerator(nn.Module):
         dropout: float = 0.1,
         max_target_length: int = 256,
         decoder_lr_scale: float = 1.0,
+        embeddings: str = "copy",
+        copy_attention: bool = True,
     ) -> None:
         super().__init__()
         cfg = encoder.config
@@ -203,27 +205,59 @@ class CodeGenerator(nn.Module):
         self.decoder = nn.TransformerDecoder(layer, num_layers=num_layers, norm=nn.LayerNorm(hidden))
         self.embed_norm = nn.LayerNorm(hidden)
         self.output_bias = nn.Parameter(torch.zeros(len(shortlist)))
+        if embeddings not in ("copy", "tied"):
+            raise ConfigError(f"decoder embeddings must be 'copy' or 'tied', got {embeddings!r}")
+        # "copy": the decoder's own (input and output) embedding table, initialised from the
+        # encoder's rows for the shortlist, so it starts in the encoder's space but trains at the
+        # decoder's rate; "tied": the encoder's rows themselves (they then move at the encoder's
+        # small rate, which left the output layer nearly fixed and learning slow on CPU budgets).
+        self.token_embeddings: nn.Embedding | None = None
+        if embeddings == "copy":
+            rows = encoder.get_input_embeddings().weight.detach().index_select(0, self.shortlist)
+            self.token_embeddings = nn.Embedding.from_pretrained(rows.clone(), freeze=False)
+        # Copy attention (a pointer-generator, See et al. 2017): the next token's distribution is
+        # a gated mixture of the shortlist softmax and an attention over the source tokens, whose
+        # weights go to those tokens' shortlist positions. Django and CoNaLa copy most identifiers
+        # and literals from the NL; generating them from the softmax alone took far more steps
+        # than a CPU budget gives (greedy output stayed unconditioned after 60-100 steps).
+        self.copy_key: nn.Linear | None = None
+        self.copy_gate: nn.Linear | None = None
+        if copy_attention:
+            self.copy_key = nn.Linear(hidden, hidden)
+            self.copy_gate = nn.Linear(hidden, 1)
+            vocab = max(int(getattr(cfg, "vocab_size", 0) or 0), int(self.shortlist.max()) + 1)
+            table = torch.full((vocab,), self.unk_index, dtype=torch.long)
+            table[self.shortlist] = torch.arange(len(shortlist), dtype=torch.long)
+            # Derived from the shortlist: not saved.
+            self.register_buffer("vocab_to_short", table, persistent=False)
         # The fresh decoder-side modules may train faster than the encoder (the training loop
         # reads ``lr_scale`` when it builds the optimizer's parameter groups).
-        for module in (self.decoder, self.positions, self.embed_norm):
-            module.lr_scale = float(decoder_lr_scale)
+        decoder_side = (self.decoder, self.positions, self.embed_norm, self.token_embeddings, self.copy_key, self.copy_gate)
+        for module in decoder_side:
+            if module is not None:
+                module.lr_scale = float(decoder_lr_scale)
         self.decoder_config = {
             "num_layers": num_layers, "num_heads": heads, "ffn_size": ffn_size, "dropout": dropout,
             "max_target_length": max_target_length, "decoder_lr_scale": decoder_lr_scale,
+            "embeddings": embeddings, "copy_attention": copy_attention,
         }  # fmt: skip
         std = getattr(cfg, "initializer_range", 0.02)
         for name, p in self.named_parameters():
             if name.startswith(("decoder.", "positions.")) and p.dim() > 1:
                 nn.init.normal_(p, std=std)
 
-    # The decoder's (tied) embeddings: rows of the encoder's word embeddings, shortlist only.
+    # The decoder's embeddings over the shortlist (its own copy, or the encoder's rows when tied).
     def _short_embeddings(self) -> torch.Tensor:
+        if self.token_embeddings is not None:
+            return self.token_embeddings.weight
         return self.encoder.get_input_embeddings().weight.index_select(0, self.shortlist)
 
     def encode(self, input_ids, attention_mask) -> torch.Tensor:
         return _encode_hidden(self.encoder, input_ids, attention_mask)
 
-    def _decode(self, memory, memory_mask, decoder_input, emb: torch.Tensor) -> torch.Tensor:
+    def _decode(self, memory, memory_mask, decoder_input, emb: torch.Tensor, source_ids=None) -> torch.Tensor:
+        """Next-token scores over the shortlist: logits, or with copy attention the log of the
+        mixture's probabilities (cross-entropy, argmax and log-softmax treat both alike)."""
         length = decoder_input.size(1)
         pos = torch.arange(length, device=decoder_input.device).clamp(max=self.max_target_length)
         x = self.embed_norm(emb[decoder_input] + self.positions(pos)[None])
@@ -235,11 +269,24 @@ class CodeGenerator(nn.Module):
             tgt_key_padding_mask=decoder_input.eq(self.pad_index) & (torch.arange(length, device=x.device) > 0),
             memory_key_padding_mask=~memory_mask.bool(),
         )
-        return h @ emb.t() + self.output_bias
+        logits = h @ emb.t() + self.output_bias
+        if self.copy_key is None or source_ids is None:
+            return logits
+        keys = self.copy_key(memory)  # (B, S, H)
+        scores = (h @ keys.transpose(1, 2)) / (h.size(-1) ** 0.5)  # (B, T, S)
+        scores = scores.masked_fill(~memory_mask.bool()[:, None, :], float("-inf"))
+        attn = torch.softmax(scores, dim=-1)
+        where = self.vocab_to_short[source_ids.clamp(max=self.vocab_to_short.numel() - 1)]
+        copy_p = torch.zeros_like(logits).scatter_add(2, where[:, None, :].expand(-1, length, -1), attn)
+        gate = self.copy_gate(h)  # log p(generate) = logsigmoid(gate), log p(copy) = logsigmoid(-gate)
+        return torch.logaddexp(
+            nn.functional.logsigmoid(gate) + torch.log_softmax(logits, -1),
+            nn.functional.logsigmoid(-gate) + copy_p.clamp(min=1e-20).log(),
+        )
 
     def forward(self, input_ids, attention_mask, decoder_input_ids, labels=None, **_: Any) -> dict:
         memory = self.encode(input_ids, attention_mask)
-        logits = self._decode(memory, attention_mask, decoder_input_ids, self._short_embeddings())
+        logits = self._decode(memory, attention_mask, decoder_input_ids, self._short_embeddings(), input_ids)
         out = {"logits": logits}
         if labels is not None:
             out["loss"] = nn.functional.cross_entropy(
@@ -269,18 +316,19 @@ class CodeGenerator(nn.Module):
         memory = self.encode(input_ids, attention_mask)
         emb = self._short_embeddings()
         if num_beams <= 1:
-            return self._greedy(memory, attention_mask, emb, max_length)
+            return self._greedy(memory, attention_mask, emb, max_length, input_ids)
         return [
-            self._beam(memory[i : i + 1], attention_mask[i : i + 1], emb, max_length, num_beams, length_penalty)
+            self._beam(memory[i : i + 1], attention_mask[i : i + 1], emb, max_length, num_beams, length_penalty,
+                       input_ids[i : i + 1])
             for i in range(memory.size(0))
         ]
 
-    def _greedy(self, memory, mask, emb, max_length) -> list[list[int]]:
+    def _greedy(self, memory, mask, emb, max_length, source_ids=None) -> list[list[int]]:
         batch = memory.size(0)
         seq = torch.full((batch, 1), self.bos_index, dtype=torch.long, device=memory.device)
         done = torch.zeros(batch, dtype=torch.bool, device=memory.device)
         for _ in range(max_length):
-            logits = self._decode(memory, mask, seq, emb)[:, -1]
+            logits = self._decode(memory, mask, seq, emb, source_ids)[:, -1]
             logits[:, self.pad_index] = logits[:, self.bos_index] = float("-inf")
             nxt = logits.argmax(-1).masked_fill(done, self.pad_index)
             seq = torch.cat([seq, nxt[:, None]], dim=1)
@@ -289,14 +337,15 @@ class CodeGenerator(nn.Module):
                 break
         return [self.to_full_ids(row[1:].tolist()) for row in seq]
 
-    def _beam(self, memory, mask, emb, max_length, beams, length_penalty) -> list[int]:
+    def _beam(self, memory, mask, emb, max_length, beams, length_penalty, source_ids=None) -> list[int]:
         device = memory.device
         alive = [([self.bos_index], 0.0)]
         finished: list[tuple[list[int], float]] = []
         for _ in range(max_length):
             seqs = torch.tensor([s for s, _ in alive], dtype=torch.long, device=device)
             logp = torch.log_softmax(
-                self._decode(memory.expand(len(alive), -1, -1), mask.expand(len(alive), -1), seqs, emb)[:, -1], -1
+                self._decode(memory.expand(len(alive), -1, -1), mask.expand(len(alive), -1), seqs, emb,
+                             None if source_ids is None else source_ids.expand(len(alive), -1))[:, -1], -1
             )
             logp[:, self.pad_index] = logp[:, self.bos_index] = float("-inf")
             totals = logp + torch.tensor([score for _, score in alive], device=device)[:, None]
