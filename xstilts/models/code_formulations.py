@@ -3,7 +3,7 @@
 
 Settings read from ``FormulationInput.settings`` (all optional): ``max_length`` (source / pair
 length, default 128 for generate and contrastive, 256 for match and infill),
-``max_target_length`` (128), ``decoder_layers`` (6), ``decoder_heads`` (the encoder's),
+``max_target_length`` (128), ``decoder_layers`` (2: on a CPU budget a shallow decoder learns in fewer seconds), ``decoder_heads`` (the encoder's),
 ``decoder_dropout`` (0.1), ``decoder_lr_scale`` (20: the fresh decoder trains at 20x the phase's
 learning rate, i.e. 2e-4 at phase 1's default 1e-5, at which it would barely move),
 ``decoder_embeddings`` ("copy": the decoder's own table initialised from the encoder's rows, at
@@ -29,7 +29,7 @@ from __future__ import annotations
 from xstilts.train.formulations import FormulationInput, TrainablePart, register_formulation
 
 DECODER_LR_SCALE = 20.0
-DECODER_LAYERS = 6
+DECODER_LAYERS = 2
 
 
 def _length(inp: FormulationInput, default: int) -> int:

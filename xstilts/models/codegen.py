@@ -255,9 +255,12 @@ class CodeGenerator(nn.Module):
     def encode(self, input_ids, attention_mask) -> torch.Tensor:
         return _encode_hidden(self.encoder, input_ids, attention_mask)
 
-    def _decode(self, memory, memory_mask, decoder_input, emb: torch.Tensor, source_ids=None) -> torch.Tensor:
+    def _decode(
+        self, memory, memory_mask, decoder_input, emb: torch.Tensor, source_ids=None, last_only: bool = False
+    ) -> torch.Tensor:
         """Next-token scores over the shortlist: logits, or with copy attention the log of the
-        mixture's probabilities (cross-entropy, argmax and log-softmax treat both alike)."""
+        mixture's probabilities (cross-entropy, argmax and log-softmax treat both alike).
+        ``last_only``: for the last position only (decoding), sparing the output layer's work."""
         length = decoder_input.size(1)
         pos = torch.arange(length, device=decoder_input.device).clamp(max=self.max_target_length)
         x = self.embed_norm(emb[decoder_input] + self.positions(pos)[None])
@@ -269,6 +272,8 @@ class CodeGenerator(nn.Module):
             tgt_key_padding_mask=decoder_input.eq(self.pad_index) & (torch.arange(length, device=x.device) > 0),
             memory_key_padding_mask=~memory_mask.bool(),
         )
+        if last_only:
+            h, length = h[:, -1:], 1
         logits = h @ emb.t() + self.output_bias
         if self.copy_key is None or source_ids is None:
             return logits
@@ -328,7 +333,7 @@ class CodeGenerator(nn.Module):
         seq = torch.full((batch, 1), self.bos_index, dtype=torch.long, device=memory.device)
         done = torch.zeros(batch, dtype=torch.bool, device=memory.device)
         for _ in range(max_length):
-            logits = self._decode(memory, mask, seq, emb, source_ids)[:, -1]
+            logits = self._decode(memory, mask, seq, emb, source_ids, last_only=True)[:, -1]
             logits[:, self.pad_index] = logits[:, self.bos_index] = float("-inf")
             nxt = logits.argmax(-1).masked_fill(done, self.pad_index)
             seq = torch.cat([seq, nxt[:, None]], dim=1)
@@ -345,7 +350,8 @@ class CodeGenerator(nn.Module):
             seqs = torch.tensor([s for s, _ in alive], dtype=torch.long, device=device)
             logp = torch.log_softmax(
                 self._decode(memory.expand(len(alive), -1, -1), mask.expand(len(alive), -1), seqs, emb,
-                             None if source_ids is None else source_ids.expand(len(alive), -1))[:, -1], -1
+                             None if source_ids is None else source_ids.expand(len(alive), -1), last_only=True)[:, -1],
+                -1,
             )
             logp[:, self.pad_index] = logp[:, self.bos_index] = float("-inf")
             totals = logp + torch.tensor([score for _, score in alive], device=device)[:, None]
