@@ -119,7 +119,8 @@ class CountingCollate:
 
 
 def run_xstilts(
-    model, features, tokenizer, *, batch_size, steps, device, seed, out_dir, precision="auto"
+    model, features, tokenizer, *, batch_size, steps, device, seed, out_dir, precision="auto",
+    **config_overrides,
 ) -> dict:
     from xstilts.data.features import make_collate
     from xstilts.train.config import TrainConfig
@@ -135,6 +136,7 @@ def run_xstilts(
         log_every=0,
         cpu=device == "cpu",
         mixed_precision=precision,
+        **config_overrides,
     )
     counter = CountingCollate(make_collate(tokenizer))
     result = train(model, features, counter, config, out_dir=out_dir)

@@ -280,3 +280,37 @@ def test_loop_equals_a_plain_pytorch_loop(tmp_path):
             opt.zero_grad()
     for (name, a), b in zip(ours.named_parameters(), plain.parameters()):
         assert torch.allclose(a, b, atol=1e-5), name
+
+
+@pytest.mark.parametrize("log_every", [0, 5])
+def test_reported_losses_equal_per_step_reads(tmp_path, log_every):
+    """Losses stay on the device between reads; the epoch loss and the logged means are still the
+    per-step losses (sum of micro-batch losses / accumulation) averaged as a plain loop does."""
+    feats = synthetic_features(96, seed=7)
+    cfg = quiet(learning_rate=2e-3, batch_size=4, grad_accum=2, epochs=1, seed=0, log_every=log_every,
+                group_by_length=False, shuffle=False, max_grad_norm=None)
+    ours = tiny_classifier(seed=0)
+    result = train(ours, feats, collate, cfg, out_dir=tmp_path)
+
+    plain = tiny_classifier(seed=0)
+    opt = torch.optim.AdamW(plain.parameters(), lr=2e-3, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (12 - s) / 12)
+    plain.train()
+    step_losses = []
+    for start in range(0, 96, 8):
+        window = 0.0
+        for micro in (feats[start : start + 4], feats[start + 4 : start + 8]):
+            loss = plain(**collate(micro)).loss / 2
+            loss.backward()
+            window += float(loss.detach())
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+        step_losses.append(window)
+    assert result.global_step == 12
+    assert result.train_loss == pytest.approx(sum(step_losses) / 12, rel=1e-6)
+    if log_every:
+        logged = [json.loads(x)["loss"] for x in (tmp_path / "log.jsonl").read_text().splitlines()
+                  if json.loads(x)["kind"] == "train"]
+        expected = [sum(step_losses[i : i + 5]) / 5 for i in (0, 5)]
+        assert logged == pytest.approx(expected, rel=1e-6)

@@ -359,6 +359,30 @@ def train(
     t_start = time.perf_counter()
     examples_seen = 0
     log_loss_sum, log_loss_n = 0.0, 0
+    # Each step's micro-batch losses stay on the device until they are needed (a log line, the
+    # end of an epoch, a checkpoint): reading a loss waits for the GPU, and waiting every step
+    # stops the host from queueing the next step's kernels while the current one runs. The
+    # floats are summed in the same order as when read one by one, so the numbers are the same.
+    pending: list[list[Any]] = []
+    read_every = 50
+
+    def read_losses() -> float | None:
+        nonlocal log_loss_sum, log_loss_n
+        if not pending:
+            return None
+        values = iter(torch.stack([x for step in pending for x in step]).float().tolist())
+        window_loss = 0.0
+        for step_losses in pending:
+            window_loss = 0.0
+            for _ in step_losses:
+                window_loss += next(values)
+            state["epoch_loss_sum"] += window_loss
+            state["epoch_loss_steps"] += 1
+            log_loss_sum += window_loss
+            log_loss_n += 1
+        pending.clear()
+        return window_loss
+
     done = state["global_step"] >= total_steps or state["stopped_early"]
 
     for epoch in range(state["epoch"], num_epochs):
@@ -371,7 +395,7 @@ def train(
                                         workers=config.dataloader_workers, pin_memory=pin_memory)
         while i < len(plan):
             window = plan[i : i + config.grad_accum]
-            window_loss = 0.0
+            step_losses = []
             for k, idx in enumerate(window):
                 batch = move_to_device(next(batch_stream), device)
                 sync = k == len(window) - 1
@@ -380,7 +404,7 @@ def train(
                     with accelerator.autocast():
                         loss = get_loss(forward_model(**batch)) / len(window)
                     accelerator.backward(loss)
-                window_loss += float(loss.detach())
+                step_losses.append(loss.detach())
                 examples_seen += len(idx)
             if config.max_grad_norm is not None and config.max_grad_norm > 0:
                 accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
@@ -390,22 +414,24 @@ def train(
             i += len(window)
             state["batch_in_epoch"] = i
             state["global_step"] += 1
-            state["epoch_loss_sum"] += window_loss
-            state["epoch_loss_steps"] += 1
-            log_loss_sum += window_loss
-            log_loss_n += 1
+            pending.append(step_losses)
             step = state["global_step"]
+            finished = step >= total_steps
+            epoch_end = i >= len(plan)
+            logging = bool(config.log_every) and step % config.log_every == 0
+            checkpointing = bool(config.checkpoint_every) and step % config.checkpoint_every == 0
+            if logging or epoch_end or finished or checkpointing or step % read_every == 0:
+                window_loss = read_losses()
+                if progress is not None:
+                    elapsed = max(time.perf_counter() - t_start, 1e-9)
+                    progress.set_postfix(loss=f"{window_loss:.4f}", ex_s=f"{examples_seen / elapsed:.1f}")
             if progress is not None:
-                elapsed = max(time.perf_counter() - t_start, 1e-9)
                 progress.update(1)
-                progress.set_postfix(loss=f"{window_loss:.4f}", ex_s=f"{examples_seen / elapsed:.1f}")
-            if config.log_every and step % config.log_every == 0:
+            if logging:
                 logger.log({"kind": "train", "step": step, "epoch": epoch,
                             "loss": log_loss_sum / log_loss_n,
                             "lr": scheduler.get_last_lr()[0]}, "train")
                 log_loss_sum, log_loss_n = 0.0, 0
-            finished = step >= total_steps
-            epoch_end = i >= len(plan)
             if epoch_end:
                 state["last_epoch_loss"] = state["epoch_loss_sum"] / max(1, state["epoch_loss_steps"])
                 state["epoch_loss_sum"], state["epoch_loss_steps"] = 0.0, 0
@@ -417,13 +443,14 @@ def train(
                 evaluate()
             if state["stopped_early"]:
                 finished = True
-            if (config.checkpoint_every and step % config.checkpoint_every == 0) or epoch_end:
+            if checkpointing or epoch_end:
                 if not finished:
                     save_checkpoint()
             if finished:
                 done = True
                 break
 
+    read_losses()  # steps since the last read (an early stop between reads)
     if state["last_epoch_loss"] is None and state["epoch_loss_steps"]:
         state["last_epoch_loss"] = state["epoch_loss_sum"] / state["epoch_loss_steps"]
     if eval_fn is not None and state["last_eval_step"] != state["global_step"]:
