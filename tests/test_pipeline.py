@@ -284,3 +284,64 @@ def test_machine_translated_copies_are_read_with_the_same_reader(small_world, tm
     assert len(dev) == 10
     capped, _ = pipe.intermediate_examples(cfg.intermediate.tasks[0], get_task("panx"), 5)
     assert len(capped) == 5 + 5
+
+
+@pytest.fixture(scope="module")
+def code_world(small_world, tmp_path_factory):
+    """small_world's UDPOS slices plus the first 40 real CoNaLa training examples, and a tiny
+    XLM-R whose vocabulary covers both."""
+    import shutil
+
+    from xstilts.models.tiny import build_tiny_model
+
+    root = tmp_path_factory.mktemp("code_world")
+    data = root / "data"
+    shutil.copytree(small_world["data"] / "udpos", data / "udpos")
+    records = json.loads(shared_file("conala_curated/train.json").read_text(encoding="utf-8"))[:40]
+    (data / "conala_curated").mkdir(parents=True)
+    (data / "conala_curated" / "train.json").write_text(json.dumps(records), encoding="utf-8")
+    words = [" ".join(p.read_text(encoding="utf-8").split()) for p in sorted((data / "udpos").glob("*.tsv"))]
+    words += [f"{r['rewritten_intent'] or r['intent']} {r['snippet']}" for r in records]
+    build_tiny_model(root / "tiny", extra_text=words, hidden_size=32, num_layers=2, vocab_size=1500)
+    return {"data": data, "model": root / "tiny"}
+
+
+def test_conala_generate_then_udpos_carries_the_encoder_and_scores_every_language(code_world, tmp_path):
+    """Phase 1 CoNaLa (generate, formulation options from the config) -> UDPOS: the run completes,
+    reports the code task's quality before and after phase 1, phase 2 starts from the phase-1
+    encoder, and every UDPOS test language is scored."""
+    from xstilts.study.config import load_run_config
+    from xstilts.study.pipeline import run_pipeline
+
+    cfg = load_run_config(
+        None, model=str(code_world["model"]), target="udpos", data_dir=str(code_world["data"]),
+        out=str(tmp_path / "run"), seed=1, progress=False, eval_max_examples=4,
+        intermediate={"tasks": [{"task": "conala", "formulation": "generate", "train_split": "train", "heldout": 8,
+                                 "options": {"decoder_layers": 1, "max_target_length": 24}}]},
+        hyperparameters={"intermediate": {"learning_rate": 1e-4, "batch_size": 8, "max_steps": 8, "eval_every": 0},
+                         "target": {"learning_rate": 1e-3, "batch_size": 8, "grad_accum": 1, "epochs": 1}},
+    )
+    run = run_pipeline(cfg)
+    metrics = json.loads((run / "metrics.json").read_text())
+    phase1 = metrics["phase1"]
+    assert phase1["sizes"] == {"conala": 32}
+    assert phase1["tasks"]["conala"]["decoder_layers"] == 1  # the option reached the builder
+    assert phase1["settings"]["conala"]["max_target_length"] == 24
+    for when in ("quality_before", "quality"):
+        assert {"exact_match", "bleu", "smoothed_bleu4", "codebleu", "loss"} <= set(phase1[when]["conala"]), when
+    assert phase1["quality"]["conala"]["loss"] != phase1["quality_before"]["conala"]["loss"]  # measured apart
+    assert json.loads((run / "phase1" / "quality_before.json").read_text()) == phase1["quality_before"]
+    assert metrics["phase2"]["encoder_check"]["tensors_checked"] >= 10
+    langs = json.loads((run / "scores.json").read_text())["tasks"]["udpos"]["languages"]
+    assert sorted(langs) == ["en", "es", "fr"]
+
+
+def test_unknown_formulation_option_is_a_config_error():
+    from xstilts.study.config import load_run_config
+
+    with pytest.raises(ConfigError, match="unknown option decoder_layer; allowed: max_target_length, decoder_layers"):
+        load_run_config(None, model="m", target="udpos", data_dir="d", out="o",
+                        intermediate={"tasks": [{"task": "conala", "options": {"decoder_layer": 2}}]})
+    with pytest.raises(ConfigError, match=r"mnli \(head\): unknown option num_beams; allowed: \(none"):
+        load_run_config(None, model="m", target="udpos", data_dir="d", out="o",
+                        intermediate={"tasks": [{"task": "mnli", "options": {"num_beams": 2}}]})

@@ -108,9 +108,14 @@ def test_report_numbers_equal_the_store(study_dir):
     # intermediate quality
     p1 = pd.read_sql("SELECT * FROM scores WHERE phase='intermediate'", con)
     rows = _table_after(md, "## Intermediate tasks: their own quality (phase 1)")
+    assert rows[0][:5] == ["setting", "task", "metric", "untrained", "after phase 1 (mean ± std)"]
+    assert not any(row[2].endswith("_untrained") for row in rows[1:])  # shown beside their metric
     for row in rows[1:]:
         vals = p1[(p1.intermediate == row[0]) & (p1.task == row[1]) & (p1.metric == row[2])].value
-        assert row[3] == f"{vals.mean():.2f} ± {vals.std(ddof=1):.2f}"
+        assert row[4] == f"{vals.mean():.2f} ± {vals.std(ddof=1):.2f}"
+        before = p1[(p1.intermediate == row[0]) & (p1.task == row[1]) & (p1.metric == row[2] + "_untrained")].value
+        assert row[3] == (f"{before.mean():.2f} ± {before.std(ddof=1):.2f}" if len(before) else "")
+    assert any(row[2] == "bleu" and row[3] == "0.50 ± 0.00" for row in rows[1:])
 
 
 def test_code_vs_nlu_table(study_dir):

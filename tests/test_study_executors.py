@@ -38,7 +38,8 @@ def fake_work(req) -> dict:
     if node.phase == "intermediate":
         (run_dir / "encoder").mkdir(parents=True, exist_ok=True)
         (run_dir / "encoder" / "weights.txt").write_text(node.id)
-        return {"metrics": {node.setting.split(":")[0]: {"bleu": 10.0 + node.seed, "exact_match": 1.0}},
+        return {"metrics": {node.setting.split(":")[0]: {"bleu": 10.0 + node.seed, "exact_match": 1.0,
+                                                         "bleu_untrained": 0.5}},
                 "device": "cpu"}
     if node.depends_on:  # the phase-1 encoder must be there and be this setting's
         assert Path(req.encoder_dir, "weights.txt").read_text() == node.depends_on
@@ -88,7 +89,7 @@ def test_sequential_run_reuses_phase1_and_rerun_skips_everything(tmp_path):
     avg = df[(df.cell == "enc/none/s1/tatoeba") & (df.language == "avg")].value.item()
     assert avg == pytest.approx((fake_value("none", 1, "de") + fake_value("none", 1, "fr")) / 2)
     p1 = df[df.phase == "intermediate"]
-    assert set(p1.metric) == {"bleu", "exact_match"} and len(p1) == 8
+    assert set(p1.metric) == {"bleu", "exact_match", "bleu_untrained"} and len(p1) == 12
     assert df.code_version.notna().all() and df.config_hash.notna().all()
 
 
@@ -212,6 +213,7 @@ def test_phase1_quality_reads_the_pipelines_metrics_json():
     metrics = {
         "phase1": {
             "quality": {"cosmosqa": {"accuracy": 31.5, "n_examples": 200}},
+            "quality_before": {"cosmosqa": {"accuracy": 24.0, "n_examples": 200}},
             "metrics": {"cosmosqa": {"dev_loss": 1.38}},
             "tasks": {"cosmosqa": {"decoder_parameters": 1000}},  # model info, not quality
             "train": {"train_loss": 1.41, "train_seconds": 10.0},
@@ -221,6 +223,7 @@ def test_phase1_quality_reads_the_pipelines_metrics_json():
         "phase2": {"seconds": 3.0},
     }
     assert phase1_quality(metrics) == {"cosmosqa": {"accuracy": 31.5, "n_examples": 200.0, "dev_loss": 1.38,
+                                                    "accuracy_untrained": 24.0, "n_examples_untrained": 200.0,
                                                     "train_loss": 1.41}}
     mix = {"phase1": {"train": {"train_loss": 2.0}, "sizes": {"a": 1, "b": 2}}}
     assert phase1_quality(mix) == {"(mixture)": {"train_loss": 2.0}}

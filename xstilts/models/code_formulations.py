@@ -1,9 +1,12 @@
 """Registers the code formulations (generate, contrastive, match, infill) with
 :mod:`xstilts.train.formulations`; the models and features live in :mod:`xstilts.models.codegen`.
 
-Settings read from ``FormulationInput.settings`` (all optional): ``max_length`` (source / pair
+Settings read from ``FormulationInput.settings`` (all optional; a run config sets them per task
+under ``options:``, checked against :data:`xstilts.train.formulations.FORMULATION_OPTIONS`, except
+``max_length``, which is the phase's hyperparameter): ``max_length`` (source / pair
 length, default 128 for generate and contrastive, 256 for match and infill),
-``max_target_length`` (128), ``decoder_layers`` (2: on a CPU budget a shallow decoder learns in fewer seconds), ``decoder_heads`` (the encoder's),
+``max_target_length`` (128), ``decoder_layers`` (6, of the encoder's width; 2 learns in fewer
+CPU seconds, as configs/demo.yaml uses), ``decoder_heads`` (the encoder's),
 ``decoder_dropout`` (0.1), ``decoder_lr_scale`` (20: the fresh decoder trains at 20x the phase's
 learning rate, i.e. 2e-4 at phase 1's default 1e-5, at which it would barely move),
 ``decoder_embeddings`` ("copy": the decoder's own table initialised from the encoder's rows, at
@@ -29,7 +32,7 @@ from __future__ import annotations
 from xstilts.train.formulations import FormulationInput, TrainablePart, register_formulation
 
 DECODER_LR_SCALE = 20.0
-DECODER_LAYERS = 2
+DECODER_LAYERS = 6
 
 
 def _length(inp: FormulationInput, default: int) -> int:

@@ -137,11 +137,31 @@ class IntermediateTaskSpec(_Strict):
     data_dir: str | None = Field(None, description="where this task's files are (default: the run's data_dir)")
     train_split: str | None = Field(None, description="train on this split instead of 'train' (e.g. dev only)")
     heldout: int | None = Field(None, ge=1, description="with train_split: the last N examples are held out as dev")
+    options: dict[str, Any] | None = Field(
+        None, description="settings of the formulation, e.g. {decoder_layers: 2, num_beams: 4} for generate"
+    )
 
     @field_validator("task")
     @classmethod
     def _known(cls, value: str) -> str:
         return _check_task(value, intermediate_task_names(), "intermediate task")
+
+    @model_validator(mode="after")
+    def _check_spec(self) -> IntermediateTaskSpec:
+        from xstilts.tasks import get_task
+        from xstilts.train.formulations import check_options
+
+        task = get_task(self.task)
+        if self.train_split is not None and self.train_split not in task.splits:
+            raise ValueError(f"train_split {self.train_split!r} of {self.task}; allowed: {', '.join(task.splits)}")
+        if self.heldout is not None and self.train_split is None:
+            raise ValueError(f"heldout on {self.task} needs train_split (the split it is held out of)")
+        if self.options:
+            try:
+                check_options(task, self.formulation, self.options)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return self
 
     @classmethod
     def parse(cls, spec: Any) -> Any:

@@ -513,7 +513,7 @@ def run_config_for(request: WorkRequest) -> dict[str, Any]:
         setting = study.setting(node.setting)
         cfg["intermediate"] = {
             "name": setting.name,
-            "tasks": [_task_spec(t) for t in setting.tasks],
+            "tasks": [t.model_dump(exclude_none=True) for t in setting.tasks],  # RunConfig task entries
             "sampling": setting.sampling,
             "temperature": setting.temperature,
             **({"mlm": setting.mlm.model_dump(exclude_none=True)} if setting.mlm else {}),
@@ -529,22 +529,7 @@ def run_config_for(request: WorkRequest) -> dict[str, Any]:
     return cfg
 
 
-def _task_spec(task) -> dict[str, Any]:
-    """An intermediate task for the RunConfig; fields the pipeline does not know are an error."""
-    from xstilts.errors import ConfigError
-
-    spec = task.model_dump(exclude_none=True)
-    try:
-        from xstilts.study.config import IntermediateTaskSpec
-    except ImportError:
-        return spec
-    unknown = sorted(set(spec) - set(IntermediateTaskSpec.model_fields))
-    if unknown:
-        raise ConfigError(
-            f"intermediate task {task.task}: {', '.join(unknown)} not supported by this pipeline version "
-            f"(xstilts.study.config.IntermediateTaskSpec has {', '.join(IntermediateTaskSpec.model_fields)})"
-        )
-    return spec
+UNTRAINED_SUFFIX = "_untrained"
 
 
 def phase1_quality(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
@@ -553,7 +538,8 @@ def phase1_quality(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
     The pipeline writes ``phase1.quality`` (the task's own metrics on its dev/held-out data:
     accuracy, EM, BLEU...) and ``phase1.metrics`` (dev loss); the final training loss is added
     as ``train_loss`` (under the task, or ``(mixture)`` for several tasks) so that every phase-1
-    run reports something even where the task has no dev data.
+    run reports something even where the task has no dev data. ``phase1.quality_before`` (the same
+    metrics with the fresh head or decoder, before any phase-1 step) comes as ``METRIC_untrained``.
     """
     entry = metrics.get("phase1") if isinstance(metrics.get("phase1"), dict) else None
     if entry is None:
@@ -572,6 +558,10 @@ def phase1_quality(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
             vals = numeric(d)
             if vals:
                 out.setdefault(task, {}).update(vals)
+    for task, d in (entry.get("quality_before") or {}).items():  # the same metrics before phase 1
+        vals = numeric(d)
+        if vals:
+            out.setdefault(task, {}).update({f"{k}{UNTRAINED_SUFFIX}": v for k, v in vals.items()})
     train = entry.get("train") if isinstance(entry.get("train"), dict) else {}
     if isinstance(train.get("train_loss"), (int, float)):
         sizes = list((entry.get("sizes") or {}).keys())

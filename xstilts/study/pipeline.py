@@ -338,7 +338,7 @@ class Pipeline:
         settings_by_task: dict[str, dict[str, Any]] = {}
         for item in spec.tasks:
             task = get_task(item.task)
-            settings = cfg.phase_settings("intermediate", task.kind.value)
+            settings = {**cfg.phase_settings("intermediate", task.kind.value), **(item.options or {})}
             settings_by_task[task.name] = settings
             train_ex, dev_ex = self.intermediate_examples(item, task, settings.get("max_examples"))
             name, builder = get_builder(task, item.formulation)
@@ -397,6 +397,16 @@ class Pipeline:
         eval_fn = mixture_loss_eval(task_parts, batch_size=max(8, bs * 2)) if cfg.dev_eval else None
         self.log.info("phase 1: mixture %s, %d batches of %d per epoch",
                       {k: round(v, 4) for k, v in probs.items()}, per_epoch, bs)
+        # The intermediate task's own quality before any training (a fresh head or decoder), the
+        # baseline against which "it learnt the task" is read; done once (kept on resume).
+        before_file = out / "quality_before.json"
+        if before_file.is_file():
+            quality_before = json.loads(before_file.read_text())
+        else:
+            quality_before = self.part_quality(task_parts)
+            if accelerator.is_main_process:
+                out.mkdir(parents=True, exist_ok=True)
+                before_file.write_text(json.dumps(quality_before, indent=1))
         result = train(model, features, collate, tconf, eval_fn=eval_fn, out_dir=out / "train",
                        planner=planner, accelerator=accelerator, description="phase1")
         if accelerator.is_main_process:
@@ -410,11 +420,27 @@ class Pipeline:
             # the study's result store reads intermediate-task quality from here
             "metrics": {p.name: {"dev_loss": h.get(f"{p.name}_loss")} for p in task_parts
                         for h in result.eval_history[-1:]} if result.eval_history else {},
-            "quality": {p.name: p.evaluate(p.model) for p in task_parts if getattr(p, "evaluate", None)},
+            "quality_before": quality_before,
+            "quality": self.part_quality(task_parts),
         })
         self.rd.mark_phase_done("phase1")
         prune_training_weights(out / "train")
         self.encoder_source = str(enc_dir)
+
+    def part_quality(self, parts) -> dict[str, dict[str, float]]:
+        """Each part's own dev metrics (``TrainablePart.evaluate``), in eval mode, no gradients."""
+        import torch
+
+        scores = {}
+        for p in parts:
+            if getattr(p, "evaluate", None) is None:
+                continue
+            was_training = p.model.training
+            p.model.eval()
+            with torch.no_grad():
+                scores[p.name] = {k: float(v) for k, v in p.evaluate(p.model).items()}
+            p.model.train(was_training)
+        return scores
 
     # phase 2 -------------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from xstilts.study.executors import UNTRAINED_SUFFIX
 from xstilts.study.published import PUBLISHED, is_xlmr_large
 
 N_BOOTSTRAP = 10_000
@@ -537,14 +538,21 @@ def _intermediate_quality(doc: Doc, data: StudyData) -> None:
     if not len(df):
         doc.p("No phase-1 metrics recorded (no intermediate settings, or none finished).")
         return
+    groups = {key: list(grp.value) for key, grp in
+              df.groupby(["encoder", "intermediate", "task", "metric"], sort=False)}
     rows = []
-    for (encoder, setting, task, metric), grp in df.groupby(["encoder", "intermediate", "task", "metric"], sort=False):
-        m, s = mean_std(list(grp.value))
-        rows.append([setting, task, metric, fmt_mean_std(m, s), str(len(grp)), encoder])
+    for (encoder, setting, task, metric), values in groups.items():
+        if metric.endswith(UNTRAINED_SUFFIX):
+            continue
+        m, s = mean_std(values)
+        before = groups.get((encoder, setting, task, metric + UNTRAINED_SUFFIX))
+        rows.append([setting, task, metric, fmt_mean_std(*mean_std(before)) if before else "",
+                     fmt_mean_std(m, s), str(len(values)), encoder])
     order = {s: i for i, s in enumerate(data.settings)}
     rows.sort(key=lambda r: (order.get(r[0], 99), r[1], r[2]))
-    doc.table(Table(["setting", "task", "metric", "mean ± std", "seeds", "encoder"], rows,
-                    caption="dev/test metrics of the intermediate task itself, from each phase-1 run"))
+    doc.table(Table(["setting", "task", "metric", "untrained", "after phase 1 (mean ± std)", "seeds", "encoder"],
+                    rows, caption="dev/held-out metrics of the intermediate task itself, from each phase-1 run; "
+                    "'untrained': the same metric with the fresh head or decoder, before phase 1"))
 
 
 def _published(doc: Doc, data: StudyData, encoder: str, per_target: dict[str, dict[str, Any]]) -> None:

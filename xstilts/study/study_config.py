@@ -34,6 +34,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from xstilts.errors import ConfigError
+from xstilts.study.config import IntermediateTaskSpec
 
 # The ways an encoder can learn a code task (issue 5; xstilts.models.codegen implements them).
 CODE_FORMULATIONS = ("generate", "contrastive", "match", "infill")
@@ -65,42 +66,26 @@ def slug(text: str) -> str:
     return out or "x"
 
 
-class IntermediateTask(_Strict):
-    """One English intermediate task inside a setting."""
+class IntermediateTask(IntermediateTaskSpec):
+    """One English intermediate task inside a setting: the run config's task entry (the same
+    fields, passed on as they are), restricted to NLU and code tasks. A code task without a
+    formulation gets its kind's default (``generate`` for NL -> code, ``contrastive`` for
+    retrieval), the one the pipeline would use, so that cell names say what was trained."""
 
-    task: str
-    formulation: str | None = Field(
-        None, description="for code tasks: generate | contrastive | match | infill"
-    )
-    translated: dict[str, str] | None = Field(
-        None, description="language -> data directory of machine-translated copies"
-    )
-    weight: float | None = Field(None, gt=0, description="explicit sampling weight in a mixture")
-    train_split: str | None = Field(
-        None, description="train on this split instead of 'train' (e.g. dev, where only dev is available)"
-    )
-    heldout: int | None = Field(
-        None, ge=1, description="with train_split: keep the last N examples of it out of training, to measure quality"
-    )
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     @model_validator(mode="after")
-    def _check(self) -> IntermediateTask:
+    def _check_family(self) -> IntermediateTask:
         from xstilts.tasks import REGISTRY
+        from xstilts.train.formulations import default_formulation
 
         allowed = sorted(REGISTRY.names("nlu") + REGISTRY.names("code"))
-        if self.task not in REGISTRY or REGISTRY.get(self.task).family not in ("nlu", "code"):
-            raise ValueError(
-                f"unknown intermediate task {self.task!r}; allowed: {', '.join(allowed) or '(none registered)'}"
-            )
-        family = REGISTRY.get(self.task).family
-        splits = REGISTRY.get(self.task).splits
-        if self.train_split is not None and self.train_split not in splits:
-            raise ValueError(f"train_split {self.train_split!r} of {self.task}; allowed: {', '.join(splits)}")
-        if self.heldout is not None and self.train_split is None:
-            raise ValueError(f"heldout on {self.task} needs train_split (the split it is held out of)")
-        if family == "code":
+        task = REGISTRY.get(self.task)
+        if task.family not in ("nlu", "code"):
+            raise ValueError(f"unknown intermediate task {self.task!r}; allowed: {', '.join(allowed)}")
+        if task.family == "code":
             if self.formulation is None:
-                object.__setattr__(self, "formulation", "generate")
+                object.__setattr__(self, "formulation", default_formulation(task))
             elif self.formulation not in CODE_FORMULATIONS:
                 raise ValueError(
                     f"formulation {self.formulation!r} of {self.task}; allowed: {', '.join(CODE_FORMULATIONS)}"

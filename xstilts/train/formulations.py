@@ -27,6 +27,19 @@ HEAD_KINDS = (TaskKind.SENTENCE_PAIR, TaskKind.TAGGING, TaskKind.QA, TaskKind.MU
 # Modules that register more formulations when imported (missing ones are skipped).
 FORMULATION_MODULES = ("xstilts.models.code_formulations",)
 
+# What a run config may set per task under ``options:`` for each formulation (read by the builders
+# in xstilts.models.code_formulations, whose docstring gives the meanings and defaults). Kept here,
+# without importing the builders, so that a config is checked before anything is loaded.
+FORMULATION_OPTIONS: dict[str, tuple[str, ...]] = {
+    "head": (),
+    "generate": ("max_target_length", "decoder_layers", "decoder_heads", "decoder_dropout",
+                 "decoder_lr_scale", "decoder_embeddings", "copy_attention", "freeze_embeddings",
+                 "num_beams", "eval_limit"),  # fmt: skip
+    "contrastive": ("temperature", "eval_limit"),
+    "match": ("negatives",),
+    "infill": ("mask_probability", "encoder_source"),
+}
+
 
 @dataclass
 class FormulationInput:
@@ -99,6 +112,20 @@ def default_formulation(task: Task) -> str:
     if task.kind == TaskKind.MLM:
         return "infill"
     raise ConfigError(f"{task.name}: no default formulation for kind {task.kind.value}")
+
+
+def check_options(task: Task, formulation: str | None, options: dict[str, Any]) -> None:
+    """Raise ConfigError unless every key of ``options`` is a setting of the formulation."""
+    name = formulation or default_formulation(task)
+    allowed = FORMULATION_OPTIONS.get(name)
+    if allowed is None:  # a formulation registered by a plugin: its builder reads what it reads
+        return
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"{task.name} ({name}): unknown option {', '.join(unknown)}; allowed: "
+            f"{', '.join(allowed) or '(none: set hyperparameters.intermediate instead)'}"
+        )
 
 
 def get_builder(task: Task, formulation: str | None) -> tuple[str, Builder]:
