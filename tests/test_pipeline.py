@@ -345,3 +345,21 @@ def test_unknown_formulation_option_is_a_config_error():
     with pytest.raises(ConfigError, match=r"mnli \(head\): unknown option num_beams; allowed: \(none"):
         load_run_config(None, model="m", target="udpos", data_dir="d", out="o",
                         intermediate={"tasks": [{"task": "mnli", "options": {"num_beams": 2}}]})
+
+
+def test_dev_predictions_are_not_filed_as_test(small_world, tmp_path):
+    """PAN-X scored on dev (its test labels are hidden): the XTREME-layout files go to
+    predictions-dev/ and labels-dev/, never to predictions/, which holds test predictions."""
+    from xstilts.study.config import load_run_config
+    from xstilts.study.pipeline import run_pipeline
+
+    cfg = load_run_config(
+        None, model=str(small_world["model"]), target="panx", eval_split="dev", languages=["de"],
+        data_dir=str(small_world["data"]), out=str(tmp_path / "run"), seed=1, progress=False, eval_max_examples=3,
+        hyperparameters={"target": {"learning_rate": 1e-3, "batch_size": 8, "grad_accum": 1, "epochs": 1}},
+    )
+    run = run_pipeline(cfg)
+    assert (run / "predictions-dev" / "panx" / "test-de.tsv").is_file()
+    assert (run / "labels-dev" / "panx" / "test-de.tsv").is_file()
+    assert not (run / "predictions").exists() and not (run / "labels").exists()
+    assert json.loads((run / "scores.json").read_text())["tasks"]["panx"]["languages"].keys() == {"de"}

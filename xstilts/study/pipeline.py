@@ -527,8 +527,12 @@ class Pipeline:
 
         cfg = self.config
         split = cfg.eval_split or task.score_split
-        pred_root = self.rd.path / "predictions"
-        label_root = self.rd.path / "labels"
+        # XTREME's submission layout names every file test-{lang}; predictions of another split
+        # (PAN-X dev, whose test labels are hidden) go to predictions-{split}/ so as not to pass
+        # for test predictions.
+        suffix = "" if split == "test" else f"-{split}"
+        pred_root = self.rd.path / f"predictions{suffix}"
+        label_root = self.rd.path / f"labels{suffix}"
         langs = self.eval_languages(task, split)
         t0 = time.perf_counter()
         per_lang: dict[str, float] = {}
