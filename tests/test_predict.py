@@ -233,60 +233,22 @@ def test_cli_predict_and_errors(tiny_tagger, tmp_path, capsys):
     from xstilts.cli import main
 
     out = tmp_path / "out"
-    rc = main(
-        [
-            "predict",
-            "--model",
-            str(folder),
-            "--task",
-            "udpos",
-            "--data-dir",
-            str(test_fr.parents[2]),
-            "--out",
-            str(out),
-            "--languages",
-            "fr,en",
-            "--no-progress",
-        ]
-    )
+
+    def predict(model, languages: str, *extra: str) -> int:
+        return main(["predict", "--model", str(model), "--task", "udpos", "--data-dir", str(test_fr.parents[2]),
+                     "--out", str(out), "--languages", languages, *extra])
+
+    rc = predict(folder, "fr,en", "--no-progress")
     assert rc == 0
     assert (out / "udpos" / "test-fr.tsv").is_file() and (out / "udpos" / "test-en.tsv").is_file()
     assert "fr\t" in capsys.readouterr().out
     # a plain encoder folder cannot predict a task with a head: one-line error, status 2
     plain = tmp_path / "plain"
     build_tiny_model(plain)
-    rc = main(
-        [
-            "predict",
-            "--model",
-            str(plain),
-            "--task",
-            "udpos",
-            "--data-dir",
-            str(test_fr.parents[2]),
-            "--out",
-            str(out),
-            "--languages",
-            "fr",
-        ]
-    )
+    rc = predict(plain, "fr")
     err = capsys.readouterr().err
     assert rc == 2 and "not a trained task model" in err and "Traceback" not in err
-    rc = main(
-        [
-            "predict",
-            "--model",
-            str(folder),
-            "--task",
-            "udpos",
-            "--data-dir",
-            str(test_fr.parents[2]),
-            "--out",
-            str(out),
-            "--languages",
-            "xx",
-        ]
-    )
+    rc = predict(folder, "xx")
     assert rc == 2 and "no language xx" in capsys.readouterr().err
 
 
