@@ -182,9 +182,15 @@ def test_formulations_train_with_the_loop(tiny, tmp_path, formulation):
         dev_examples=examples[:4], settings={"max_length": 32, "max_target_length": 32, "decoder_layers": 1},
     ))  # fmt: skip
     assert part.model.encoder is encoder
-    if formulation == "generate":  # phase 1 leaves the encoder's word embeddings as they were
-        assert part.info["encoder_embeddings_frozen"] and part.info["copy_attention"]
-        assert not encoder.get_input_embeddings().weight.requires_grad
+    if formulation == "generate":  # the whole encoder trains, as with an NLU task, unless asked
+        assert not part.info["encoder_embeddings_frozen"] and part.info["copy_attention"]
+        assert encoder.get_input_embeddings().weight.requires_grad
+        frozen = builder(FormulationInput(
+            task=get_task("conala"), encoder=encoder, tokenizer=tok, train_examples=examples, dev_examples=None,
+            settings={"max_length": 32, "max_target_length": 32, "decoder_layers": 1, "freeze_embeddings": True},
+        ))  # fmt: skip
+        assert frozen.info["encoder_embeddings_frozen"] and not encoder.get_input_embeddings().weight.requires_grad
+        encoder.get_input_embeddings().weight.requires_grad_(True)
     config = TrainConfig(learning_rate=1e-3, batch_size=4, max_steps=3, mixed_precision="no", progress=False,
                          tensorboard=False, cpu=True, log_every=1)  # fmt: skip
     json.dumps(part.info)  # the pipeline writes it to the run's metrics

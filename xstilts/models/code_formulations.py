@@ -11,9 +11,10 @@ CPU seconds, as configs/demo.yaml uses), ``decoder_heads`` (the encoder's),
 learning rate, i.e. 2e-4 at phase 1's default 1e-5, at which it would barely move),
 ``decoder_embeddings`` ("copy": the decoder's own table initialised from the encoder's rows, at
 the decoder's rate; "tied": the encoder's rows), ``copy_attention`` (True: pointer-generator
-mixture over source tokens), ``freeze_embeddings`` (True: the encoder's word embeddings do not
-train in phase 1, which saves ~40% of a CPU step; note that with a mixture this holds for every
-task of phase 1, as they share the encoder), ``num_beams`` (1, for dev evaluation),
+mixture over source tokens), ``freeze_embeddings`` (False; True: the encoder's word embeddings
+do not train in phase 1, which saves ~40% of a CPU step, but then a code task trains less of the
+encoder than an NLU task does, and in a mixture it freezes them for every task, as they share the
+encoder), ``num_beams`` (1, for dev evaluation),
 ``eval_limit`` (at most this many dev examples are decoded per evaluation; default the run's
 ``eval_max_examples``, else 500), ``temperature`` (0.05),
 ``negatives`` (1), ``mask_probability`` (0.15), ``encoder_source`` (the encoder's folder, for the
@@ -75,11 +76,11 @@ def build_generate(inp: FormulationInput) -> TrainablePart:
         max_target_length=featurizer.max_target_length, decoder_lr_scale=float(lr_scale),
         embeddings=str(s.get("decoder_embeddings", "copy")), copy_attention=bool(s.get("copy_attention", True)),
     )  # fmt: skip
-    frozen = bool(s.get("freeze_embeddings", True))
+    frozen = bool(s.get("freeze_embeddings", False))
     if frozen:
         # The encoder's word embeddings (XLM-R's 250k rows: most of a small encoder's weights)
-        # would otherwise take a dense gradient and an AdamW update every step, ~40% of a CPU
-        # step, while only the few thousand rows of English and code tokens would move at all.
+        # otherwise take a dense gradient and an AdamW update every step, ~40% of a CPU step,
+        # while only the few thousand rows of English and code tokens move at all.
         inp.encoder.get_input_embeddings().weight.requires_grad_(False)
     train_features = featurizer.features(inp.train_examples, shortlist)
     dev_features = featurizer.features(inp.dev_examples, shortlist) if inp.dev_examples else None
