@@ -51,8 +51,10 @@ def prepare_model(spec: str, task: str, workdir: Path, corpus: Sequence[str] = (
     ``tiny``: a random tiny XLM-R (hidden 64, 2 layers) built once and saved under ``workdir``,
     with room for 512 positions so that QA windows of 384 tokens fit.
     """
-    if spec != "tiny":
-        return spec
+    if spec != "tiny":  # a folder, or a catalogue name resolved to its converted folder
+        from xstilts.models.loading import resolve_model
+
+        return resolve_model(spec).location
     from xstilts.models.tiny import build_tiny_model
 
     out = workdir / "tiny-model"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from xstilts.errors import ConfigError
@@ -66,3 +68,11 @@ def test_flags_override_yaml_and_intermediate_forms(tmp_path):
     assert load_run_config(path, intermediate="none").intermediate is None
     code = load_run_config(dict(BASE, target="udpos", intermediate=["conala:generate"]))
     assert code.intermediate.tasks[0].formulation == "generate"
+
+
+@pytest.mark.parametrize("name", ["django-generate", "cosmosqa"])
+def test_check_configs_load(name):
+    """configs/checks/*.yaml (the run configs behind the README's intermediate-task figures)."""
+    repo = Path(__file__).resolve().parent.parent
+    cfg = load_run_config(repo / "configs" / "checks" / f"{name}.yaml")
+    assert cfg.intermediate is not None and cfg.target is None and cfg.eval_max_examples
