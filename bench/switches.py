@@ -66,7 +66,7 @@ def run_one(model_dir, on: bool, seed: int, args, train_ex, test_sets) -> dict:
 
     config = TrainConfig(
         learning_rate=args.lr, batch_size=args.batch_size, epochs=args.epochs, seed=seed,
-        warmup_ratio=0.1, group_by_length=enabled("group_by_length"),
+        warmup_ratio=0.1, group_by_length=enabled("group_by_length"), mega_batch_mult=args.mega_batch_mult,
         fused_optimizer=enabled("fused_optimizer"), progress=False,
         tensorboard=False, log_every=0, cpu=True,
     )  # fmt: skip
@@ -102,8 +102,14 @@ def main(argv=None) -> dict:
     p.add_argument("--data", default=None)
     p.add_argument("--off", default="all", help="switches the off run turns off: all, or "
                    "comma-separated of " + ",".join(SWITCHES))
+    p.add_argument("--mega-batch-mult", type=int, default=50,
+                   help="length groups are formed within windows of this many batches (TrainConfig's)")
+    p.add_argument("--runs", default="on,off", help="which settings to run: on,off | on | off")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
+    unknown = set(args.off.split(",")) - set(SWITCHES) if args.off != "all" else set()
+    if unknown:
+        p.error(f"--off: unknown switch(es) {', '.join(sorted(unknown))}; known: {', '.join(SWITCHES)}")
     common.set_threads(args.threads)
     from xstilts.data.readers import read_examples
 
@@ -115,7 +121,7 @@ def main(argv=None) -> dict:
         corpus = [" ".join(e.tokens) for e in train_ex]
         model_dir = common.prepare_model(args.model, "udpos", Path(tmp), corpus)
         for seed in [int(s) for s in args.seeds.split(",")]:
-            for on in (True, False):
+            for on in [x == "on" for x in args.runs.split(",")]:
                 r = run_one(model_dir, on, seed, args, train_ex, test_sets)
                 runs.append(r)
                 if not args.json:
@@ -123,23 +129,26 @@ def main(argv=None) -> dict:
                           f"(train {r['train_s']:.1f} s, predict {r['predict_s']:.1f} s)", flush=True)  # fmt: skip
     summary = {"config": vars(args) | {"command": " ".join(sys.argv)},
                "machine": common.machine_info(), "runs": runs}  # fmt: skip
-    for on in (True, False):
+    for on in {r["on"] for r in runs}:
         avgs = [r["average"] for r in runs if r["on"] == on]
         summary["on" if on else "off"] = {
             "mean": statistics.mean(avgs),
             "sd": statistics.stdev(avgs) if len(avgs) > 1 else float("nan"),
             "train_s": statistics.mean(r["train_s"] for r in runs if r["on"] == on),
         }
-    sd = max(summary["on"]["sd"], summary["off"]["sd"])
-    summary["difference"] = summary["on"]["mean"] - summary["off"]["mean"]
-    summary["difference_in_sd"] = summary["difference"] / sd if sd and sd == sd else None
+    if "on" in summary and "off" in summary:
+        sd = max(summary["on"]["sd"], summary["off"]["sd"])
+        summary["difference"] = summary["on"]["mean"] - summary["off"]["mean"]
+        summary["difference_in_sd"] = summary["difference"] / sd if sd and sd == sd else None
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         for k in ("on", "off"):
-            d = summary[k]
-            print(f"{k:>3}: mean {d['mean']:.2f} sd {d['sd']:.2f} (train {d['train_s']:.1f} s/run)")
-        print(f"difference {summary['difference']:+.2f} = {summary['difference_in_sd']} seed sd")
+            if k in summary:
+                d = summary[k]
+                print(f"{k:>3}: mean {d['mean']:.2f} sd {d['sd']:.2f} (train {d['train_s']:.1f} s/run)")
+        if "difference" in summary:
+            print(f"difference {summary['difference']:+.2f} = {summary['difference_in_sd']} seed sd")
     return summary
 
 

@@ -76,3 +76,15 @@ def test_check_configs_load(name):
     repo = Path(__file__).resolve().parent.parent
     cfg = load_run_config(repo / "configs" / "checks" / f"{name}.yaml")
     assert cfg.intermediate is not None and cfg.target is None and cfg.eval_max_examples
+
+
+def test_batching_switches_reach_the_trainer():
+    from xstilts.study.pipeline import train_config
+
+    cfg = load_run_config(None, model="m", target="udpos", data_dir="d", out="o",
+                          hyperparameters={"target": {"group_by_length": True, "mega_batch_mult": 4}})
+    tconf = train_config(cfg.phase_settings("target", "tagging"), cfg)
+    assert tconf.group_by_length is True and tconf.mega_batch_mult == 4
+    default = train_config(load_run_config(None, model="m", target="udpos", data_dir="d", out="o")
+                           .phase_settings("target", "tagging"), cfg)
+    assert default.group_by_length is False and default.mega_batch_mult == 50  # random batches unless asked
