@@ -64,6 +64,11 @@ def run_one(model_dir, on: bool, seed: int, args, train_ex, test_sets) -> dict:
                                                else -100 if k == "labels" else 0)
                     for k, v in b.items()}  # fmt: skip
 
+    if on and args.pack:  # the on run packs its random batches instead of grouping by length
+        from xstilts.data.packing import packed_collator
+
+        collate = packed_collator(tokenizer, encoder, 128)
+        off = off | {"group_by_length"}
     config = TrainConfig(
         learning_rate=args.lr, batch_size=args.batch_size, epochs=args.epochs, seed=seed,
         warmup_ratio=0.1, group_by_length=enabled("group_by_length"), mega_batch_mult=args.mega_batch_mult,
@@ -105,6 +110,8 @@ def main(argv=None) -> dict:
     p.add_argument("--mega-batch-mult", type=int, default=50,
                    help="length groups are formed within windows of this many batches (TrainConfig's)")
     p.add_argument("--runs", default="on,off", help="which settings to run: on,off | on | off")
+    p.add_argument("--pack", action="store_true", help="the on run packs random batches into full rows "
+                   "(xstilts.data.packing) instead of grouping by length")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     unknown = set(args.off.split(",")) - set(SWITCHES) if args.off != "all" else set()

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 TASK_MAX_LENGTH = {"udpos": 128, "panx": 128, "xquad": 384}
-SETUPS = ("A", "Ag", "B", "C", "Abf16")  # Ag: A with length grouping; Abf16: A with bf16 autocast
+SETUPS = ("A", "Ag", "Ap", "B", "C", "Abf16")  # Ag: A + length grouping; Ap: A + packing; Abf16: bf16
 LEARNING_RATE = 2e-5
 
 
@@ -102,16 +102,20 @@ def pad_to(features: list[dict], length: int, pad_id: int) -> list[dict]:
 class CountingCollate:
     """Wraps a collate function and counts what reaches the model: rows, real and padded tokens."""
 
-    def __init__(self, fn):
+    def __init__(self, fn, pad_id=None):
         self.fn = fn
+        self.pad_id = pad_id
         self.rows = self.real = self.padded = 0
 
     def __call__(self, features):
         batch = self.fn(features)
         ids, mask = batch["input_ids"], batch.get("attention_mask")
-        self.rows += int(ids.shape[0])
+        self.rows += len(features)  # examples (a packed row holds several)
         self.padded += int(ids.numel())
-        self.real += int(mask.sum()) if mask is not None else int(ids.numel())
+        if mask is not None and mask.dim() == 2:
+            self.real += int(mask.sum())
+        else:  # packed rows (a 4-D block mask): real tokens are the non-pad ids
+            self.real += int((ids != self.pad_id).sum()) if self.pad_id is not None else int(ids.numel())
         return batch
 
     def counts(self) -> dict:
@@ -120,7 +124,7 @@ class CountingCollate:
 
 def run_xstilts(
     model, features, tokenizer, *, batch_size, steps, device, seed, out_dir, precision="auto",
-    **config_overrides,
+    pack=False, **config_overrides,
 ) -> dict:
     from xstilts.data.features import make_collate
     from xstilts.train.config import TrainConfig
@@ -138,7 +142,13 @@ def run_xstilts(
         mixed_precision=precision,
         **config_overrides,
     )
-    counter = CountingCollate(make_collate(tokenizer))
+    if pack:
+        from xstilts.data.packing import packed_collator
+
+        inner = packed_collator(tokenizer, model.encoder, max(len(f["input_ids"]) for f in features))
+    else:
+        inner = make_collate(tokenizer)
+    counter = CountingCollate(inner, tokenizer.pad_token_id)
     result = train(model, features, counter, config, out_dir=out_dir)
     return {"seconds": result.train_seconds, "train_loss": result.train_loss, **counter.counts()}
 
@@ -254,10 +264,10 @@ def worker(args) -> None:
         batch_size=args.batch_size, steps=args.steps, device=device, seed=args.seed
     )
     with tempfile.TemporaryDirectory(prefix="xstilts-bench-") as tmp:
-        if args.worker in ("A", "Ag", "Abf16"):
+        if args.worker in ("A", "Ag", "Ap", "Abf16"):
             precision = "bf16" if args.worker == "Abf16" else "auto"
             r = run_xstilts(model, features, tokenizer, out_dir=tmp, precision=precision,
-                            group_by_length=args.worker == "Ag", **kw)  # fmt: skip
+                            group_by_length=args.worker == "Ag", pack=args.worker == "Ap", **kw)  # fmt: skip
         else:
             r = run_hf(
                 model, features, tokenizer, out_dir=tmp, padded=args.worker == "B",
@@ -301,8 +311,8 @@ def parse_args(argv=None):
                    "all (every training feature; each setup its own draw), same (exactly "
                    "steps*batch-size features, the same for every setup) or a number")
     p.add_argument("--setups", default="A,B,C",
-                   help="comma-separated subset of A,Ag,B,C,Abf16 (Ag: A with length grouping; "
-                   "Abf16: A with bf16 autocast)")
+                   help="comma-separated subset of A,Ag,Ap,B,C,Abf16 (Ag: A with length grouping; "
+                   "Ap: A with packed rows; Abf16: A with bf16 autocast)")
     p.add_argument("--data", default=None, help="data folder (default ../shared/data)")
     p.add_argument("--cpu", action="store_true", help="stay on CPU even with a GPU")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -362,7 +372,7 @@ def main(argv=None) -> dict:
             k: common.spread([r[k] for r in rs])
             for k in ("examples_per_s", "real_tokens_per_s", "peak_mem_mib", "padding_fraction")
         }
-    for mine, other in (("A", "B"), ("A", "C"), ("A", "Abf16"), ("Ag", "B"), ("Ag", "C")):
+    for mine, other in (("A", "B"), ("A", "C"), ("A", "Abf16"), ("Ag", "B"), ("Ag", "C"), ("Ap", "B"), ("Ap", "C")):
         if mine in setups and other in setups:
             summary["ratios"][f"{mine}/{other}"] = common.spread(
                 common.paired_ratios(runs, mine, other, "examples_per_s")

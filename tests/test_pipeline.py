@@ -85,6 +85,7 @@ def test_run_udpos_end_to_end_then_rerun_reads(small_world, tmp_path, capsys):
     assert train["global_step"] == 2 * -(-n_feats // 8)
     assert metrics["phase2"]["settings"]["learning_rate"] == 1e-3
     assert metrics["phase2"]["settings"]["grad_accum"] == 1
+    assert metrics["phase2"]["packed"] is True  # tagging: random batches packed into full rows
     assert train["eval_history"] and "score" in train["eval_history"][0]  # dev-en model selection
     versions = json.loads((out / "versions.json").read_text())["first_start"]
     assert versions["packages"]["torch"] and versions["python"]

@@ -182,11 +182,14 @@ class TaskModel(nn.Module):
 
     # ----------------------------------------------------------------------------------------
 
-    def encode(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
-        """The encoder's last hidden states ``[batch, length, hidden]``."""
+    def encode(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None) -> torch.Tensor:
+        """The encoder's last hidden states ``[batch, length, hidden]``. ``position_ids`` (and a 4-D
+        ``attention_mask``) come from packed rows (:mod:`xstilts.data.packing`)."""
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None and self._accepts_token_types:
             kwargs["token_type_ids"] = token_type_ids
+        if position_ids is not None:
+            kwargs["position_ids"] = position_ids
         out = self.encoder(**kwargs)
         return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
 
@@ -198,11 +201,12 @@ class TaskModel(nn.Module):
         labels: torch.Tensor | None = None,
         start_positions: torch.Tensor | None = None,
         end_positions: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
         **_: Any,
     ) -> TaskOutput:
         if self.kind == TaskKind.MULTIPLE_CHOICE:
             return self._forward_choices(input_ids, attention_mask, token_type_ids, labels)
-        hidden = self.encode(input_ids, attention_mask, token_type_ids)
+        hidden = self.encode(input_ids, attention_mask, token_type_ids, position_ids)
         logits = self.head(hidden)
         if self.kind == TaskKind.SENTENCE_PAIR:
             loss = None

@@ -94,6 +94,9 @@ class PhaseHyperparameters(_Strict):
     max_examples: int | None = Field(None, ge=1, description="keep the first N training examples")
     group_by_length: bool | None = Field(None, description="length-grouped batches (fewer pad tokens)")
     mega_batch_mult: int | None = Field(None, ge=1, description="length groups form within windows of this many batches")
+    pack_sequences: bool | None = Field(
+        None, description="tagging targets: pack each batch's sentences into full rows (default true; same loss)"
+    )
     head_lr_scale: float | None = Field(
         None, gt=0, description="a fresh task head trains at learning_rate x this (intermediate 'head' parts)"
     )
