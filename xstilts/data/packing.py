@@ -21,14 +21,7 @@ from typing import Any
 
 from xstilts.data.features import IGNORE_INDEX
 from xstilts.errors import ConfigError
-
-
-def position_offset(config: Any) -> int:
-    """The first position id the model gives a sequence (RoBERTa-style models start after the
-    padding index; BERT-style ones at 0)."""
-    if getattr(config, "model_type", "") in ("xlm-roberta", "roberta", "camembert"):
-        return int(config.pad_token_id) + 1
-    return 0
+from xstilts.models.loading import position_offset
 
 
 def check_packable(encoder: Any) -> None:

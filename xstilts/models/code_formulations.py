@@ -42,10 +42,9 @@ def _length(inp: FormulationInput, default: int) -> int:
     limits = [int(inp.tokenizer.model_max_length)] if inp.tokenizer.model_max_length < 1_000_000 else []
     positions = getattr(inp.encoder.config, "max_position_embeddings", None)
     if positions:
-        # RoBERTa-style position ids start after the padding index (XLM-R: 514 positions, 512 tokens).
-        pad = getattr(inp.encoder.config, "pad_token_id", None)
-        offset = pad + 1 if getattr(inp.encoder.config, "model_type", "") in ("xlm-roberta", "roberta") and pad is not None else 0
-        limits.append(int(positions) - offset)
+        from xstilts.models.loading import position_offset
+
+        limits.append(int(positions) - position_offset(inp.encoder.config))
     return min([want, *limits])
 
 

@@ -191,6 +191,15 @@ def load_encoder(name_or_path: str | os.PathLike, *, trust_remote_code: bool = F
     return encoder, tokenizer
 
 
+def position_offset(config: Any) -> int:
+    """The first position id the model gives a sequence: RoBERTa-style models (XLM-R) start
+    after the padding index (514 positions hold 512 tokens), BERT-style ones at 0."""
+    pad = getattr(config, "pad_token_id", None)
+    if getattr(config, "model_type", "") in ("xlm-roberta", "roberta", "camembert") and pad is not None:
+        return int(pad) + 1
+    return 0
+
+
 def encoder_depth(encoder) -> int:
     """Number of Transformer layers (``num_hidden_layers``, or ``n_layers`` for DistilBERT)."""
     config = encoder.config

@@ -47,7 +47,7 @@ SAMPLING = ("uniform", "proportional", "temperature")
 # Phase 2: XTREME reference scripts (see the module docstring).
 TARGET_DEFAULTS: dict[str, dict[str, Any]] = {
     "tagging": dict(learning_rate=2e-5, batch_size=8, grad_accum=4, epochs=10, max_length=128,
-                    warmup_ratio=0.0, weight_decay=0.0),
+                    warmup_ratio=0.0, weight_decay=0.0, pack_sequences=True),
     "sentence-pair": dict(learning_rate=2e-5, batch_size=8, grad_accum=4, epochs=5, max_length=128,
                           warmup_ratio=0.0, weight_decay=0.0),
     "qa": dict(learning_rate=3e-5, batch_size=4, grad_accum=8, epochs=3, max_length=384,

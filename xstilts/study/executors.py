@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from xstilts.study.plan import DONE_FILE, ERROR_FILE, Plan, PlanNode
-from xstilts.study.store import ResultStore, ScoreRow
+from xstilts.study.store import UNTRAINED_SUFFIX, ResultStore, ScoreRow
 
 WorkFn = Callable[["WorkRequest"], dict[str, Any]]
 MAX_EXIT = 125
@@ -527,9 +527,6 @@ def run_config_for(request: WorkRequest) -> dict[str, Any]:
         if node.target in study.eval_splits:
             cfg["eval_split"] = study.eval_splits[node.target]
     return cfg
-
-
-UNTRAINED_SUFFIX = "_untrained"
 
 
 def phase1_quality(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:

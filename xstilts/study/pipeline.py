@@ -491,7 +491,7 @@ class Pipeline:
                       len(feats), {k: settings[k] for k in ("learning_rate", "batch_size", "grad_accum", "epochs", "max_length") if k in settings})
         tconf = train_config(settings, cfg, metric_for_best="score", greater_is_better=True)
         collate, packed = make_collate(tokenizer), False
-        if task.kind == TaskKind.TAGGING and settings.get("pack_sequences", True) and not tconf.group_by_length:
+        if task.kind == TaskKind.TAGGING and settings.get("pack_sequences") and not tconf.group_by_length:
             # the same random batches, packed into nearly full rows: same loss, far less padding
             from xstilts.data.packing import packed_collator
 

@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from xstilts.study.executors import UNTRAINED_SUFFIX
 from xstilts.study.published import PUBLISHED, is_xlmr_large
+from xstilts.study.store import UNTRAINED_SUFFIX
 
 N_BOOTSTRAP = 10_000
 BOOTSTRAP_SEED = 0

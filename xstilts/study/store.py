@@ -53,6 +53,10 @@ CREATE TABLE IF NOT EXISTS cells (
 );
 """
 
+# A phase-1 metric measured before any phase-1 step (fresh head or decoder) is stored as
+# METRIC + this suffix, beside the metric after phase 1.
+UNTRAINED_SUFFIX = "_untrained"
+
 
 @dataclass(frozen=True)
 class ScoreRow:

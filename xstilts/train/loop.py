@@ -371,7 +371,6 @@ def train(
         if not pending:
             return None
         values = iter(torch.stack([x for step in pending for x in step]).float().tolist())
-        window_loss = 0.0
         for step_losses in pending:
             window_loss = 0.0
             for _ in step_losses:
