@@ -67,7 +67,7 @@ def run_one(model_dir, on: bool, seed: int, args, train_ex, test_sets) -> dict:
     if on and args.pack:  # the on run packs its random batches instead of grouping by length
         from xstilts.data.packing import packed_collator
 
-        collate = packed_collator(tokenizer, encoder, 128)
+        collate = packed_collator(encoder)
         off = off | {"group_by_length"}
     config = TrainConfig(
         learning_rate=args.lr, batch_size=args.batch_size, epochs=args.epochs, seed=seed,

@@ -5,8 +5,11 @@ examples (one random subset of ``steps * batch_size`` training features, featuri
 xstilts), same number of optimizer steps and the same optimizer settings (AdamW lr 2e-5, linear
 decay, no warm-up, no weight decay, gradient clipping at 1.0). Only the recipe differs:
 
-* **A** xstilts ``train()`` with its defaults (length-grouped batches, dynamic padding, fused
-  AdamW, bf16 autocast on GPUs);
+* **A** xstilts ``train()`` with the defaults ``xstilts run`` uses for the task: random batches,
+  tagging batches packed into one padding-free row (:mod:`xstilts.data.packing`), QA batches
+  dynamically padded; fused AdamW; sparse embedding gradients on CPU; bf16 autocast on GPUs.
+  Variants: **Ar** random batches dynamically padded, not packed; **Ag** length-grouped batches
+  (``group_by_length``), not packed; **Abf16** A with bf16 autocast (opt-in on CPU);
 * **B** Hugging Face ``Trainer`` with every sequence padded to the maximum length (128 tagging,
   384 QA), as XTREME's ``run_tag.py`` / ``run_squad.py`` do;
 * **C** Hugging Face ``Trainer`` with dynamic padding (``DataCollatorForTokenClassification`` /
@@ -35,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 TASK_MAX_LENGTH = {"udpos": 128, "panx": 128, "xquad": 384}
-SETUPS = ("A", "Ag", "Ap", "B", "C", "Abf16")  # Ag: A + length grouping; Ap: A + packing; Abf16: bf16
+SETUPS = ("A", "Ar", "Ag", "B", "C", "Abf16")  # see the module docstring
+RATIOS = (("A", "B"), ("A", "C"), ("Abf16", "A"), ("Ar", "B"), ("Ar", "C"), ("Ag", "B"), ("Ag", "C"))
 LEARNING_RATE = 2e-5
 
 
@@ -145,7 +149,7 @@ def run_xstilts(
     if pack:
         from xstilts.data.packing import packed_collator
 
-        inner = packed_collator(tokenizer, model.encoder, max(len(f["input_ids"]) for f in features))
+        inner = packed_collator(model.encoder)
     else:
         inner = make_collate(tokenizer)
     counter = CountingCollate(inner, tokenizer.pad_token_id)
@@ -264,10 +268,11 @@ def worker(args) -> None:
         batch_size=args.batch_size, steps=args.steps, device=device, seed=args.seed
     )
     with tempfile.TemporaryDirectory(prefix="xstilts-bench-") as tmp:
-        if args.worker in ("A", "Ag", "Ap", "Abf16"):
+        if args.worker.startswith("A"):
             precision = "bf16" if args.worker == "Abf16" else "auto"
-            r = run_xstilts(model, features, tokenizer, out_dir=tmp, precision=precision,
-                            group_by_length=args.worker == "Ag", pack=args.worker == "Ap", **kw)  # fmt: skip
+            pack = args.task != "xquad" and args.worker in ("A", "Abf16")  # xstilts run packs tagging
+            r = run_xstilts(model, features, tokenizer, out_dir=tmp, precision=precision, pack=pack,
+                            group_by_length=args.worker == "Ag", **kw, **dict(args.option))  # fmt: skip
         else:
             r = run_hf(
                 model, features, tokenizer, out_dir=tmp, padded=args.worker == "B",
@@ -298,6 +303,17 @@ def worker(args) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+def option(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with a JSON value (true, 4, "x"); a bare word stays a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="tiny", help="tiny | multilingual-e5-small | PATH")
@@ -311,8 +327,10 @@ def parse_args(argv=None):
                    "all (every training feature; each setup its own draw), same (exactly "
                    "steps*batch-size features, the same for every setup) or a number")
     p.add_argument("--setups", default="A,B,C",
-                   help="comma-separated subset of A,Ag,Ap,B,C,Abf16 (Ag: A with length grouping; "
-                   "Ap: A with packed rows; Abf16: A with bf16 autocast)")
+                   help="comma-separated subset of A,Ar,Ag,B,C,Abf16 (Ar: random batches, not packed; "
+                   "Ag: length-grouped, not packed; Abf16: A with bf16 autocast)")
+    p.add_argument("--option", action="append", default=[], type=option, metavar="KEY=VALUE",
+                   help="a TrainConfig setting for the xstilts setups, e.g. sparse_embedding_grads=false")
     p.add_argument("--data", default=None, help="data folder (default ../shared/data)")
     p.add_argument("--cpu", action="store_true", help="stay on CPU even with a GPU")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -342,6 +360,8 @@ def main(argv=None) -> dict:
                     "--batch-size", str(args.batch_size), "--threads", str(args.threads),
                     "--seed", str(args.seed), "--pool", args.pool,
                 ]  # fmt: skip
+                for key, value in args.option:
+                    wargs += ["--option", f"{key}={json.dumps(value)}"]
                 if args.data:
                     wargs += ["--data", args.data]
                 if args.cpu:
@@ -360,6 +380,7 @@ def main(argv=None) -> dict:
             "model": args.model, "task": args.task, "steps": args.steps, "reps": args.reps,
             "batch_size": args.batch_size, "threads": args.threads, "pool": args.pool,
             "max_length": TASK_MAX_LENGTH[args.task], "command": " ".join(sys.argv),
+            "options": dict(args.option),
         },  # fmt: skip
         "machine": info,
         "setups": {},
@@ -372,7 +393,7 @@ def main(argv=None) -> dict:
             k: common.spread([r[k] for r in rs])
             for k in ("examples_per_s", "real_tokens_per_s", "peak_mem_mib", "padding_fraction")
         }
-    for mine, other in (("A", "B"), ("A", "C"), ("A", "Abf16"), ("Ag", "B"), ("Ag", "C"), ("Ap", "B"), ("Ap", "C")):
+    for mine, other in RATIOS:
         if mine in setups and other in setups:
             summary["ratios"][f"{mine}/{other}"] = common.spread(
                 common.paired_ratios(runs, mine, other, "examples_per_s")

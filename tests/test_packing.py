@@ -6,17 +6,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from xstilts.data.packing import PackedCollator, packed_collator, plan_rows, position_offset  # noqa: E402
+from xstilts.data.packing import ATTENTION, PackedCollator, packed_collator  # noqa: E402
+from xstilts.models.loading import position_offset  # noqa: E402
 from xstilts.errors import ConfigError  # noqa: E402
-
-
-def test_plan_rows_first_fit_decreasing():
-    rows = plan_rows([5, 9, 3, 7, 2], 10)
-    assert sorted(i for r in rows for i in r) == [0, 1, 2, 3, 4]
-    assert rows == [[1], [3, 2], [0, 4]]  # 9 | 7+3 | 5+2 (first fit, longest first)
-    assert all(sum([5, 9, 3, 7, 2][i] for i in r) <= 10 for r in rows)
-    with pytest.raises(ConfigError, match="11 tokens does not fit"):
-        plan_rows([11], 10)
 
 
 def _features(n: int, seed: int, vocab: int, num_labels: int = 5):
@@ -57,27 +49,22 @@ def test_packed_batch_equals_the_unpacked_one(arch):
 
     feats = _features(12, seed=3, vocab=80)
     plain = collate(feats, Tok())
-    packed = packed_collator(Tok(), encoder, row_length=128)(feats)
-    assert packed["input_ids"].shape[0] < len(feats)  # several sentences share a row
+    packed = packed_collator(encoder)(feats)
+    assert encoder.config._attn_implementation == ATTENTION
+    total = sum(len(f["input_ids"]) for f in feats)
+    assert packed["input_ids"].shape == (1, total)  # one row, no padding
+    assert packed["max_length_q"] == max(len(f["input_ids"]) for f in feats)
     assert position_offset(encoder.config) == (2 if arch == "xlm-roberta" else 0)
     out_plain = model(**plain)
     out_packed = model(**packed)
     assert out_packed.loss.item() == pytest.approx(out_plain.loss.item(), rel=1e-5)
-    # each labelled token's logits, taken in the same order (sequences are laid out row by row)
+    # each labelled token's logits, in the same order (sequences are laid end to end)
     plain_logits = out_plain.logits[plain["labels"] != -100]
-    order = plan_rows([len(f["input_ids"]) for f in feats], 128)
-    chunks, r_start = [], {}
-    for r, row in enumerate(order):
-        start = 0
-        for i in row:
-            r_start[i] = (r, start)
-            start += len(feats[i]["input_ids"])
-    for i, f in enumerate(feats):
-        r, s = r_start[i]
-        n = len(f["input_ids"])
-        lab = torch.tensor(f["labels"]) != -100
-        chunks.append(out_packed.logits[r, s : s + n][lab])
-    assert torch.allclose(torch.cat(chunks), plain_logits, atol=1e-5)
+    packed_logits = out_packed.logits[0][packed["labels"][0] != -100]
+    assert torch.allclose(packed_logits, plain_logits, atol=1e-5)
+    # unpacked calls on the switched encoder are plain SDPA
+    out_again = model(**plain)
+    assert torch.equal(out_again.logits, out_plain.logits)
     # gradients agree too
     model.zero_grad()
     model(**plain).loss.backward()
@@ -93,13 +80,50 @@ def test_packing_needs_sdpa():
 
     encoder = BertModel(BertConfig(vocab_size=20, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
                                    intermediate_size=16, attn_implementation="eager"))
-
-    class Tok:
-        pad_token_id = 0
-
     with pytest.raises(ConfigError, match="sdpa"):
-        packed_collator(Tok(), encoder, 64)
-    batch = PackedCollator(0, 8, 0)([{"input_ids": [5, 6, 7]}, {"input_ids": [8, 9]}])
+        packed_collator(encoder)
+    batch = PackedCollator(2, token_types=True)([{"input_ids": [5, 6, 7]}, {"input_ids": [8, 9]}])
     assert batch["input_ids"].tolist() == [[5, 6, 7, 8, 9]] and "labels" not in batch
-    assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1]]
-    assert batch["attention_mask"][0, 0].int().tolist()[3] == [0, 0, 0, 1, 1]
+    assert batch["position_ids"].tolist() == [[2, 3, 4, 2, 3]]
+    assert batch["cu_seq_lens_q"].tolist() == [0, 3, 5] and batch["max_length_q"] == 3
+    assert batch["token_type_ids"].tolist() == [[0] * 5]
+
+
+def test_packed_row_longer_than_the_position_table():
+    """A packed row may hold more tokens than the encoder has positions (each sequence fits)."""
+    from transformers import BertConfig, BertModel
+
+    from xstilts.models.heads import build_model
+
+    encoder = BertModel(BertConfig(vocab_size=80, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                   intermediate_size=32, max_position_embeddings=48, attn_implementation="sdpa"),
+                        add_pooling_layer=False)
+    model = build_model("udpos", encoder, num_labels=5)
+    batch = packed_collator(encoder)(_features(10, seed=1, vocab=80))
+    assert batch["input_ids"].shape[1] > 48
+    out = model(**batch)
+    out.loss.backward()
+    assert torch.isfinite(out.loss)
+
+
+def test_blocked_attention_equals_per_sequence_attention():
+    """The accelerator path (one padded block) and the CPU path (one call per sequence) agree."""
+    from torch.nn.functional import scaled_dot_product_attention
+
+    from xstilts.data.packing import _blocked_attention, packed_attention
+
+    torch.manual_seed(0)
+    lengths = [5, 1, 9, 3]
+    q, k, v = (torch.randn(1, 2, sum(lengths), 4) for _ in range(3))
+    cu = torch.tensor([0, 5, 6, 15, 18], dtype=torch.int32)
+    blocked = _blocked_attention(q, k, v, cu, max(lengths), 0.0, None)
+    module = torch.nn.Module().eval()
+    per_sequence, _ = packed_attention(module, q, k, v, None, cu_seq_lens_q=cu, max_length_q=9)
+    assert blocked.shape == per_sequence.shape == (1, 18, 2, 4)
+    assert torch.allclose(blocked, per_sequence, atol=1e-6)
+    start = 0
+    for n in lengths:  # and both are each sequence attending to itself alone
+        s = slice(start, start + n)
+        alone = scaled_dot_product_attention(q[:, :, s], k[:, :, s], v[:, :, s]).transpose(1, 2)
+        assert torch.allclose(per_sequence[:, s], alone, atol=1e-6)
+        start += n

@@ -226,3 +226,47 @@ def test_compiled_forward_gives_the_same_weights(setup, tmp_path):
     eager, _ = _train(folder, features, tmp_path, "eager", batches=batches)
     compiled, _ = _train(folder, features, tmp_path, "compiled", batches=batches, compile=True)
     assert _max_diff(eager, compiled) < 1e-2 * _moved(eager, folder)
+
+
+def test_kept_embedding_grads_are_the_dense_gradient():
+    """Sparse rows added into the kept buffer equal dense backward, tied weights included."""
+    from xstilts.train.embedding_grads import KeptEmbeddingGrads
+
+    torch.manual_seed(0)
+    emb = torch.nn.Embedding(50, 6, padding_idx=1)
+    head = torch.nn.Linear(6, 50, bias=False)
+    head.weight = emb.weight  # tied, as in masked-LM heads: a dense gradient on the same table
+    model = torch.nn.ModuleDict({"emb": emb, "head": head})
+    ids = torch.tensor([[3, 7, 1, 3, 9], [1, 1, 4, 49, 7]])
+
+    def loss():
+        return head(emb(ids)).logsumexp(-1).mean()
+
+    loss().backward()
+    dense = emb.weight.grad.clone()
+    emb.weight.grad = None
+    kept = KeptEmbeddingGrads(model, min_rows=10)
+    buffer = kept.buffers[emb.weight]
+    for _ in range(2):  # a second step starts from the zeroed buffer
+        kept.reset()
+        loss().backward()
+        assert emb.weight.grad is buffer and not buffer.is_sparse
+        assert torch.allclose(buffer, dense, atol=1e-7)
+    kept.close()
+    assert not emb.sparse and emb.weight.grad is None
+    assert KeptEmbeddingGrads(model, min_rows=51).modules == []  # small tables stay dense
+
+
+def test_sparse_embedding_grads_give_identical_weights(setup, tmp_path, monkeypatch):
+    from xstilts.train import embedding_grads
+
+    folder, features = setup
+    batches = _batches(features)
+    dense, _ = _train(folder, features, tmp_path, "dense", batches=batches, sparse_embedding_grads=False)
+    monkeypatch.setattr(embedding_grads, "MIN_ROWS", 100)  # the tiny vocabulary qualifies
+    engaged = []
+    monkeypatch.setattr(embedding_grads.KeptEmbeddingGrads, "close",
+                        lambda self: engaged.append(len(self.modules)) or None)
+    kept, _ = _train(folder, features, tmp_path, "kept", batches=batches)
+    assert engaged and engaged[0] >= 1  # tables went sparse (the default for one CPU process)
+    assert _max_diff(dense, kept) < 1e-6

@@ -1,17 +1,26 @@
-"""Packing several token-labelled sequences into one row, each attending only to itself.
+"""Packing a batch of token-labelled sequences into one padding-free row.
 
 A batch of tagging features (the planner's batch: which examples share a step is unchanged) is
-laid out in rows of at most ``row_length`` tokens, first-fit by decreasing length. Every
-sequence keeps its own positions (as the model would number it alone) and a block-diagonal
-attention mask confines attention to it, so each token's hidden state, and therefore the batch's
-mean token loss, is what the unpacked batch gives, up to float rounding (tests/test_packing.py).
-What changes is the padding: a random batch padded to its longest sentence is mostly padding
-(60% for UDPOS English at batch 16); packed rows are nearly full.
+laid end to end in a single row ``[1, total_tokens]`` with no padding at all. Every sequence keeps
+its own positions (as the model would number it alone), and the boundaries travel with the batch
+as ``cu_seq_lens_q`` (cumulative lengths, the name Transformers' variable-length attention uses)
+and ``max_length_q``. Everything in the encoder but attention works token by token, so the
+embeddings, the feed-forward blocks, the projections and the head run on the real tokens only; a
+random UDPOS batch of 16 English sentences padded to its longest one is about 60% padding.
 
-The mask is a boolean ``[rows, 1, length, length]`` tensor (True: may attend), which the
-Transformers models pass unchanged to PyTorch's scaled-dot-product attention; the encoder must
-use ``attn_implementation="sdpa"`` (eager attention adds masks instead). Padding positions attend
-to themselves only, so no row of the mask is empty.
+Attention is the one place where sequences must not see each other. :func:`packed_attention`,
+registered with Transformers' ``AttentionInterface`` as ``"xstilts_packed"``, attends each
+sequence to itself: on CPU with one scaled-dot-product call per sequence (no padding and no mask,
+so PyTorch's fast path; a random batch's attention padded to its longest sentence costs about
+five times the work), elsewhere in a few large calls on a ``[sequences, heads, longest, dim]``
+block with a key-padding mask (:func:`_blocked_attention`). Calls without ``cu_seq_lens_q``
+(evaluation, unpacked batches) go to the plain SDPA path unchanged. Each token's hidden state, and
+so the batch's mean token loss and its gradients, is what the unpacked batch gives, up to float
+rounding (tests/test_packing.py).
+
+:func:`packed_collator` switches the encoder to this attention implementation; it needs an encoder
+that dispatches attention through ``AttentionInterface`` and currently uses SDPA (BERT, XLM-R and
+most encoders in Transformers 5).
 """
 
 from __future__ import annotations
@@ -23,75 +32,108 @@ from xstilts.data.features import IGNORE_INDEX
 from xstilts.errors import ConfigError
 from xstilts.models.loading import position_offset
 
+ATTENTION = "xstilts_packed"
+PACKING_KEYS = ("cu_seq_lens_q", "max_length_q")  # batch entries the encoder's attention reads
 
-def check_packable(encoder: Any) -> None:
+
+def packed_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
+                     cu_seq_lens_q=None, max_length_q=None, **kwargs):
+    """Attention for a packed row ``query/key/value: [1, heads, tokens, dim]``; returns
+    ``([1, tokens, heads, dim], None)`` as Transformers' SDPA function does."""
+    import torch
+    from torch.nn.functional import scaled_dot_product_attention
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    if cu_seq_lens_q is None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
+                                      scaling=scaling, **kwargs)
+    p = dropout if module.training else 0.0
+    if query.device.type == "cpu":  # one call per sequence: no padding, no mask, few calls
+        lengths = cu_seq_lens_q.diff().tolist()
+        outs = [scaled_dot_product_attention(q, k, v, dropout_p=p, scale=scaling)
+                for q, k, v in zip(*(x.split(lengths, dim=2) for x in (query, key, value)))]
+        return torch.cat(outs, dim=2).transpose(1, 2), None
+    return _blocked_attention(query, key, value, cu_seq_lens_q, int(max_length_q), p, scaling), None
+
+
+def _blocked_attention(query, key, value, cu_seq_lens_q, longest: int, dropout: float, scaling):
+    """Packed attention in a few large calls (accelerators): the row's sequences are scattered into
+    a ``[sequences, heads, longest, dim]`` block, attended with a key-padding mask, and gathered."""
+    import torch
+    from torch.nn.functional import scaled_dot_product_attention
+
+    _, heads, tokens, dim = query.shape
+    n, device = cu_seq_lens_q.numel() - 1, query.device
+    lengths = cu_seq_lens_q.diff()
+    sequence = torch.repeat_interleave(torch.arange(n, device=device), lengths, output_size=tokens)
+    offset = torch.arange(tokens, device=device) - cu_seq_lens_q[:-1][sequence]
+    slot = sequence * longest + offset  # each token's place in the [n * longest] block
+
+    def block(x):  # [1, heads, tokens, dim] -> [n, heads, longest, dim]
+        flat = x[0].transpose(0, 1)
+        out = flat.new_zeros(n * longest, heads, dim).index_copy(0, slot, flat)
+        return out.view(n, longest, heads, dim).transpose(1, 2)
+
+    keep = (torch.arange(longest, device=device) < lengths[:, None]).view(n, 1, 1, longest)
+    out = scaled_dot_product_attention(block(query), block(key), block(value), attn_mask=keep,
+                                       dropout_p=dropout, scale=scaling)
+    return out.transpose(1, 2).reshape(n * longest, heads, dim).index_select(0, slot).unsqueeze(0)
+
+
+def _register() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(ATTENTION, packed_attention)
+    AttentionMaskInterface.register(ATTENTION, sdpa_mask)  # unpacked batches: SDPA's masks
+
+
+def use_packed_attention(encoder: Any) -> None:
+    """Switch ``encoder`` to :func:`packed_attention` (SDPA for every unpacked call)."""
     impl = getattr(encoder.config, "_attn_implementation", None)
-    if impl != "sdpa":
+    if impl == ATTENTION:
+        return
+    can_set = getattr(encoder, "_can_set_attn_implementation", lambda: False)
+    if impl != "sdpa" or not can_set():
         raise ConfigError(
-            f"pack_sequences needs an encoder with attn_implementation='sdpa' (this one uses {impl!r})"
+            "pack_sequences needs an encoder whose attention goes through Transformers' "
+            f"AttentionInterface with attn_implementation='sdpa' ({type(encoder).__name__} uses {impl!r})"
         )
-
-
-def plan_rows(lengths: Sequence[int], row_length: int) -> list[list[int]]:
-    """Indices grouped into rows of at most ``row_length`` tokens, first-fit decreasing."""
-    rows: list[list[int]] = []
-    room: list[int] = []
-    for i in sorted(range(len(lengths)), key=lambda k: -lengths[k]):
-        n = lengths[i]
-        if n > row_length:
-            raise ConfigError(f"a feature of {n} tokens does not fit a packed row of {row_length}")
-        for r, free in enumerate(room):
-            if n <= free:
-                rows[r].append(i)
-                room[r] -= n
-                break
-        else:
-            rows.append([i])
-            room.append(row_length - n)
-    return rows
+    _register()
+    encoder.set_attn_implementation(ATTENTION)
 
 
 class PackedCollator:
-    """``collate(features) -> batch`` with packed rows (see the module docstring)."""
+    """``collate(features) -> batch``: one padding-free row (see the module docstring)."""
 
-    def __init__(self, pad_id: int, row_length: int, first_position: int) -> None:
-        self.pad_id = pad_id
-        self.row_length = row_length
+    def __init__(self, first_position: int, token_types: bool = False) -> None:
         self.first_position = first_position
+        self.token_types = token_types
 
     def __call__(self, features: Sequence[dict]) -> dict:
         import torch
 
         if not features:
             raise ValueError("cannot collate an empty batch")
-        lengths = [len(f["input_ids"]) for f in features]
-        rows = plan_rows(lengths, self.row_length)
-        width = max(sum(lengths[i] for i in row) for row in rows)
-        n = len(rows)
-        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
-        positions = torch.full((n, width), self.first_position, dtype=torch.long)
-        labels = torch.full((n, width), IGNORE_INDEX, dtype=torch.long)
-        mask = torch.zeros((n, 1, width, width), dtype=torch.bool)
-        has_labels = "labels" in features[0]
-        for r, row in enumerate(rows):
-            start = 0
-            for i in row:
-                f, end = features[i], start + lengths[i]
-                ids[r, start:end] = torch.tensor(f["input_ids"])
-                positions[r, start:end] = torch.arange(lengths[i]) + self.first_position
-                if has_labels:
-                    labels[r, start:end] = torch.tensor(f["labels"])
-                mask[r, 0, start:end, start:end] = True
-                start = end
-            idle = torch.arange(start, width)
-            mask[r, 0, idle, idle] = True  # padding attends to itself: no empty softmax row
-        batch = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
-        if has_labels:
-            batch["labels"] = labels
+        lengths = torch.tensor([len(f["input_ids"]) for f in features])
+        ids = torch.tensor([i for f in features for i in f["input_ids"]]).unsqueeze(0)
+        starts = torch.cumsum(lengths, 0) - lengths
+        positions = torch.arange(ids.shape[1]) - torch.repeat_interleave(starts, lengths)
+        cu = torch.zeros(len(features) + 1, dtype=torch.int32)
+        cu[1:] = torch.cumsum(lengths, 0)
+        batch = {"input_ids": ids, "position_ids": (positions + self.first_position).unsqueeze(0),
+                 "cu_seq_lens_q": cu, "max_length_q": int(lengths.max())}
+        if self.token_types:
+            batch["token_type_ids"] = torch.zeros_like(ids)
+        if "labels" in features[0]:
+            batch["labels"] = torch.tensor([y for f in features for y in f["labels"]]).unsqueeze(0)
         return batch
 
 
-def packed_collator(tokenizer: Any, encoder: Any, row_length: int) -> PackedCollator:
-    check_packable(encoder)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    return PackedCollator(pad, row_length, position_offset(encoder.config))
+def packed_collator(encoder: Any) -> PackedCollator:
+    """A collator packing each batch into one row; switches ``encoder`` to packed attention.
+    ``token_type_ids`` are given explicitly where the encoder has them: its default buffer only
+    covers ``max_position_embeddings`` tokens and a packed row may be longer."""
+    use_packed_attention(encoder)
+    token_types = getattr(getattr(encoder, "embeddings", None), "token_type_embeddings", None) is not None
+    return PackedCollator(position_offset(encoder.config), token_types=token_types)

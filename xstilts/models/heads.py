@@ -182,14 +182,16 @@ class TaskModel(nn.Module):
 
     # ----------------------------------------------------------------------------------------
 
-    def encode(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None) -> torch.Tensor:
-        """The encoder's last hidden states ``[batch, length, hidden]``. ``position_ids`` (and a 4-D
-        ``attention_mask``) come from packed rows (:mod:`xstilts.data.packing`)."""
+    def encode(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
+               **packing: Any) -> torch.Tensor:
+        """The encoder's last hidden states ``[batch, length, hidden]``. ``position_ids`` and
+        ``packing`` (sequence boundaries) come from packed rows (:mod:`xstilts.data.packing`)."""
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None and self._accepts_token_types:
             kwargs["token_type_ids"] = token_type_ids
         if position_ids is not None:
             kwargs["position_ids"] = position_ids
+        kwargs.update((k, v) for k, v in packing.items() if v is not None)
         out = self.encoder(**kwargs)
         return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
 
@@ -202,11 +204,14 @@ class TaskModel(nn.Module):
         start_positions: torch.Tensor | None = None,
         end_positions: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
+        cu_seq_lens_q: torch.Tensor | None = None,
+        max_length_q: int | None = None,
         **_: Any,
     ) -> TaskOutput:
         if self.kind == TaskKind.MULTIPLE_CHOICE:
             return self._forward_choices(input_ids, attention_mask, token_type_ids, labels)
-        hidden = self.encode(input_ids, attention_mask, token_type_ids, position_ids)
+        hidden = self.encode(input_ids, attention_mask, token_type_ids, position_ids,
+                             cu_seq_lens_q=cu_seq_lens_q, max_length_q=max_length_q)
         logits = self.head(hidden)
         if self.kind == TaskKind.SENTENCE_PAIR:
             loss = None

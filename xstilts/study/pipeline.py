@@ -492,11 +492,11 @@ class Pipeline:
         tconf = train_config(settings, cfg, metric_for_best="score", greater_is_better=True)
         collate, packed = make_collate(tokenizer), False
         if task.kind == TaskKind.TAGGING and settings.get("pack_sequences") and not tconf.group_by_length:
-            # the same random batches, packed into nearly full rows: same loss, far less padding
+            # the same random batches, packed into one padding-free row: same loss
             from xstilts.data.packing import packed_collator
 
             try:
-                collate, packed = packed_collator(tokenizer, encoder, settings["max_length"]), True
+                collate, packed = packed_collator(encoder), True
             except ConfigError as exc:
                 self.log.info("phase 2: sequences not packed: %s", exc)
         result = train(model, feats, collate, tconf, eval_fn=eval_fn, out_dir=out / "train",

@@ -62,6 +62,9 @@ class TrainConfig:
     compile: bool = False  # torch.compile the forward pass (pays on GPUs in long runs; compiles first)
     dataloader_workers: int = 0  # processes that collate batches ahead of the step; 0: in-line
     pin_memory: bool | None = None  # page-locked batches for async host->GPU copies; None: on GPUs
+    # big embedding tables: sparse backward into a gradient buffer kept across steps (saves the
+    # table-sized allocation each step); None: on for a single CPU process (embedding_grads.py)
+    sparse_embedding_grads: bool | None = None
 
     def __post_init__(self) -> None:
         self.validate()

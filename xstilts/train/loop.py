@@ -36,6 +36,7 @@ from xstilts.train.batching import (
     feature_length,
 )
 from xstilts.train.config import TrainConfig, TrainResult
+from xstilts.train.embedding_grads import KeptEmbeddingGrads
 from xstilts.train.schedule import build_scheduler, warmup_steps_for
 
 EvalFn = Callable[[Any], Mapping[str, float]]
@@ -257,6 +258,10 @@ def train(
     raw_model = accelerator.unwrap_model(model)
     # Compiled forward for the steps only; ``model`` (DDP wrapper) keeps no_sync and clipping.
     forward_model = torch.compile(model, dynamic=True) if config.compile else model
+    sparse_embeddings = config.sparse_embedding_grads
+    if sparse_embeddings is None:  # the saving is the CPU allocation; DDP buckets want dense grads
+        sparse_embeddings = device.type == "cpu" and accelerator.num_processes == 1
+    kept_grads = KeptEmbeddingGrads(raw_model) if sparse_embeddings else None
     pin_memory = config.pin_memory if config.pin_memory is not None else device.type == "cuda"
 
     run_signature = {
@@ -410,6 +415,8 @@ def train(
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            if kept_grads is not None:
+                kept_grads.reset()
             i += len(window)
             state["batch_in_epoch"] = i
             state["global_step"] += 1
@@ -450,6 +457,8 @@ def train(
                 break
 
     read_losses()  # steps since the last read (an early stop between reads)
+    if kept_grads is not None:
+        kept_grads.close()
     if state["last_epoch_loss"] is None and state["epoch_loss_steps"]:
         state["last_epoch_loss"] = state["epoch_loss_sum"] / state["epoch_loss_steps"]
     if eval_fn is not None and state["last_eval_step"] != state["global_step"]:
