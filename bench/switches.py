@@ -1,8 +1,10 @@
 """Same metrics with every speed switch on and with all of them off (UDPOS, several seeds).
 
-On: length-grouped batches, dynamic padding, fused AdamW, SDPA attention, length-sorted
-prediction with dynamic padding. Off: plain shuffled batches, every sequence padded to 128,
-the per-tensor AdamW loop, eager attention, and the padded plain prediction loop of
+On: length-grouped batches, dynamic padding, fused AdamW, sparse embedding gradients (on one CPU
+process), SDPA attention, length-sorted prediction with dynamic padding; ``--pack``: packed
+batches instead of grouped ones. Off: plain shuffled batches, every sequence padded to 128, the
+per-tensor AdamW loop, dense embedding gradients, eager attention, and the padded plain
+prediction loop of
 bench/predict.py. Each run fine-tunes the same encoder on UDPOS English training sentences and
 scores zero-shot UDPOS test files with xstilts' scorer (the XTREME metric); the script reports
 each setting's per-seed average over languages, their mean and standard deviation, and how far
@@ -24,7 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-SWITCHES = ("group_by_length", "dynamic_padding", "fused_optimizer", "sdpa", "sorted_prediction")
+SWITCHES = ("group_by_length", "dynamic_padding", "fused_optimizer", "sparse_embedding_grads", "sdpa",
+            "sorted_prediction")
 
 
 def run_one(model_dir, on: bool, seed: int, args, train_ex, test_sets) -> dict:
@@ -73,6 +76,7 @@ def run_one(model_dir, on: bool, seed: int, args, train_ex, test_sets) -> dict:
         learning_rate=args.lr, batch_size=args.batch_size, epochs=args.epochs, seed=seed,
         warmup_ratio=0.1, group_by_length=enabled("group_by_length"), mega_batch_mult=args.mega_batch_mult,
         fused_optimizer=enabled("fused_optimizer"), progress=False,
+        sparse_embedding_grads=None if enabled("sparse_embedding_grads") else False,
         tensorboard=False, log_every=0, cpu=True,
     )  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:

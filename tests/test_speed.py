@@ -228,30 +228,45 @@ def test_compiled_forward_gives_the_same_weights(setup, tmp_path):
     assert _max_diff(eager, compiled) < 1e-2 * _moved(eager, folder)
 
 
-def test_kept_embedding_grads_are_the_dense_gradient():
-    """Sparse rows added into the kept buffer equal dense backward, tied weights included."""
+@pytest.mark.parametrize("tied", [False, True])
+def test_kept_embedding_grads_are_the_dense_gradient(tied):
+    """Sparse rows added into the kept buffer, clipped and zeroed row by row, equal the dense
+    path: two micro-batches accumulated, clipped with torch's clip_grad_norm_; tied weights (a
+    dense gradient on the same table) included."""
     from xstilts.train.embedding_grads import KeptEmbeddingGrads
 
-    torch.manual_seed(0)
-    emb = torch.nn.Embedding(50, 6, padding_idx=1)
-    head = torch.nn.Linear(6, 50, bias=False)
-    head.weight = emb.weight  # tied, as in masked-LM heads: a dense gradient on the same table
-    model = torch.nn.ModuleDict({"emb": emb, "head": head})
-    ids = torch.tensor([[3, 7, 1, 3, 9], [1, 1, 4, 49, 7]])
+    def make():
+        torch.manual_seed(0)
+        emb = torch.nn.Embedding(50, 6, padding_idx=1)
+        head = torch.nn.Linear(6, 50, bias=False)
+        if tied:
+            head.weight = emb.weight  # as in masked-LM heads
+        return torch.nn.ModuleDict({"emb": emb, "head": head})
 
-    def loss():
-        return head(emb(ids)).logsumexp(-1).mean()
+    batches = [torch.tensor([[3, 7, 1, 3, 9], [1, 1, 4, 49, 7]]), torch.tensor([[5, 3, 2, 8, 1]])]
 
-    loss().backward()
-    dense = emb.weight.grad.clone()
-    emb.weight.grad = None
+    def step(model, clip):
+        for ids in batches:
+            (model["head"](model["emb"](ids)).logsumexp(-1).mean() * 4).backward()
+        return clip(model.parameters(), 0.5)
+
+    dense_model = make()
+    dense_norm = step(dense_model, torch.nn.utils.clip_grad_norm_)
+    model = make()
     kept = KeptEmbeddingGrads(model, min_rows=10)
-    buffer = kept.buffers[emb.weight]
-    for _ in range(2):  # a second step starts from the zeroed buffer
+    emb = model["emb"]
+    buffer = kept.buffers[id(emb.weight)]
+    for _ in range(2):  # the second step starts from the buffer zeroed row by row
+        model.zero_grad(set_to_none=True)  # as the optimizer does
         kept.reset()
-        loss().backward()
+        assert not buffer.any()
+        norm = step(model, kept.clip_grad_norm_)
+        assert dense_norm > 0.5  # the clipping did scale
+        assert norm == pytest.approx(float(dense_norm), rel=1e-6)
         assert emb.weight.grad is buffer and not buffer.is_sparse
-        assert torch.allclose(buffer, dense, atol=1e-7)
+        for (name, p), q in zip(model.named_parameters(), dense_model.parameters()):
+            assert torch.allclose(p.grad, q.grad, atol=1e-7), name
+        assert (kept.rows[id(emb.weight)] is None) == tied
     kept.close()
     assert not emb.sparse and emb.weight.grad is None
     assert KeptEmbeddingGrads(model, min_rows=51).modules == []  # small tables stay dense

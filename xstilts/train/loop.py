@@ -411,7 +411,8 @@ def train(
                 step_losses.append(loss.detach())
                 examples_seen += len(idx)
             if config.max_grad_norm is not None and config.max_grad_norm > 0:
-                accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                clip = kept_grads.clip_grad_norm_ if kept_grads is not None else accelerator.clip_grad_norm_
+                clip(model.parameters(), config.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
