@@ -1,7 +1,7 @@
 """Zero-shot prediction throughput: xstilts' prediction path against a plain padded loop.
 
 * **UDPOS** test files: :func:`xstilts.evaluation.predict.predict_examples` (features sorted
-  by length, each batch padded to its own longest feature, only the label positions' argmax
+  by length, each batch run as one padding-free packed row, only the label positions' argmax
   leaves the model) against a plain loop that pads every feature to 128 tokens and runs the
   batches in file order. Both start from the same examples and include featurization and
   decoding into tags; both run under ``torch.no_grad`` with the same model and batch size.

@@ -198,10 +198,12 @@ def test_sdpa_and_eager_attention_give_the_same_logits(setup):
     assert torch.allclose(a[mask], b[mask], atol=1e-5)
 
 
-def test_fast_prediction_gives_the_tags_of_the_padded_loop(setup, shared_data):
+@pytest.mark.parametrize("pack", [None, False])
+def test_fast_prediction_gives_the_tags_of_the_padded_loop(setup, shared_data, pack):
     sys.path.insert(0, str(REPO / "bench"))
     from predict import plain_tagging  # bench/predict.py's reference loop
 
+    from xstilts.data.packing import ATTENTION
     from xstilts.data.readers import read_examples
     from xstilts.evaluation.predict import predict_examples
 
@@ -209,7 +211,9 @@ def test_fast_prediction_gives_the_tags_of_the_padded_loop(setup, shared_data):
     tok = _tokenizer(folder)
     model = _model(folder)
     examples = read_examples("udpos", shared_data, "test", "de")[:40]
-    fast = predict_examples("udpos", model, tok, examples, batch_size=7, device="cpu")
+    fast = predict_examples("udpos", model, tok, examples, batch_size=7, device="cpu", pack=pack)
+    # None: packed rows where the encoder allows it, as here (SDPA)
+    assert (model.encoder.config._attn_implementation == ATTENTION) == (pack is None)
     slow = plain_tagging(model, tok, examples, batch_size=7)
     assert fast == slow
     assert len({t for row in fast for t in row}) > 1  # not a constant prediction

@@ -56,6 +56,26 @@ def packed_attention(module, query, key, value, attention_mask, dropout: float =
     return _blocked_attention(query, key, value, cu_seq_lens_q, int(max_length_q), p, scaling), None
 
 
+def _slots(cu_seq_lens_q, tokens: int, longest: int):
+    """Each packed token's index in a ``[sequences * longest]`` padded layout."""
+    import torch
+
+    n, device = cu_seq_lens_q.numel() - 1, cu_seq_lens_q.device
+    lengths = cu_seq_lens_q.diff()
+    sequence = torch.repeat_interleave(torch.arange(n, device=device), lengths, output_size=tokens)
+    offset = torch.arange(tokens, device=device) - cu_seq_lens_q[:-1][sequence]
+    return sequence * longest + offset
+
+
+def unpack_rows(x, cu_seq_lens_q, longest: int):
+    """A packed row's per-token outputs ``[1, tokens, ...]`` as padded rows ``[sequences, longest,
+    ...]`` (zeros after each sequence's end), the layout an unpacked batch gives."""
+    n, tokens = cu_seq_lens_q.numel() - 1, x.shape[1]
+    flat = x[0]
+    out = flat.new_zeros((n * longest, *flat.shape[1:])).index_copy(0, _slots(cu_seq_lens_q, tokens, longest), flat)
+    return out.view(n, longest, *flat.shape[1:])
+
+
 def _blocked_attention(query, key, value, cu_seq_lens_q, longest: int, dropout: float, scaling):
     """Packed attention in a few large calls (accelerators): the row's sequences are scattered into
     a ``[sequences, heads, longest, dim]`` block, attended with a key-padding mask, and gathered."""
@@ -64,17 +84,14 @@ def _blocked_attention(query, key, value, cu_seq_lens_q, longest: int, dropout: 
 
     _, heads, tokens, dim = query.shape
     n, device = cu_seq_lens_q.numel() - 1, query.device
-    lengths = cu_seq_lens_q.diff()
-    sequence = torch.repeat_interleave(torch.arange(n, device=device), lengths, output_size=tokens)
-    offset = torch.arange(tokens, device=device) - cu_seq_lens_q[:-1][sequence]
-    slot = sequence * longest + offset  # each token's place in the [n * longest] block
+    slot = _slots(cu_seq_lens_q, tokens, longest)
 
     def block(x):  # [1, heads, tokens, dim] -> [n, heads, longest, dim]
         flat = x[0].transpose(0, 1)
         out = flat.new_zeros(n * longest, heads, dim).index_copy(0, slot, flat)
         return out.view(n, longest, heads, dim).transpose(1, 2)
 
-    keep = (torch.arange(longest, device=device) < lengths[:, None]).view(n, 1, 1, longest)
+    keep = (torch.arange(longest, device=device) < cu_seq_lens_q.diff()[:, None]).view(n, 1, 1, longest)
     out = scaled_dot_product_attention(block(query), block(key), block(value), attn_mask=keep,
                                        dropout_p=dropout, scale=scaling)
     return out.transpose(1, 2).reshape(n * longest, heads, dim).index_select(0, slot).unsqueeze(0)

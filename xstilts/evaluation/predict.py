@@ -62,12 +62,15 @@ def run_model(
     device: Any = None,
     progress: Any = None,
     description: str = "predict",
+    pack: bool = False,
 ) -> list:
     """Run ``model`` over ``features`` in length-sorted batches; one result per feature, in order.
 
     ``extract(output, batch_features)`` turns a batch's model output into one small result per
     feature (an argmax, the logits at a few positions...), so full logits are never kept for
-    the whole set. ``progress`` is a rich ``Progress`` (or None for no bar).
+    the whole set. ``progress`` is a rich ``Progress`` (or None for no bar). ``pack``: each batch
+    runs as one padding-free row (:mod:`xstilts.data.packing`; per-token heads only), its
+    outputs laid back out as the padded batch's, so ``extract`` sees the same layout.
     """
     import torch
 
@@ -81,18 +84,25 @@ def run_model(
     batches = sorted_batches(
         [feature_length(f) for f in features], batch_size, max_tokens=max_tokens
     )
+    packer = None
+    if pack:
+        from xstilts.data.packing import packed_collator
+
+        packer = packed_collator(model.encoder)
     results: list = [None] * len(features)
     bar = progress.add_task(description, total=len(features)) if progress is not None else None
     try:
         with torch.no_grad():
             for batch_indices in batches:
                 batch_features = [features[i] for i in batch_indices]
-                batch = collate(batch_features, tokenizer)
+                batch = packer(batch_features) if packer else collate(batch_features, tokenizer)
                 batch.pop("labels", None)
                 batch.pop("start_positions", None)
                 batch.pop("end_positions", None)
-                batch = {k: v.to(device) for k, v in batch.items()}
+                batch = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
                 output = model(**batch)
+                if packer is not None:
+                    output = _unpacked(output, batch)
                 for i, r in zip(batch_indices, extract(output, batch_features)):
                     results[i] = r
                 if progress is not None:
@@ -100,6 +110,29 @@ def run_model(
     finally:
         model.train(was_training)
     return results
+
+
+def _unpacked(output, batch):
+    """A packed batch's per-token outputs in the padded layout (see :func:`run_model`)."""
+    from dataclasses import replace
+
+    from xstilts.data.packing import unpack_rows
+
+    cu, longest = batch["cu_seq_lens_q"], batch["max_length_q"]
+    fields = ("logits", "start_logits", "end_logits")
+    return replace(output, **{k: unpack_rows(getattr(output, k), cu, longest)
+                              for k in fields if getattr(output, k) is not None})  # fmt: skip
+
+
+def can_pack(model: Any) -> bool:
+    """Whether ``model``'s encoder can run packed rows (switching it to packed attention)."""
+    from xstilts.data.packing import use_packed_attention
+
+    try:
+        use_packed_attention(model.encoder)
+    except (ConfigError, AttributeError):
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------------------------
@@ -160,11 +193,13 @@ def predict_examples(
     device: Any = None,
     progress: Any = None,
     description: str | None = None,
+    pack: bool | None = None,
 ) -> Any:
     """Predictions for ``examples`` in the submission layout's in-memory form.
 
     sentence pair: ``list[str]`` labels; tagging: ``list[list[str]]`` (one tag per word, always
     as many as words); QA: ``{id: answer text}``; multiple choice: ``list[int]`` choice indices.
+    ``pack``: tagging batches run as padding-free rows (None: where the encoder allows it).
     """
     from xstilts.data.features import featurize
 
@@ -192,7 +227,8 @@ def predict_examples(
         return [int(by_example[e]) for e in range(len(examples))]
     if kind == TaskKind.TAGGING:
         names = _label_names(task, model)
-        results = run_model(model, features, tokenizer, _tag_ids, **common)
+        pack = can_pack(model) if pack is None else pack
+        results = run_model(model, features, tokenizer, _tag_ids, pack=pack, **common)
         tags: list[list[str | None]] = [[None] * len(ex.tokens) for ex in examples]
         for f, pairs in zip(features, results):
             row = tags[f["example_index"]]
