@@ -28,12 +28,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from xstilts.data.features import IGNORE_INDEX
 from xstilts.errors import ConfigError
 from xstilts.models.loading import position_offset
 
 ATTENTION = "xstilts_packed"
-PACKING_KEYS = ("cu_seq_lens_q", "max_length_q")  # batch entries the encoder's attention reads
 
 
 def packed_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
@@ -70,9 +68,9 @@ def _slots(cu_seq_lens_q, tokens: int, longest: int):
 def unpack_rows(x, cu_seq_lens_q, longest: int):
     """A packed row's per-token outputs ``[1, tokens, ...]`` as padded rows ``[sequences, longest,
     ...]`` (zeros after each sequence's end), the layout an unpacked batch gives."""
-    n, tokens = cu_seq_lens_q.numel() - 1, x.shape[1]
-    flat = x[0]
-    out = flat.new_zeros((n * longest, *flat.shape[1:])).index_copy(0, _slots(cu_seq_lens_q, tokens, longest), flat)
+    n, flat = cu_seq_lens_q.numel() - 1, x[0]
+    slot = _slots(cu_seq_lens_q, flat.shape[0], longest)
+    out = flat.new_zeros((n * longest, *flat.shape[1:])).index_copy(0, slot, flat)
     return out.view(n, longest, *flat.shape[1:])
 
 

@@ -51,7 +51,6 @@ class KeptEmbeddingGrads:
                 rows.append(grad._indices()[0])
             else:
                 self.rows[key] = None  # a dense gradient: any row may be non-zero
-            return None
 
         return note
 
