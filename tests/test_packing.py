@@ -24,23 +24,32 @@ def _features(n: int, seed: int, vocab: int, num_labels: int = 5):
     return feats
 
 
-@pytest.mark.parametrize("arch", ["xlm-roberta", "bert"])
-def test_packed_batch_equals_the_unpacked_one(arch):
+def _encoder(arch):
     from transformers import BertConfig, BertModel, XLMRobertaConfig, XLMRobertaModel
-
-    from xstilts.data.features import collate
-    from xstilts.models.heads import build_model
 
     common = dict(vocab_size=80, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                   intermediate_size=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
                   pad_token_id=1)  # fmt: skip
     torch.manual_seed(0)
     if arch == "bert":
-        encoder = BertModel(BertConfig(max_position_embeddings=130, attn_implementation="sdpa", **common),
-                            add_pooling_layer=False)
-    else:
-        encoder = XLMRobertaModel(XLMRobertaConfig(max_position_embeddings=132, attn_implementation="sdpa",
-                                                   **common), add_pooling_layer=False)
+        return BertModel(BertConfig(max_position_embeddings=130, attn_implementation="sdpa", **common),
+                         add_pooling_layer=False)
+    return XLMRobertaModel(XLMRobertaConfig(max_position_embeddings=132, attn_implementation="sdpa",
+                                            **common), add_pooling_layer=False)
+
+
+def _gradients(model, batch):
+    model.zero_grad()
+    model(**batch).loss.backward()
+    return [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+
+@pytest.mark.parametrize("arch", ["xlm-roberta", "bert"])
+def test_packed_batch_equals_the_unpacked_one(arch):
+    from xstilts.data.features import collate
+    from xstilts.models.heads import build_model
+
+    encoder = _encoder(arch)
     model = build_model("udpos", encoder, num_labels=5).eval()
     model.head.dropout.p = 0.0
 
@@ -66,12 +75,40 @@ def test_packed_batch_equals_the_unpacked_one(arch):
     out_again = model(**plain)
     assert torch.equal(out_again.logits, out_plain.logits)
     # gradients agree too
-    model.zero_grad()
-    model(**plain).loss.backward()
-    g_plain = [p.grad.clone() for p in model.parameters() if p.grad is not None]
-    model.zero_grad()
-    model(**packed).loss.backward()
-    g_packed = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+    g_plain, g_packed = _gradients(model, plain), _gradients(model, packed)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(g_plain, g_packed))
+
+
+@pytest.mark.parametrize("arch", ["xlm-roberta", "bert"])
+def test_packed_sentence_pairs_equal_the_unpacked_ones(arch):
+    """Sentence-level heads read each packed sequence's first token; BERT's segment ids travel."""
+    from xstilts.data.features import collate
+    from xstilts.models.heads import build_model
+
+    encoder = _encoder(arch)
+    model = build_model("xnli", encoder, num_labels=3).eval()
+    feats = []
+    for i, f in enumerate(_features(10, seed=5, vocab=80)):
+        n = len(f["input_ids"])
+        g = {"input_ids": f["input_ids"], "attention_mask": f["attention_mask"], "labels": i % 3}
+        if arch == "bert":
+            g["token_type_ids"] = [0] * (n // 2) + [1] * (n - n // 2)
+        feats.append(g)
+
+    class Tok:
+        pad_token_id = 1
+
+    plain, packed = collate(feats, Tok()), packed_collator(encoder)(feats)
+    assert packed["labels"].tolist() == [i % 3 for i in range(10)]
+    out_plain, out_packed = model(**plain), model(**packed)
+    assert out_packed.logits.shape == out_plain.logits.shape == (10, 3)
+    assert torch.allclose(out_packed.logits, out_plain.logits, atol=1e-5)
+    assert out_packed.loss.item() == pytest.approx(out_plain.loss.item(), rel=1e-5)
+    if arch == "bert":  # the segments matter: without them the logits differ
+        no_segments = {k: v for k, v in packed.items() if k != "token_type_ids"}
+        no_segments["token_type_ids"] = torch.zeros_like(packed["input_ids"])
+        assert not torch.allclose(model(**no_segments).logits, out_plain.logits, atol=1e-5)
+    g_plain, g_packed = _gradients(model, plain), _gradients(model, packed)
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(g_plain, g_packed))
 
 

@@ -364,3 +364,36 @@ def test_dev_predictions_are_not_filed_as_test(small_world, tmp_path):
     assert (run / "labels-dev" / "panx" / "test-de.tsv").is_file()
     assert not (run / "predictions").exists() and not (run / "labels").exists()
     assert json.loads((run / "scores.json").read_text())["tasks"]["panx"]["languages"].keys() == {"de"}
+
+
+def test_run_pawsx_packs_sentence_pairs_and_scores(small_world, tmp_path):
+    """A sentence-pair target trains on packed rows (first-token head) and scores every language."""
+    text = (small_world["data"] / "udpos" / "train-en.tsv").read_text(encoding="utf-8")
+    sentences = [[line.split("\t")[0] for line in block.splitlines()] for block in text.strip().split("\n\n")]
+    sentences = [s[:12] for s in sentences if len(s) >= 4]
+
+    def pairs(start: int, n: int) -> str:
+        rows = []
+        for i in range(start, start + n):
+            s = sentences[i % len(sentences)]
+            other = s if i % 2 else s[::-1]  # label 1: the same sentence; 0: reversed
+            rows.append(f"{' '.join(s)}\t{' '.join(other)}\t{i % 2}")
+        return "\n".join(rows) + "\n"
+
+    data = tmp_path / "data" / "pawsx"
+    data.mkdir(parents=True)
+    for name, start, n in (("train-en", 0, 32), ("dev-en", 32, 8), ("test-en", 40, 8), ("test-de", 48, 6)):
+        (data / f"{name}.tsv").write_text(pairs(start, n), encoding="utf-8")
+    out = tmp_path / "run"
+    args = ["run", "--model", str(small_world["model"]), "--target", "pawsx", "--data-dir",
+            str(tmp_path / "data"), "--out", str(out), "--seed", "3", "--epochs", "1", "--lr", "1e-3",
+            "--batch-size", "8", "--max-length", "64", "--no-progress"]
+    assert _cli(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["phase2"]["packed"] is True
+    assert metrics["phase2"]["train"]["global_step"] == 4
+    langs = json.loads((out / "scores.json").read_text())["tasks"]["pawsx"]["languages"]
+    assert sorted(langs) == ["de", "en"]
+    assert all(0.0 <= m["accuracy"] <= 100.0 for m in langs.values())
+    predictions = (out / "predictions" / "pawsx" / "test-de.tsv").read_text().split()
+    assert len(predictions) == 6 and set(predictions) <= {"0", "1"}

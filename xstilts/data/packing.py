@@ -1,12 +1,13 @@
-"""Packing a batch of token-labelled sequences into one padding-free row.
+"""Packing a batch of sequences into one padding-free row.
 
-A batch of tagging features (the planner's batch: which examples share a step is unchanged) is
+A batch of tagging or sentence-pair features (the planner's batch: which examples share a step is unchanged) is
 laid end to end in a single row ``[1, total_tokens]`` with no padding at all. Every sequence keeps
 its own positions (as the model would number it alone), and the boundaries travel with the batch
 as ``cu_seq_lens_q`` (cumulative lengths, the name Transformers' variable-length attention uses)
 and ``max_length_q``. Everything in the encoder but attention works token by token, so the
 embeddings, the feed-forward blocks, the projections and the head run on the real tokens only; a
 random UDPOS batch of 16 English sentences padded to its longest one is about 60% padding.
+Sentence-level heads read each sequence's first token (``TaskModel`` picks them out of the row).
 
 Attention is the one place where sequences must not see each other. :func:`packed_attention`,
 registered with Transformers' ``AttentionInterface`` as ``"xstilts_packed"``, attends each
@@ -138,10 +139,15 @@ class PackedCollator:
         cu[1:] = torch.cumsum(lengths, 0)
         batch = {"input_ids": ids, "position_ids": (positions + self.first_position).unsqueeze(0),
                  "cu_seq_lens_q": cu, "max_length_q": int(lengths.max())}
-        if self.token_types:
+        if "token_type_ids" in features[0]:  # sentence pairs in BERT-style encoders: segments
+            batch["token_type_ids"] = torch.tensor([t for f in features for t in f["token_type_ids"]]).unsqueeze(0)
+        elif self.token_types:
             batch["token_type_ids"] = torch.zeros_like(ids)
         if "labels" in features[0]:
-            batch["labels"] = torch.tensor([y for f in features for y in f["labels"]]).unsqueeze(0)
+            if isinstance(features[0]["labels"], list):  # one label per token
+                batch["labels"] = torch.tensor([y for f in features for y in f["labels"]]).unsqueeze(0)
+            else:  # one label per sequence
+                batch["labels"] = torch.tensor([f["labels"] for f in features])
         return batch
 
 

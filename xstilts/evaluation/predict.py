@@ -69,8 +69,9 @@ def run_model(
     ``extract(output, batch_features)`` turns a batch's model output into one small result per
     feature (an argmax, the logits at a few positions...), so full logits are never kept for
     the whole set. ``progress`` is a rich ``Progress`` (or None for no bar). ``pack``: each batch
-    runs as one padding-free row (:mod:`xstilts.data.packing`; per-token heads only), its
-    outputs laid back out as the padded batch's, so ``extract`` sees the same layout.
+    runs as one padding-free row (:mod:`xstilts.data.packing`; tagging, QA and sentence-pair
+    heads), per-token outputs laid back out as the padded batch's, so ``extract`` sees the same
+    layout.
     """
     import torch
 
@@ -101,8 +102,8 @@ def run_model(
                 batch.pop("end_positions", None)
                 batch = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
                 output = model(**batch)
-                if packer is not None:
-                    output = _unpacked(output, batch)
+                if packer is not None and model.kind in (TaskKind.TAGGING, TaskKind.QA):
+                    output = _unpacked(output, batch)  # per-token outputs
                 for i, r in zip(batch_indices, extract(output, batch_features)):
                     results[i] = r
                 if progress is not None:
@@ -199,7 +200,8 @@ def predict_examples(
 
     sentence pair: ``list[str]`` labels; tagging: ``list[list[str]]`` (one tag per word, always
     as many as words); QA: ``{id: answer text}``; multiple choice: ``list[int]`` choice indices.
-    ``pack``: tagging batches run as padding-free rows (None: where the encoder allows it).
+    ``pack``: tagging and sentence-pair batches run as padding-free rows (None: where the
+    encoder allows it).
     """
     from xstilts.data.features import featurize
 
@@ -218,7 +220,8 @@ def predict_examples(
     common = dict(batch_size=batch_size, device=device, progress=progress, description=description)
     if kind == TaskKind.SENTENCE_PAIR:
         names = _label_names(task, model)
-        ids = run_model(model, features, tokenizer, _argmax, **common)
+        pack = can_pack(model) if pack is None else pack
+        ids = run_model(model, features, tokenizer, _argmax, pack=pack, **common)
         by_example = {f["example_index"]: i for f, i in zip(features, ids)}
         return [names[by_example[e]] for e in range(len(examples))]
     if kind == TaskKind.MULTIPLE_CHOICE:

@@ -212,6 +212,9 @@ class TaskModel(nn.Module):
             return self._forward_choices(input_ids, attention_mask, token_type_ids, labels)
         hidden = self.encode(input_ids, attention_mask, token_type_ids, position_ids,
                              cu_seq_lens_q=cu_seq_lens_q, max_length_q=max_length_q)
+        if cu_seq_lens_q is not None and self.kind not in (TaskKind.TAGGING, TaskKind.QA):
+            # a packed row: the sentence-level head reads each sequence's first token
+            hidden = hidden[0, cu_seq_lens_q[:-1].long()].unsqueeze(1)
         logits = self.head(hidden)
         if self.kind == TaskKind.SENTENCE_PAIR:
             loss = None

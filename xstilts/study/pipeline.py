@@ -491,7 +491,8 @@ class Pipeline:
                       len(feats), {k: settings[k] for k in ("learning_rate", "batch_size", "grad_accum", "epochs", "max_length") if k in settings})
         tconf = train_config(settings, cfg, metric_for_best="score", greater_is_better=True)
         collate, packed = make_collate(tokenizer), False
-        if task.kind == TaskKind.TAGGING and settings.get("pack_sequences") and not tconf.group_by_length:
+        packable = task.kind in (TaskKind.TAGGING, TaskKind.SENTENCE_PAIR)
+        if packable and settings.get("pack_sequences") and not tconf.group_by_length:
             # the same random batches, packed into one padding-free row: same loss
             from xstilts.data.packing import packed_collator
 
