@@ -77,6 +77,7 @@ def run_model(
 
     from xstilts.data.batching import feature_length, sorted_batches
     from xstilts.data.features import collate
+    from xstilts.models.heads import TOKEN_LEVEL_KINDS
 
     device = resolve_device(device) if not isinstance(device, torch.device) else device
     was_training = model.training
@@ -102,8 +103,8 @@ def run_model(
                 batch.pop("end_positions", None)
                 batch = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
                 output = model(**batch)
-                if packer is not None and model.kind in (TaskKind.TAGGING, TaskKind.QA):
-                    output = _unpacked(output, batch)  # per-token outputs
+                if packer is not None and model.kind in TOKEN_LEVEL_KINDS:
+                    output = _unpacked(output, batch)
                 for i, r in zip(batch_indices, extract(output, batch_features)):
                     results[i] = r
                 if progress is not None:
@@ -218,9 +219,12 @@ def predict_examples(
         labels=getattr(model, "labels", None),
     )
     common = dict(batch_size=batch_size, device=device, progress=progress, description=description)
+    if pack is None:
+        from xstilts.models.heads import PACKED_KINDS
+
+        pack = kind in PACKED_KINDS and can_pack(model)
     if kind == TaskKind.SENTENCE_PAIR:
         names = _label_names(task, model)
-        pack = can_pack(model) if pack is None else pack
         ids = run_model(model, features, tokenizer, _argmax, pack=pack, **common)
         by_example = {f["example_index"]: i for f, i in zip(features, ids)}
         return [names[by_example[e]] for e in range(len(examples))]
@@ -230,7 +234,6 @@ def predict_examples(
         return [int(by_example[e]) for e in range(len(examples))]
     if kind == TaskKind.TAGGING:
         names = _label_names(task, model)
-        pack = can_pack(model) if pack is None else pack
         results = run_model(model, features, tokenizer, _tag_ids, pack=pack, **common)
         tags: list[list[str | None]] = [[None] * len(ex.tokens) for ex in examples]
         for f, pairs in zip(features, results):

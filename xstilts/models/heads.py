@@ -41,6 +41,12 @@ from torch import nn
 from xstilts.errors import ConfigError, MissingDataError
 from xstilts.tasks import Task, TaskKind, get_task
 
+# Heads with one output per token; the others read a sequence's first token.
+TOKEN_LEVEL_KINDS = frozenset({TaskKind.TAGGING, TaskKind.QA})
+# Kinds whose batches may run as packed rows (xstilts.data.packing): per-token heads, and
+# sentence-level heads over one sequence per example. QA windows are mostly full rows already.
+PACKED_KINDS = frozenset({TaskKind.TAGGING, TaskKind.SENTENCE_PAIR})
+
 HEAD_FORMAT_VERSION = 1
 ENCODER_DIR = "encoder"
 HEAD_WEIGHTS = "head.safetensors"
@@ -212,7 +218,7 @@ class TaskModel(nn.Module):
             return self._forward_choices(input_ids, attention_mask, token_type_ids, labels)
         hidden = self.encode(input_ids, attention_mask, token_type_ids, position_ids,
                              cu_seq_lens_q=cu_seq_lens_q, max_length_q=max_length_q)
-        if cu_seq_lens_q is not None and self.kind not in (TaskKind.TAGGING, TaskKind.QA):
+        if cu_seq_lens_q is not None and self.kind not in TOKEN_LEVEL_KINDS:
             # a packed row: the sentence-level head reads each sequence's first token
             hidden = hidden[0, cu_seq_lens_q[:-1].long()].unsqueeze(1)
         logits = self.head(hidden)

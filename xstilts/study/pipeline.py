@@ -455,7 +455,7 @@ class Pipeline:
             return load_task_model(model_dir)
         from xstilts.data.feature_cache import cached_featurize
         from xstilts.data.features import make_collate
-        from xstilts.models.heads import build_model
+        from xstilts.models.heads import PACKED_KINDS, build_model
         from xstilts.train.formulations import labels_for
         from xstilts.train.loop import train
 
@@ -491,8 +491,7 @@ class Pipeline:
                       len(feats), {k: settings[k] for k in ("learning_rate", "batch_size", "grad_accum", "epochs", "max_length") if k in settings})
         tconf = train_config(settings, cfg, metric_for_best="score", greater_is_better=True)
         collate, packed = make_collate(tokenizer), False
-        packable = task.kind in (TaskKind.TAGGING, TaskKind.SENTENCE_PAIR)
-        if packable and settings.get("pack_sequences") and not tconf.group_by_length:
+        if task.kind in PACKED_KINDS and settings.get("pack_sequences") and not tconf.group_by_length:
             # the same random batches, packed into one padding-free row: same loss
             from xstilts.data.packing import packed_collator
 
