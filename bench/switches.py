@@ -77,7 +77,7 @@ def run_one(model_dir, on: bool, seed: int, args, train_ex, test_sets) -> dict:
         warmup_ratio=0.1, group_by_length=enabled("group_by_length"), mega_batch_mult=args.mega_batch_mult,
         fused_optimizer=enabled("fused_optimizer"), progress=False,
         sparse_embedding_grads=None if enabled("sparse_embedding_grads") else False,
-        tensorboard=False, log_every=0, cpu=True,
+        tensorboard=False, log_every=0, cpu=True, mixed_precision=args.mixed_precision if on else "no",
     )  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
@@ -114,8 +114,10 @@ def main(argv=None) -> dict:
     p.add_argument("--mega-batch-mult", type=int, default=50,
                    help="length groups are formed within windows of this many batches (TrainConfig's)")
     p.add_argument("--runs", default="on,off", help="which settings to run: on,off | on | off")
-    p.add_argument("--pack", action="store_true", help="the on run packs random batches into full rows "
-                   "(xstilts.data.packing) instead of grouping by length")
+    p.add_argument("--pack", action="store_true", help="the on run packs each random batch into one "
+                   "padding-free row (xstilts.data.packing) instead of grouping by length")
+    p.add_argument("--mixed-precision", default="no", choices=("no", "bf16"),
+                   help="the on run's training precision (bf16: autocast on CPU; prediction stays fp32)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     unknown = set(args.off.split(",")) - set(SWITCHES) if args.off != "all" else set()

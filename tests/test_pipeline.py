@@ -397,3 +397,29 @@ def test_run_pawsx_packs_sentence_pairs_and_scores(small_world, tmp_path):
     assert all(0.0 <= m["accuracy"] <= 100.0 for m in langs.values())
     predictions = (out / "predictions" / "pawsx" / "test-de.tsv").read_text().split()
     assert len(predictions) == 6 and set(predictions) <= {"0", "1"}
+
+
+@pytest.mark.parametrize("pack", [True, False])
+def test_pack_sequences_switches_training_and_prediction(small_world, tmp_path, monkeypatch, pack):
+    """`pack_sequences: false` turns packing off for phase 2 and for every prediction alike."""
+    import xstilts.evaluation.predict as predict
+    from xstilts.study.config import load_run_config
+    from xstilts.study.pipeline import run_pipeline
+
+    seen: list[bool] = []
+    real_run_model = predict.run_model
+
+    def spy(*a, pack=False, **kw):
+        seen.append(pack)
+        return real_run_model(*a, pack=pack, **kw)
+
+    monkeypatch.setattr(predict, "run_model", spy)
+    cfg = load_run_config(
+        None, model=str(small_world["model"]), target="udpos", data_dir=str(small_world["data"]),
+        out=str(tmp_path / "run"), seed=1, progress=False, eval_max_examples=3, languages=["fr"],
+        hyperparameters={"target": {"learning_rate": 1e-3, "batch_size": 8, "grad_accum": 1, "epochs": 1,
+                                    "pack_sequences": pack}},
+    )
+    run = run_pipeline(cfg)
+    assert json.loads((run / "metrics.json").read_text())["phase2"]["packed"] is pack
+    assert len(seen) >= 2 and set(seen) == {pack}  # dev-en model selection and the fr test set

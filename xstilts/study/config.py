@@ -95,8 +95,8 @@ class PhaseHyperparameters(_Strict):
     group_by_length: bool | None = Field(None, description="length-grouped batches (fewer pad tokens)")
     mega_batch_mult: int | None = Field(None, ge=1, description="length groups form within windows of this many batches")
     pack_sequences: bool | None = Field(
-        None, description="tagging and sentence-pair targets: each batch as one padding-free row "
-        "(default true; same loss)"
+        None, description="tagging and sentence-pair targets: each batch as one padding-free row, "
+        "in training and prediction (default true; same loss)"
     )
     head_lr_scale: float | None = Field(
         None, gt=0, description="a fresh task head trains at learning_rate x this (intermediate 'head' parts)"

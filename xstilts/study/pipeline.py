@@ -165,6 +165,12 @@ def set_seed(seed: int) -> None:
 # evaluation during training
 
 
+def prediction_packing(settings: dict[str, Any]) -> bool | None:
+    """``pack`` for predictions: where the encoder allows it (None) unless ``pack_sequences`` is
+    off, which turns packing off for training and prediction alike."""
+    return None if settings.get("pack_sequences", True) else False
+
+
 def dev_metric_eval(task: Task, tokenizer: Any, examples: Sequence[Any], settings: dict[str, Any],
                     batch_size: int):
     """``eval_fn`` scoring predictions on English dev with the task's own metric (``score``)."""
@@ -179,7 +185,7 @@ def dev_metric_eval(task: Task, tokenizer: Any, examples: Sequence[Any], setting
         predictions = predict_examples(
             task, model, tokenizer, examples, batch_size=batch_size,
             max_length=settings.get("max_length"), doc_stride=settings.get("doc_stride", 128),
-            device=device, progress=None,
+            device=device, progress=None, pack=prediction_packing(settings),
         )
         metrics = score_language(task, "en", gold, predictions)
         primary = next((metrics[k] for k in ("f1", "accuracy", "exact_match") if k in metrics), None)
@@ -574,6 +580,7 @@ class Pipeline:
                     task, model, tokenizer, examples, batch_size=cfg.predict_batch_size,
                     max_length=settings["max_length"], doc_stride=settings.get("doc_stride", 128),
                     device=device, progress=None, description=f"{task.name} {split} {lang}",
+                    pack=prediction_packing(settings),
                 )
                 write_predictions(pred_root, task, lang, predictions)
                 write_labels(label_root, task, lang, examples)
