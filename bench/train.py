@@ -6,8 +6,7 @@ xstilts), same number of optimizer steps and the same optimizer settings (AdamW 
 decay, no warm-up, no weight decay, gradient clipping at 1.0). Only the recipe differs:
 
 * **A** xstilts ``train()`` with the defaults ``xstilts run`` uses for the task: random batches,
-  tagging batches packed into one padding-free row (:mod:`xstilts.data.packing`), QA batches
-  dynamically padded; fused AdamW; sparse embedding gradients on CPU; bf16 autocast on GPUs.
+  each packed into one padding-free row (:mod:`xstilts.data.packing`; tagging and QA); fused AdamW; sparse embedding gradients on CPU; bf16 autocast on GPUs.
   Variants: **Ar** random batches dynamically padded, not packed; **Ag** length-grouped batches
   (``group_by_length``), not packed; **Abf16** A with bf16 autocast (opt-in on CPU);
 * **B** Hugging Face ``Trainer`` with every sequence padded to the maximum length (128 tagging,
@@ -270,7 +269,7 @@ def worker(args) -> None:
     with tempfile.TemporaryDirectory(prefix="xstilts-bench-") as tmp:
         if args.worker.startswith("A"):
             precision = "bf16" if args.worker == "Abf16" else "auto"
-            pack = args.task != "xquad" and args.worker in ("A", "Abf16")  # xstilts run packs tagging
+            pack = args.worker in ("A", "Abf16")  # as xstilts run trains tagging and QA targets
             r = run_xstilts(model, features, tokenizer, out_dir=tmp, precision=precision, pack=pack,
                             group_by_length=args.worker == "Ag", **kw, **dict(args.option))  # fmt: skip
         else:

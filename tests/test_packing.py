@@ -164,3 +164,40 @@ def test_blocked_attention_equals_per_sequence_attention():
         alone = scaled_dot_product_attention(q[:, :, s], k[:, :, s], v[:, :, s]).transpose(1, 2)
         assert torch.allclose(per_sequence[:, s], alone, atol=1e-6)
         start += n
+
+
+def test_packed_qa_loss_is_each_sequence_alone():
+    """QA's span loss over a packed row is each sequence's loss as if run alone (no padding), and
+    its gradients are the mean of theirs; a position beyond its own sequence is ignored."""
+    from xstilts.models.heads import build_model
+
+    encoder = _encoder("xlm-roberta")
+    model = build_model("xquad", encoder).eval()
+    feats = []
+    for i, f in enumerate(_features(6, seed=7, vocab=80)):
+        n = len(f["input_ids"])
+        feats.append({"input_ids": f["input_ids"], "attention_mask": f["attention_mask"],
+                      "start_positions": (3 * i) % n, "end_positions": min(n - 1, (3 * i) % n + 2)})
+    packed = packed_collator(encoder)(feats)
+    assert packed["start_positions"].shape == (6,)
+    out = model(**packed)
+    assert out.start_logits.shape == (1, sum(len(f["input_ids"]) for f in feats))
+
+    def alone(f):
+        return model(input_ids=torch.tensor([f["input_ids"]]), attention_mask=torch.tensor([f["attention_mask"]]),
+                     start_positions=torch.tensor([f["start_positions"]]),
+                     end_positions=torch.tensor([f["end_positions"]]))
+
+    singles = [alone(f) for f in feats]
+    assert out.loss.item() == pytest.approx(sum(o.loss.item() for o in singles) / 6, rel=1e-5)
+    g_packed = _gradients(model, packed)
+    model.zero_grad()
+    (sum(alone(f).loss for f in feats) / 6).backward()
+    g_alone = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(g_packed, g_alone))
+    # a start beyond its own (short) sequence is ignored, not scored against padding
+    short = min(range(6), key=lambda i: len(feats[i]["input_ids"]))
+    bad = dict(packed, start_positions=packed["start_positions"].clone())
+    bad["start_positions"][short] = packed["max_length_q"] - 1
+    assert len(feats[short]["input_ids"]) < packed["max_length_q"]
+    assert torch.isfinite(model(**bad).loss)

@@ -289,3 +289,23 @@ def test_sparse_embedding_grads_give_identical_weights(setup, tmp_path, monkeypa
     kept, _ = _train(folder, features, tmp_path, "kept", batches=batches)
     assert engaged and engaged[0] >= 1  # tables went sparse (the default for one CPU process)
     assert _max_diff(dense, kept) < 1e-6
+
+
+def test_packed_qa_prediction_gives_the_answers_of_unpacked_batches(setup, shared_data):
+    from transformers import AutoModel
+
+    from xstilts.data.readers import read_examples
+    from xstilts.evaluation.predict import predict_examples
+    from xstilts.models.heads import build_model
+
+    folder, _ = setup
+    tok = _tokenizer(folder)
+    examples = read_examples("xquad", shared_data, "test", "en")[:12]
+    answers = {}
+    for pack in (None, False):
+        torch.manual_seed(0)
+        model = build_model("xquad", AutoModel.from_pretrained(str(folder), attn_implementation="sdpa"))
+        answers[pack] = predict_examples("xquad", model, tok, examples, batch_size=5, max_length=128,
+                                         doc_stride=64, device="cpu", pack=pack)
+    assert answers[None] == answers[False]
+    assert len(answers[None]) == 12 and len(set(answers[None].values())) > 1

@@ -1,13 +1,15 @@
 """Packing a batch of sequences into one padding-free row.
 
-A batch of tagging or sentence-pair features (the planner's batch: which examples share a step is unchanged) is
+A batch of tagging, sentence-pair or QA features (the planner's batch: which examples share a step is unchanged) is
 laid end to end in a single row ``[1, total_tokens]`` with no padding at all. Every sequence keeps
 its own positions (as the model would number it alone), and the boundaries travel with the batch
 as ``cu_seq_lens_q`` (cumulative lengths, the name Transformers' variable-length attention uses)
 and ``max_length_q``. Everything in the encoder but attention works token by token, so the
 embeddings, the feed-forward blocks, the projections and the head run on the real tokens only; a
 random UDPOS batch of 16 English sentences padded to its longest one is about 60% padding.
-Sentence-level heads read each sequence's first token (``TaskModel`` picks them out of the row).
+Sentence-level heads read each sequence's first token (``TaskModel`` picks them out of the row);
+QA's span loss is taken over each sequence's own positions, as for the sequence alone (an
+unpacked batch's softmax also spans its padding positions).
 
 Attention is the one place where sequences must not see each other. :func:`packed_attention`,
 registered with Transformers' ``AttentionInterface`` as ``"xstilts_packed"``, attends each
@@ -66,12 +68,12 @@ def _slots(cu_seq_lens_q, tokens: int, longest: int):
     return sequence * longest + offset
 
 
-def unpack_rows(x, cu_seq_lens_q, longest: int):
+def unpack_rows(x, cu_seq_lens_q, longest: int, fill: float = 0.0):
     """A packed row's per-token outputs ``[1, tokens, ...]`` as padded rows ``[sequences, longest,
-    ...]`` (zeros after each sequence's end), the layout an unpacked batch gives."""
+    ...]`` (``fill`` after each sequence's end), the layout an unpacked batch gives."""
     n, flat = cu_seq_lens_q.numel() - 1, x[0]
     slot = _slots(cu_seq_lens_q, flat.shape[0], longest)
-    out = flat.new_zeros((n * longest, *flat.shape[1:])).index_copy(0, slot, flat)
+    out = flat.new_full((n * longest, *flat.shape[1:]), fill).index_copy(0, slot, flat)
     return out.view(n, longest, *flat.shape[1:])
 
 
@@ -143,11 +145,13 @@ class PackedCollator:
             batch["token_type_ids"] = torch.tensor([t for f in features for t in f["token_type_ids"]]).unsqueeze(0)
         elif self.token_types:
             batch["token_type_ids"] = torch.zeros_like(ids)
-        if "labels" in features[0]:
-            if isinstance(features[0]["labels"], list):  # one label per token
-                batch["labels"] = torch.tensor([y for f in features for y in f["labels"]]).unsqueeze(0)
-            else:  # one label per sequence
-                batch["labels"] = torch.tensor([f["labels"] for f in features])
+        for key in ("labels", "start_positions", "end_positions"):
+            if key not in features[0]:
+                continue
+            if isinstance(features[0][key], list):  # one label per token
+                batch[key] = torch.tensor([y for f in features for y in f[key]]).unsqueeze(0)
+            else:  # one per sequence (a class, an answer's first or last token)
+                batch[key] = torch.tensor([f[key] for f in features])
         return batch
 
 

@@ -201,7 +201,7 @@ def predict_examples(
 
     sentence pair: ``list[str]`` labels; tagging: ``list[list[str]]`` (one tag per word, always
     as many as words); QA: ``{id: answer text}``; multiple choice: ``list[int]`` choice indices.
-    ``pack``: tagging and sentence-pair batches run as padding-free rows (None: where the
+    ``pack``: tagging, sentence-pair and QA batches run as padding-free rows (None: where the
     encoder allows it).
     """
     from xstilts.data.features import featurize
@@ -249,7 +249,7 @@ def predict_examples(
     if kind == TaskKind.QA:
         from xstilts.evaluation.qa_decode import decode_answers
 
-        results = run_model(model, features, tokenizer, _span_logits, **common)
+        results = run_model(model, features, tokenizer, _span_logits, pack=pack, **common)
         if task.metric == "squad_v2":  # unanswerable questions: the null answer "" can win
             from xstilts.evaluation.metrics_nlu import decode_answers_v2
 

@@ -44,8 +44,8 @@ from xstilts.tasks import Task, TaskKind, get_task
 # Heads with one output per token; the others read a sequence's first token.
 TOKEN_LEVEL_KINDS = frozenset({TaskKind.TAGGING, TaskKind.QA})
 # Kinds whose batches may run as packed rows (xstilts.data.packing): per-token heads, and
-# sentence-level heads over one sequence per example. QA windows are mostly full rows already.
-PACKED_KINDS = frozenset({TaskKind.TAGGING, TaskKind.SENTENCE_PAIR})
+# sentence-level heads over one sequence per example (not multiple choice: several per example).
+PACKED_KINDS = frozenset({TaskKind.TAGGING, TaskKind.SENTENCE_PAIR, TaskKind.QA})
 
 HEAD_FORMAT_VERSION = 1
 ENCODER_DIR = "encoder"
@@ -238,13 +238,22 @@ class TaskModel(nn.Module):
         start_logits, end_logits = logits[..., 0].contiguous(), logits[..., 1].contiguous()
         loss = None
         if start_positions is not None and end_positions is not None:
+            span_start, span_end = start_logits, end_logits
+            if cu_seq_lens_q is not None:  # a packed row: each sequence over its own positions
+                from xstilts.data.packing import unpack_rows
+
+                span_start, span_end = (unpack_rows(x, cu_seq_lens_q, max_length_q, fill=float("-inf"))
+                                        for x in (start_logits, end_logits))  # fmt: skip
             # positions outside the sequence are ignored (as in Hugging Face's QA models)
-            ignored = start_logits.size(1)
+            ignored = span_start.size(1)
             s = start_positions.view(-1).clamp(0, ignored)
             e = end_positions.view(-1).clamp(0, ignored)
+            if cu_seq_lens_q is not None:
+                own = cu_seq_lens_q.diff()
+                s, e = torch.where(s < own, s, ignored), torch.where(e < own, e, ignored)
             loss = (
-                nn.functional.cross_entropy(start_logits, s, ignore_index=ignored)
-                + nn.functional.cross_entropy(end_logits, e, ignore_index=ignored)
+                nn.functional.cross_entropy(span_start, s, ignore_index=ignored)
+                + nn.functional.cross_entropy(span_end, e, ignore_index=ignored)
             ) / 2
         return TaskOutput(
             logits=logits, loss=loss, start_logits=start_logits, end_logits=end_logits

@@ -51,7 +51,7 @@ TARGET_DEFAULTS: dict[str, dict[str, Any]] = {
     "sentence-pair": dict(learning_rate=2e-5, batch_size=8, grad_accum=4, epochs=5, max_length=128,
                           warmup_ratio=0.0, weight_decay=0.0, pack_sequences=True),
     "qa": dict(learning_rate=3e-5, batch_size=4, grad_accum=8, epochs=3, max_length=384,
-               doc_stride=128, warmup_steps=500, weight_decay=1e-4),
+               doc_stride=128, warmup_steps=500, weight_decay=1e-4, pack_sequences=True),
     "multiple-choice": dict(learning_rate=2e-5, batch_size=8, grad_accum=4, epochs=5, max_length=128,
                             warmup_ratio=0.0, weight_decay=0.0),
 }
@@ -95,7 +95,7 @@ class PhaseHyperparameters(_Strict):
     group_by_length: bool | None = Field(None, description="length-grouped batches (fewer pad tokens)")
     mega_batch_mult: int | None = Field(None, ge=1, description="length groups form within windows of this many batches")
     pack_sequences: bool | None = Field(
-        None, description="tagging and sentence-pair targets: each batch as one padding-free row, "
+        None, description="tagging, sentence-pair and QA targets: each batch as one padding-free row, "
         "in training and prediction (default true; same loss)"
     )
     head_lr_scale: float | None = Field(
