@@ -423,3 +423,29 @@ def test_pack_sequences_switches_training_and_prediction(small_world, tmp_path, 
     run = run_pipeline(cfg)
     assert json.loads((run / "metrics.json").read_text())["phase2"]["packed"] is pack
     assert len(seen) >= 2 and set(seen) == {pack}  # dev-en model selection and the fr test set
+
+
+def test_run_xquad_trains_packed_qa_and_scores(small_world, tmp_path):
+    """A QA target: SQuAD-format training (here XQuAD-en paragraphs), packed rows, every language."""
+    source = json.loads(shared_file("xquad/xquad.en.json").read_text(encoding="utf-8"))
+    german = json.loads(shared_file("xquad/xquad.de.json").read_text(encoding="utf-8"))
+
+    def subset(doc, first, n):  # the questions of one article's first paragraphs
+        paragraphs = doc["data"][0]["paragraphs"][first : first + n]
+        return {"version": "1.1", "data": [{"title": "t", "paragraphs": paragraphs}]}
+
+    data = tmp_path / "data"
+    for rel, doc in (("squad/train-v1.1.json", subset(source, 0, 4)), ("xquad/xquad.en.json", subset(source, 4, 2)),
+                     ("xquad/xquad.de.json", subset(german, 4, 2))):
+        (data / rel).parent.mkdir(parents=True, exist_ok=True)
+        (data / rel).write_text(json.dumps(doc), encoding="utf-8")
+    out = tmp_path / "run"
+    args = ["run", "--model", str(small_world["model"]), "--target", "xquad", "--data-dir", str(data),
+            "--out", str(out), "--seed", "3", "--epochs", "1", "--lr", "1e-3", "--batch-size", "8",
+            "--max-length", "128", "--languages", "en,de", "--no-progress"]
+    assert _cli(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["phase2"]["packed"] is True and metrics["phase2"]["train_features"] >= 8
+    langs = json.loads((out / "scores.json").read_text())["tasks"]["xquad"]["languages"]
+    assert sorted(langs) == ["de", "en"]
+    assert all(0.0 <= m["f1"] <= 100.0 for m in langs.values())
