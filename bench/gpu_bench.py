@@ -8,8 +8,9 @@ Sections, each timed on its own and recorded even when another fails:
    adds the attention score/value matmuls, ``12 * layers * seq * width`` per token.
 2. ``tagging``: A (batches packed into padding-free rows, as ``xstilts run`` trains tagging) and
    Ar (random batches dynamically padded) against HF with dynamic padding and length grouping
-   (C) and HF padded to 128 (B) on UDPOS-English-shaped sentences (the real file if the data folder is there, otherwise
-   random ids with the same length distribution), examples/s and real tokens/s.
+   (C) and HF padded to 128 (B) on UDPOS-English-shaped sentences (the real file if the data
+   folder is there, otherwise random ids with the same length distribution), examples/s and
+   real tokens/s.
 3. ``predict``: xstilts' prediction path against a loop padding to 128, sentences/s.
 4. ``compile``: A as in ``mfu`` with ``compile=True`` (last: its first steps compile the model).
 

@@ -6,7 +6,8 @@ xstilts), same number of optimizer steps and the same optimizer settings (AdamW 
 decay, no warm-up, no weight decay, gradient clipping at 1.0). Only the recipe differs:
 
 * **A** xstilts ``train()`` with the defaults ``xstilts run`` uses for the task: random batches,
-  each packed into one padding-free row (:mod:`xstilts.data.packing`; tagging and QA); fused AdamW; sparse embedding gradients on CPU; bf16 autocast on GPUs.
+  each packed into one padding-free row (:mod:`xstilts.data.packing`; tagging and QA); fused
+  AdamW; sparse embedding gradients on CPU; bf16 autocast on GPUs.
   Variants: **Ar** random batches dynamically padded, not packed; **Ag** length-grouped batches
   (``group_by_length``), not packed; **Abf16** A with bf16 autocast (opt-in on CPU);
 * **B** Hugging Face ``Trainer`` with every sequence padded to the maximum length (128 tagging,
@@ -105,9 +106,8 @@ def pad_to(features: list[dict], length: int, pad_id: int) -> list[dict]:
 class CountingCollate:
     """Wraps a collate function and counts what reaches the model: rows, real and padded tokens."""
 
-    def __init__(self, fn, pad_id=None):
+    def __init__(self, fn):
         self.fn = fn
-        self.pad_id = pad_id
         self.rows = self.real = self.padded = 0
 
     def __call__(self, features):
@@ -115,10 +115,7 @@ class CountingCollate:
         ids, mask = batch["input_ids"], batch.get("attention_mask")
         self.rows += len(features)  # examples (a packed row holds several)
         self.padded += int(ids.numel())
-        if mask is not None and mask.dim() == 2:
-            self.real += int(mask.sum())
-        else:  # packed rows (a 4-D block mask): real tokens are the non-pad ids
-            self.real += int((ids != self.pad_id).sum()) if self.pad_id is not None else int(ids.numel())
+        self.real += int(mask.sum()) if mask is not None else int(ids.numel())  # packed: no padding
         return batch
 
     def counts(self) -> dict:
@@ -151,7 +148,7 @@ def run_xstilts(
         inner = packed_collator(model.encoder)
     else:
         inner = make_collate(tokenizer)
-    counter = CountingCollate(inner, tokenizer.pad_token_id)
+    counter = CountingCollate(inner)
     result = train(model, features, counter, config, out_dir=out_dir)
     return {"seconds": result.train_seconds, "train_loss": result.train_loss, **counter.counts()}
 

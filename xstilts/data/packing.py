@@ -1,10 +1,10 @@
 """Packing a batch of sequences into one padding-free row.
 
-A batch of tagging, sentence-pair or QA features (the planner's batch: which examples share a step is unchanged) is
-laid end to end in a single row ``[1, total_tokens]`` with no padding at all. Every sequence keeps
-its own positions (as the model would number it alone), and the boundaries travel with the batch
-as ``cu_seq_lens_q`` (cumulative lengths, the name Transformers' variable-length attention uses)
-and ``max_length_q``. Everything in the encoder but attention works token by token, so the
+A batch of tagging, sentence-pair or QA features (the planner's batch: which examples share a
+step is unchanged) is laid end to end in a single row ``[1, total_tokens]`` with no padding at
+all. Every sequence keeps its own positions (as the model would number it alone), and the
+boundaries travel with the batch as ``cu_seq_lens_q`` (cumulative lengths, the name
+Transformers' variable-length attention uses) and ``max_length_q``. Everything in the encoder but attention works token by token, so the
 embeddings, the feed-forward blocks, the projections and the head run on the real tokens only; a
 random UDPOS batch of 16 English sentences padded to its longest one is about 60% padding.
 Sentence-level heads read each sequence's first token (``TaskModel`` picks them out of the row);
@@ -57,14 +57,19 @@ def packed_attention(module, query, key, value, attention_mask, dropout: float =
     return _blocked_attention(query, key, value, cu_seq_lens_q, int(max_length_q), p, scaling), None
 
 
-def _slots(cu_seq_lens_q, tokens: int, longest: int):
-    """Each packed token's index in a ``[sequences * longest]`` padded layout."""
+def _sequence_offsets(cu_seq_lens_q, tokens: int):
+    """For each token of a packed row: its sequence's index, and its position within it."""
     import torch
 
     n, device = cu_seq_lens_q.numel() - 1, cu_seq_lens_q.device
-    lengths = cu_seq_lens_q.diff()
-    sequence = torch.repeat_interleave(torch.arange(n, device=device), lengths, output_size=tokens)
-    offset = torch.arange(tokens, device=device) - cu_seq_lens_q[:-1][sequence]
+    sequence = torch.repeat_interleave(torch.arange(n, device=device), cu_seq_lens_q.diff(),
+                                       output_size=tokens)
+    return sequence, torch.arange(tokens, device=device) - cu_seq_lens_q[:-1][sequence]
+
+
+def _slots(cu_seq_lens_q, tokens: int, longest: int):
+    """Each packed token's index in a ``[sequences * longest]`` padded layout."""
+    sequence, offset = _sequence_offsets(cu_seq_lens_q, tokens)
     return sequence * longest + offset
 
 
@@ -108,17 +113,23 @@ def _register() -> None:
 
 def use_packed_attention(encoder: Any) -> None:
     """Switch ``encoder`` to :func:`packed_attention` (SDPA for every unpacked call)."""
-    impl = getattr(encoder.config, "_attn_implementation", None)
+    reason = unpackable(encoder)
+    if reason is not None:
+        raise ConfigError(reason)
+
+
+def unpackable(encoder: Any) -> str | None:
+    """Why ``encoder`` cannot run packed rows, or None after switching it to packed attention."""
+    impl = getattr(getattr(encoder, "config", None), "_attn_implementation", None)
     if impl == ATTENTION:
-        return
+        return None
     can_set = getattr(encoder, "_can_set_attn_implementation", lambda: False)
     if impl != "sdpa" or not can_set():
-        raise ConfigError(
-            "pack_sequences needs an encoder whose attention goes through Transformers' "
-            f"AttentionInterface with attn_implementation='sdpa' ({type(encoder).__name__} uses {impl!r})"
-        )
+        return ("pack_sequences needs an encoder whose attention goes through Transformers' "
+                f"AttentionInterface with attn_implementation='sdpa' ({type(encoder).__name__} uses {impl!r})")
     _register()
     encoder.set_attn_implementation(ATTENTION)
+    return None
 
 
 class PackedCollator:
@@ -133,25 +144,25 @@ class PackedCollator:
 
         if not features:
             raise ValueError("cannot collate an empty batch")
+
+        def row(key):  # one entry per token, end to end: [1, tokens]
+            return torch.tensor([v for f in features for v in f[key]]).unsqueeze(0)
+
         lengths = torch.tensor([len(f["input_ids"]) for f in features])
-        ids = torch.tensor([i for f in features for i in f["input_ids"]]).unsqueeze(0)
-        starts = torch.cumsum(lengths, 0) - lengths
-        positions = torch.arange(ids.shape[1]) - torch.repeat_interleave(starts, lengths)
         cu = torch.zeros(len(features) + 1, dtype=torch.int32)
         cu[1:] = torch.cumsum(lengths, 0)
-        batch = {"input_ids": ids, "position_ids": (positions + self.first_position).unsqueeze(0),
+        ids = row("input_ids")
+        _, offset = _sequence_offsets(cu, ids.shape[1])
+        batch = {"input_ids": ids, "position_ids": (offset + self.first_position).unsqueeze(0),
                  "cu_seq_lens_q": cu, "max_length_q": int(lengths.max())}
         if "token_type_ids" in features[0]:  # sentence pairs in BERT-style encoders: segments
-            batch["token_type_ids"] = torch.tensor([t for f in features for t in f["token_type_ids"]]).unsqueeze(0)
+            batch["token_type_ids"] = row("token_type_ids")
         elif self.token_types:
             batch["token_type_ids"] = torch.zeros_like(ids)
         for key in ("labels", "start_positions", "end_positions"):
-            if key not in features[0]:
-                continue
-            if isinstance(features[0][key], list):  # one label per token
-                batch[key] = torch.tensor([y for f in features for y in f[key]]).unsqueeze(0)
-            else:  # one per sequence (a class, an answer's first or last token)
-                batch[key] = torch.tensor([f[key] for f in features])
+            if key in features[0]:  # one per token (tags), or one per sequence (a class, a span end)
+                per_token = isinstance(features[0][key], list)
+                batch[key] = row(key) if per_token else torch.tensor([f[key] for f in features])
         return batch
 
 

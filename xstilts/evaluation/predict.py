@@ -126,17 +126,6 @@ def _unpacked(output, batch):
                               for k in fields if getattr(output, k) is not None})  # fmt: skip
 
 
-def can_pack(model: Any) -> bool:
-    """Whether ``model``'s encoder can run packed rows (switching it to packed attention)."""
-    from xstilts.data.packing import use_packed_attention
-
-    try:
-        use_packed_attention(model.encoder)
-    except (ConfigError, AttributeError):
-        return False
-    return True
-
-
 # --------------------------------------------------------------------------------------------
 # per kind: what to keep of a batch's output, and how to turn it into predictions
 
@@ -220,9 +209,10 @@ def predict_examples(
     )
     common = dict(batch_size=batch_size, device=device, progress=progress, description=description)
     if pack is None:
+        from xstilts.data.packing import unpackable
         from xstilts.models.heads import PACKED_KINDS
 
-        pack = kind in PACKED_KINDS and can_pack(model)
+        pack = kind in PACKED_KINDS and unpackable(getattr(model, "encoder", None)) is None
     if kind == TaskKind.SENTENCE_PAIR:
         names = _label_names(task, model)
         ids = run_model(model, features, tokenizer, _argmax, pack=pack, **common)

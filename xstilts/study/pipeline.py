@@ -499,12 +499,13 @@ class Pipeline:
         collate, packed = make_collate(tokenizer), False
         if task.kind in PACKED_KINDS and settings.get("pack_sequences") and not tconf.group_by_length:
             # the same random batches, packed into one padding-free row: same loss
-            from xstilts.data.packing import packed_collator
+            from xstilts.data.packing import packed_collator, unpackable
 
-            try:
+            reason = unpackable(encoder)
+            if reason is None:
                 collate, packed = packed_collator(encoder), True
-            except ConfigError as exc:
-                self.log.info("phase 2: sequences not packed: %s", exc)
+            else:
+                self.log.info("phase 2: sequences not packed: %s", reason)
         result = train(model, feats, collate, tconf, eval_fn=eval_fn, out_dir=out / "train",
                        description=f"phase2-{task.name}", find_unused_parameters=True)
         model.save(model_dir, tokenizer=tokenizer)
