@@ -201,3 +201,82 @@ def test_packed_qa_loss_is_each_sequence_alone():
     bad["start_positions"][short] = packed["max_length_q"] - 1
     assert len(feats[short]["input_ids"]) < packed["max_length_q"]
     assert torch.isfinite(model(**bad).loss)
+
+
+@pytest.mark.parametrize("arch", ["xlm-roberta", "bert"])
+def test_packed_multiple_choice_equals_the_padded_batch(arch):
+    """Every choice of every example is one sequence of the row; the head regroups them."""
+    from xstilts.data.features import collate
+    from xstilts.models.heads import build_model
+
+    encoder = _encoder(arch)
+    model = build_model("commonsenseqa", encoder).eval()
+    rows = _features(20, seed=11, vocab=80)
+    feats = []
+    for e in range(5):  # 5 examples x 4 choices of different lengths
+        choices = [r["input_ids"] for r in rows[4 * e: 4 * e + 4]]
+        f = {"input_ids": choices, "attention_mask": [[1] * len(c) for c in choices], "labels": e % 4}
+        if arch == "bert":
+            f["token_type_ids"] = [[0] * (len(c) // 2) + [1] * (len(c) - len(c) // 2) for c in choices]
+        feats.append(f)
+
+    class Tok:
+        pad_token_id = 1
+
+    plain, packed = collate(feats, Tok()), packed_collator(encoder)(feats)
+    assert plain["input_ids"].shape[:2] == (5, 4)
+    assert packed["input_ids"].shape == (1, sum(len(r["input_ids"]) for r in rows))
+    assert packed["num_choices"] == 4 and packed["cu_seq_lens_q"].numel() == 21
+    assert packed["labels"].tolist() == [0, 1, 2, 3, 0]
+    out_plain, out_packed = model(**plain), model(**packed)
+    assert out_packed.logits.shape == out_plain.logits.shape == (5, 4)
+    assert torch.allclose(out_packed.logits, out_plain.logits, atol=1e-5)
+    assert out_packed.loss.item() == pytest.approx(out_plain.loss.item(), rel=1e-5)
+    g_plain, g_packed = _gradients(model, plain), _gradients(model, packed)
+    assert len(g_plain) == len(g_packed)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(g_plain, g_packed))
+    with pytest.raises(ValueError, match=r"mixes examples with \[3, 4\] choices"):
+        packed_collator(encoder)([feats[0], {**feats[1], "input_ids": feats[1]["input_ids"][:3]}])
+
+
+def test_phase1_head_parts_pack_unless_told_not_to():
+    """Intermediate tasks with a head train on packed rows by default (same loss as padded), and
+    score their dev examples packed; ``pack_sequences: false`` or an encoder that cannot pack
+    gives padded batches, and the part says why."""
+    from transformers import BertConfig, BertModel
+
+    from xstilts.data.examples import MultipleChoiceExample
+    from xstilts.models.tiny import build_tiny_model
+    from xstilts.study.config import RunConfig
+    from xstilts.tasks import get_task
+    from xstilts.train.formulations import FormulationInput, build_head_part
+
+    words = "the cat sat on a mat where is it red blue green dog ran"
+    encoder, tokenizer = build_tiny_model(extra_text=[words], vocab_size=300)
+    examples = [MultipleChoiceExample(id=str(i), context="the cat sat on a mat", question="where is it " * (i % 3),
+                                      choices=["mat", "red dog", "on a blue mat", "green"], label=i % 4)
+                for i in range(6)]  # fmt: skip
+    task = get_task("commonsenseqa")
+    settings = RunConfig(model="m", data_dir="d", out="o", intermediate="commonsenseqa").phase_settings("intermediate", task.kind.value)
+    assert settings["pack_sequences"] is True
+
+    def part(enc, **override):
+        return build_head_part(FormulationInput(task=task, encoder=enc, tokenizer=tokenizer, train_examples=examples,
+                                                dev_examples=examples, settings={**settings, **override}))
+
+    packed = part(encoder)
+    assert packed.info["packed"] is True
+    batch = packed.collate(packed.train_features[:3])
+    assert batch["input_ids"].shape[0] == 1 and batch["num_choices"] == 4
+    packed.model.eval()
+    padded = part(encoder, pack_sequences=False)
+    assert padded.info["packed"] is False and "cu_seq_lens_q" not in padded.collate(padded.train_features[:3])
+    padded.model.load_state_dict(packed.model.state_dict())
+    padded.model.eval()
+    loss_packed = packed.model(**batch).loss
+    loss_padded = padded.model(**padded.collate(padded.train_features[:3])).loss
+    assert loss_packed.item() == pytest.approx(loss_padded.item(), rel=1e-5)
+    assert packed.evaluate(packed.model) == padded.evaluate(padded.model)
+    eager = BertModel(BertConfig(vocab_size=300, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                 intermediate_size=16, attn_implementation="eager"))
+    assert "sdpa" in part(eager).info["packed"]

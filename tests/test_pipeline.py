@@ -158,6 +158,9 @@ def test_phase2_starts_from_phase1_encoder(small_world, tmp_path, monkeypatch):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["phase2"]["encoder_check"]["tensors_checked"] == compared
     assert metrics["phase1"]["sizes"] == {"panx": 48}
+    # phase 1 as phase 2: random batches (jiant's recipe), each packed into one padding-free row
+    assert metrics["phase1"]["tasks"]["panx"]["packed"] is True
+    assert metrics["phase1"]["planner"]["group_by_length"] is False
     assert json.loads((run / "scores.json").read_text())["tasks"]["udpos"]["languages"].keys() == {"fr"}
 
 

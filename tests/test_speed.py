@@ -309,3 +309,56 @@ def test_packed_qa_prediction_gives_the_answers_of_unpacked_batches(setup, share
                                          doc_stride=64, device="cpu", pack=pack)
     assert answers[None] == answers[False]
     assert len(answers[None]) == 12 and len(set(answers[None].values())) > 1
+
+
+@pytest.mark.parametrize("task", ["udpos", "commonsenseqa"])
+def test_packed_training_gives_the_weights_of_padded_batches(setup, shared_data, tmp_path, task):
+    """A whole epoch on packed rows (tagging; multiple choice: a sequence per choice) trains the
+    weights that the same batches padded do, up to float rounding.
+
+    Multiple choice is compared with its own rounding floor: its loss is a softmax over an
+    example's choices, so gradients of what the choices share nearly cancel (the score bias's
+    exactly), and Adam scales such rounding-sized gradients up to full steps. Reversing the order
+    inside each padded batch, which changes nothing but rounding, moves the weights by ~5e-4 here;
+    packing must stay within that, and a different batch order must be far outside it."""
+    from transformers import AutoModel
+
+    from xstilts.data.features import featurize, make_collate
+    from xstilts.data.packing import packed_collator
+    from xstilts.data.readers import read_examples
+    from xstilts.models.heads import build_model
+    from xstilts.train.config import TrainConfig
+    from xstilts.train.loop import train
+
+    folder, features = setup
+    tok = _tokenizer(folder)
+    size = 8
+    if task == "commonsenseqa":  # 5 choices of different lengths each
+        examples = read_examples(task, shared_data, "dev", "en")[:24]
+        features, size = featurize(task, examples, tok, max_length=128, for_training=True), 4
+        lengths = {len(c) for f in features for c in f["input_ids"]}
+        assert len(lengths) > 5 and max(lengths) < 128  # padded batches really pad
+
+    def run(name, pack, batches):
+        encoder = AutoModel.from_pretrained(str(folder), attn_implementation="sdpa")
+        torch.manual_seed(0)
+        model = build_model(task, encoder, dropout=0.0)
+        for m in model.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.0
+        collate = packed_collator(encoder) if pack else make_collate(tok)
+        config = TrainConfig(learning_rate=1e-3, batch_size=size, epochs=1, progress=False, tensorboard=False,
+                             log_every=0, cpu=True)  # fmt: skip
+        train(model, features, collate, config, out_dir=tmp_path / name, planner=FixedPlanner(batches))
+        return model
+
+    batches = _batches(features, size)
+    packed, padded = run("packed", True, batches), run("padded", False, batches)
+    start = build_model(task, AutoModel.from_pretrained(str(folder)), dropout=0.0)
+    assert _max_diff(padded.encoder, start.encoder) > 1e-3  # training moved the encoder
+    if task == "udpos":
+        assert _max_diff(packed, padded) < 1e-6  # measured: 5e-8
+        return
+    floor = _max_diff(run("reversed", False, [b[::-1] for b in batches]), padded)
+    other = _max_diff(run("other", False, [b[::-1] for b in batches][::-1]), padded)
+    assert _max_diff(packed, padded) <= floor < other / 5  # measured: 5e-5, 5e-4, 7e-3

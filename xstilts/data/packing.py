@@ -1,15 +1,16 @@
 """Packing a batch of sequences into one padding-free row.
 
-A batch of tagging, sentence-pair or QA features (the planner's batch: which examples share a
-step is unchanged) is laid end to end in a single row ``[1, total_tokens]`` with no padding at
-all. Every sequence keeps its own positions (as the model would number it alone), and the
-boundaries travel with the batch as ``cu_seq_lens_q`` (cumulative lengths, the name
-Transformers' variable-length attention uses) and ``max_length_q``. Everything in the encoder but attention works token by token, so the
-embeddings, the feed-forward blocks, the projections and the head run on the real tokens only; a
-random UDPOS batch of 16 English sentences padded to its longest one is about 60% padding.
-Sentence-level heads read each sequence's first token (``TaskModel`` picks them out of the row);
-QA's span loss is taken over each sequence's own positions, as for the sequence alone (an
-unpacked batch's softmax also spans its padding positions).
+A batch of tagging, sentence-pair, QA or multiple-choice features (the planner's batch: which
+examples share a step is unchanged) is laid end to end in a single row ``[1, total_tokens]`` with
+no padding at all. Every sequence keeps its own positions (as the model would number it alone), and
+the boundaries travel with the batch as ``cu_seq_lens_q`` (cumulative lengths, the name
+Transformers' variable-length attention uses) and ``max_length_q``. Everything in the encoder but
+attention works token by token, so the embeddings, the feed-forward blocks, the projections and the
+head run on the real tokens only; a random UDPOS batch of 16 English sentences padded to its
+longest one is about 60% padding. Sentence-level heads read each sequence's first token
+(``TaskModel`` picks them out of the row; a multiple-choice example is one sequence per choice,
+regrouped by ``num_choices``); QA's span loss is taken over each sequence's own positions, as for
+the sequence alone (an unpacked batch's softmax also spans its padding positions).
 
 Attention is the one place where sequences must not see each other. :func:`packed_attention`,
 registered with Transformers' ``AttentionInterface`` as ``"xstilts_packed"``, attends each
@@ -133,7 +134,10 @@ def unpackable(encoder: Any) -> str | None:
 
 
 class PackedCollator:
-    """``collate(features) -> batch``: one padding-free row (see the module docstring)."""
+    """``collate(features) -> batch``: one padding-free row (see the module docstring).
+
+    A multiple-choice feature (one token list per choice) contributes one sequence per choice,
+    example by example; ``num_choices`` in the batch lets the head regroup them."""
 
     def __init__(self, first_position: int, token_types: bool = False) -> None:
         self.first_position = first_position
@@ -144,25 +148,35 @@ class PackedCollator:
 
         if not features:
             raise ValueError("cannot collate an empty batch")
+        sequences, choices = features, None
+        if features[0]["input_ids"] and isinstance(features[0]["input_ids"][0], (list, tuple)):
+            choices = len(features[0]["input_ids"])
+            if any(len(f["input_ids"]) != choices for f in features):
+                counts = sorted({len(f["input_ids"]) for f in features})
+                raise ValueError(f"a multiple-choice batch mixes examples with {counts} choices")
+            per_token = [k for k in ("input_ids", "token_type_ids") if k in features[0]]
+            sequences = [{k: f[k][c] for k in per_token} for f in features for c in range(choices)]
 
-        def row(key):  # one entry per token, end to end: [1, tokens]
-            return torch.tensor([v for f in features for v in f[key]]).unsqueeze(0)
+        def row(key, items=sequences):  # one entry per token, end to end: [1, tokens]
+            return torch.tensor([v for f in items for v in f[key]]).unsqueeze(0)
 
-        lengths = torch.tensor([len(f["input_ids"]) for f in features])
-        cu = torch.zeros(len(features) + 1, dtype=torch.int32)
+        lengths = torch.tensor([len(f["input_ids"]) for f in sequences])
+        cu = torch.zeros(len(sequences) + 1, dtype=torch.int32)
         cu[1:] = torch.cumsum(lengths, 0)
         ids = row("input_ids")
         _, offset = _sequence_offsets(cu, ids.shape[1])
         batch = {"input_ids": ids, "position_ids": (offset + self.first_position).unsqueeze(0),
                  "cu_seq_lens_q": cu, "max_length_q": int(lengths.max())}
-        if "token_type_ids" in features[0]:  # sentence pairs in BERT-style encoders: segments
+        if choices is not None:
+            batch["num_choices"] = choices
+        if "token_type_ids" in sequences[0]:  # sentence pairs in BERT-style encoders: segments
             batch["token_type_ids"] = row("token_type_ids")
         elif self.token_types:
             batch["token_type_ids"] = torch.zeros_like(ids)
         for key in ("labels", "start_positions", "end_positions"):
-            if key in features[0]:  # one per token (tags), or one per sequence (a class, a span end)
+            if key in features[0]:  # one per token (tags), or one per example (a class, a span end)
                 per_token = isinstance(features[0][key], list)
-                batch[key] = row(key) if per_token else torch.tensor([f[key] for f in features])
+                batch[key] = row(key, features) if per_token else torch.tensor([f[key] for f in features])
         return batch
 
 

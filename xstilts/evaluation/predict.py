@@ -69,9 +69,8 @@ def run_model(
     ``extract(output, batch_features)`` turns a batch's model output into one small result per
     feature (an argmax, the logits at a few positions...), so full logits are never kept for
     the whole set. ``progress`` is a rich ``Progress`` (or None for no bar). ``pack``: each batch
-    runs as one padding-free row (:mod:`xstilts.data.packing`; tagging, QA and sentence-pair
-    heads), per-token outputs laid back out as the padded batch's, so ``extract`` sees the same
-    layout.
+    runs as one padding-free row (:mod:`xstilts.data.packing`; every head kind), per-token
+    outputs laid back out as the padded batch's, so ``extract`` sees the same layout.
     """
     import torch
 
@@ -190,8 +189,7 @@ def predict_examples(
 
     sentence pair: ``list[str]`` labels; tagging: ``list[list[str]]`` (one tag per word, always
     as many as words); QA: ``{id: answer text}``; multiple choice: ``list[int]`` choice indices.
-    ``pack``: tagging, sentence-pair and QA batches run as padding-free rows (None: where the
-    encoder allows it).
+    ``pack``: batches run as padding-free rows (None: where the encoder allows it).
     """
     from xstilts.data.features import featurize
 
@@ -219,7 +217,7 @@ def predict_examples(
         by_example = {f["example_index"]: i for f, i in zip(features, ids)}
         return [names[by_example[e]] for e in range(len(examples))]
     if kind == TaskKind.MULTIPLE_CHOICE:
-        ids = run_model(model, features, tokenizer, _argmax, **common)
+        ids = run_model(model, features, tokenizer, _argmax, pack=pack, **common)
         by_example = {f["example_index"]: i for f, i in zip(features, ids)}
         return [int(by_example[e]) for e in range(len(examples))]
     if kind == TaskKind.TAGGING:

@@ -44,8 +44,8 @@ from xstilts.tasks import Task, TaskKind, get_task
 # Heads with one output per token; the others read a sequence's first token.
 TOKEN_LEVEL_KINDS = frozenset({TaskKind.TAGGING, TaskKind.QA})
 # Kinds whose batches may run as packed rows (xstilts.data.packing): per-token heads, and
-# sentence-level heads over one sequence per example (not multiple choice: several per example).
-PACKED_KINDS = frozenset({TaskKind.TAGGING, TaskKind.SENTENCE_PAIR, TaskKind.QA})
+# sentence-level heads reading each sequence's first token (multiple choice: one per choice).
+PACKED_KINDS = frozenset({TaskKind.TAGGING, TaskKind.SENTENCE_PAIR, TaskKind.QA, TaskKind.MULTIPLE_CHOICE})
 
 HEAD_FORMAT_VERSION = 1
 ENCODER_DIR = "encoder"
@@ -212,9 +212,10 @@ class TaskModel(nn.Module):
         position_ids: torch.Tensor | None = None,
         cu_seq_lens_q: torch.Tensor | None = None,
         max_length_q: int | None = None,
+        num_choices: int | None = None,
         **_: Any,
     ) -> TaskOutput:
-        if self.kind == TaskKind.MULTIPLE_CHOICE:
+        if self.kind == TaskKind.MULTIPLE_CHOICE and cu_seq_lens_q is None:
             return self._forward_choices(input_ids, attention_mask, token_type_ids, labels)
         hidden = self.encode(input_ids, attention_mask, token_type_ids, position_ids,
                              cu_seq_lens_q=cu_seq_lens_q, max_length_q=max_length_q)
@@ -222,6 +223,12 @@ class TaskModel(nn.Module):
             # a packed row: the sentence-level head reads each sequence's first token
             hidden = hidden[0, cu_seq_lens_q[:-1].long()].unsqueeze(1)
         logits = self.head(hidden)
+        if self.kind == TaskKind.MULTIPLE_CHOICE:  # packed: a sequence per choice, example by example
+            if num_choices is None:
+                raise ValueError("a packed multiple-choice batch needs num_choices")
+            logits = logits.view(-1, num_choices)
+            loss = nn.functional.cross_entropy(logits, labels.view(-1)) if labels is not None else None
+            return TaskOutput(logits=logits, loss=loss)
         if self.kind == TaskKind.SENTENCE_PAIR:
             loss = None
             if labels is not None:

@@ -53,12 +53,12 @@ TARGET_DEFAULTS: dict[str, dict[str, Any]] = {
     "qa": dict(learning_rate=3e-5, batch_size=4, grad_accum=8, epochs=3, max_length=384,
                doc_stride=128, warmup_steps=500, weight_decay=1e-4, pack_sequences=True),
     "multiple-choice": dict(learning_rate=2e-5, batch_size=8, grad_accum=4, epochs=5, max_length=128,
-                            warmup_ratio=0.0, weight_decay=0.0),
+                            warmup_ratio=0.0, weight_decay=0.0, pack_sequences=True),
 }
 # Phase 1: jiant's X-STILTs recipe (see the module docstring).
 INTERMEDIATE_DEFAULTS: dict[str, Any] = dict(
     learning_rate=1e-5, batch_size=4, grad_accum=1, epochs=3, max_length=256, warmup_ratio=0.1,
-    weight_decay=0.0, eval_every=1000, patience=30,
+    weight_decay=0.0, eval_every=1000, patience=30, pack_sequences=True,
 )
 INTERMEDIATE_QA_MAX_LENGTH = 384
 MLM_DEFAULTS: dict[str, Any] = dict(
@@ -95,8 +95,8 @@ class PhaseHyperparameters(_Strict):
     group_by_length: bool | None = Field(None, description="length-grouped batches (fewer pad tokens)")
     mega_batch_mult: int | None = Field(None, ge=1, description="length groups form within windows of this many batches")
     pack_sequences: bool | None = Field(
-        None, description="tagging, sentence-pair and QA targets: each batch as one padding-free row, "
-        "in training and prediction (default true; same loss)"
+        None, description="tasks with a head (tagging, sentence-pair, QA, multiple choice): each batch "
+        "as one padding-free row, in training and prediction (default true; same loss)"
     )
     head_lr_scale: float | None = Field(
         None, gt=0, description="a fresh task head trains at learning_rate x this (intermediate 'head' parts)"

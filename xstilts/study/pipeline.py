@@ -360,6 +360,8 @@ class Pipeline:
             parts.append(part)
             self.log.info("phase 1: %s (%s): %d training features, %s dev features", part.name, name,
                           len(part.train_features), len(part.dev_features or []))
+            if isinstance(part.info.get("packed"), str):
+                self.log.info("phase 1: %s: sequences not packed: %s", part.name, part.info["packed"])
         if spec.mlm is not None:
             from xstilts.train.formulations import TrainablePart
             from xstilts.train.mlm import MLMCollator, build_mlm_model, mlm_features, read_raw_text
@@ -395,6 +397,7 @@ class Pipeline:
         planner = MixturePlanner(
             [[_len(f) for f in p.train_features] for p in parts],
             bs, [probs[p.name] for p in parts], seed=cfg.seed, batches_per_epoch=per_epoch,
+            group_by_length=tconf.group_by_length, mega_batch_mult=tconf.mega_batch_mult,
             world_size=accelerator.num_processes, rank=accelerator.process_index, names=[p.name for p in parts],
         )
         model = build_multitask_model(encoder, {p.name: p.model for p in parts})
@@ -420,7 +423,7 @@ class Pipeline:
         accelerator.wait_for_everyone()
         self.timings["phase1"] = time.perf_counter() - t0
         self.rd.write_phase_metrics("phase1", {
-            "train": result.to_dict(), "probabilities": probs, "sizes": sizes,
+            "train": result.to_dict(), "probabilities": probs, "sizes": sizes, "planner": planner.describe(),
             "tasks": {p.name: p.info for p in parts}, "settings": settings_by_task,
             "seconds": round(self.timings["phase1"], 2),
             # the study's result store reads intermediate-task quality from here
@@ -497,8 +500,8 @@ class Pipeline:
                       len(feats), {k: settings[k] for k in ("learning_rate", "batch_size", "grad_accum", "epochs", "max_length") if k in settings})
         tconf = train_config(settings, cfg, metric_for_best="score", greater_is_better=True)
         collate, packed = make_collate(tokenizer), False
-        if task.kind in PACKED_KINDS and settings.get("pack_sequences") and not tconf.group_by_length:
-            # the same random batches, packed into one padding-free row: same loss
+        if task.kind in PACKED_KINDS and settings.get("pack_sequences"):
+            # the same batches, each packed into one padding-free row: same loss
             from xstilts.data.packing import packed_collator, unpackable
 
             reason = unpackable(encoder)

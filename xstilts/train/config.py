@@ -40,8 +40,8 @@ class TrainConfig:
     # Length-grouped batches pad far less (the main CPU speed-up) but change which examples share
     # a batch, and with them the results: UDPOS with multilingual-e5-small after one epoch scored
     # 50.9 grouped against 56.7 with random batches (3 seeds, bench/RESULTS.md). Off by default,
-    # so that runs reproduce the reference recipe. The pipeline packs tagging, sentence-pair and
-    # QA batches instead (xstilts.data.packing: the same random batches, each one padding-free row).
+    # so that runs reproduce the reference recipe. The pipeline packs the batches of every task
+    # with a head instead (xstilts.data.packing: the same random batches, each one padding-free row).
     group_by_length: bool = False
     mega_batch_mult: int = 50  # length groups are formed inside windows of this many batches
     shuffle: bool = True

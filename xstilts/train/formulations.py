@@ -157,9 +157,14 @@ def build_head_part(inp: FormulationInput) -> TrainablePart:
     ``evaluate`` predicts the dev (or held-out) examples with the task's own head and scores
     them with the task's own metric (accuracy, SQuAD EM/F1, token accuracy), so phase 1 reports
     how well the intermediate task itself was learned, not only a loss.
+
+    With ``pack_sequences`` in the settings (the phase-1 default) each batch is one padding-free
+    row (:mod:`xstilts.data.packing`: the same loss as the padded batch) where the encoder allows
+    it; ``info["packed"]`` says whether it does, or why not.
     """
     from xstilts.data.feature_cache import cached_featurize
     from xstilts.data.features import make_collate
+    from xstilts.data.packing import packed_collator, unpackable
     from xstilts.models.heads import build_model
 
     task = inp.task
@@ -185,6 +190,10 @@ def build_head_part(inp: FormulationInput) -> TrainablePart:
         except ConfigError:  # some dev examples lack a (known) label: keep those that have one
             dev_features = features(inp.dev_examples, False)
         dev_features = [f for f in dev_features if _has_gold(f)] or None
+    collate, packed = make_collate(inp.tokenizer), False
+    if inp.settings.get("pack_sequences"):
+        reason = unpackable(inp.encoder)
+        collate, packed = (packed_collator(inp.encoder), True) if reason is None else (collate, reason)
     scored = scorable_examples(task, inp.dev_examples or [])
     if inp.eval_max_examples is not None:
         scored = scored[: inp.eval_max_examples]
@@ -197,14 +206,14 @@ def build_head_part(inp: FormulationInput) -> TrainablePart:
             metrics = intermediate_quality(
                 task, task_model, inp.tokenizer, scored, batch_size=inp.predict_batch_size,
                 max_length=inp.settings.get("max_length"), doc_stride=inp.settings.get("doc_stride", 128),
-                device=device,
+                device=device, pack=packed is True,
             )
             return dict(metrics)
 
     return TrainablePart(
         name=task.name, model=model, train_features=train_features,
-        collate=make_collate(inp.tokenizer), dev_features=dev_features,
-        info={"labels": labels, "kind": task.kind.value, "quality_examples": len(scored)}, evaluate=evaluate,
+        collate=collate, dev_features=dev_features, evaluate=evaluate,
+        info={"labels": labels, "kind": task.kind.value, "quality_examples": len(scored), "packed": packed},
     )
 
 

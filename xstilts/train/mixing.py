@@ -3,8 +3,9 @@
 Every batch comes from one task. The task of each batch slot of an epoch is drawn with fixed
 probabilities (uniform, proportional to the number of training examples, or proportional to
 ``size ** (1 / T)``: temperature sampling, as in multilingual MT and T5's mixtures); each task
-serves its length-grouped batches in order and reshuffles when it runs out. The whole plan is a
-pure function of (seed, epoch), as for single-task training, so resume stays exact.
+serves its batches (random, or length-grouped with ``group_by_length``) in order and reshuffles
+when it runs out. The whole plan is a pure function of (seed, epoch), as for single-task
+training, so resume stays exact.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class MixturePlanner:
         *,
         seed: int,
         batches_per_epoch: int | None = None,
-        group_by_length: bool = True,
+        group_by_length: bool = False,
         mega_batch_mult: int = 50,
         world_size: int = 1,
         rank: int = 0,
@@ -119,6 +120,8 @@ class MixturePlanner:
             "probabilities": [round(float(p), 12) for p in self.probabilities],
             "batch_size": self.batch_size,
             "batches_per_epoch": self.batches_per_epoch,
+            "group_by_length": self.planners[0].group_by_length if self.planners else False,
+            "mega_batch_mult": self.planners[0].mega_batch_mult if self.planners else None,
             "seed": self.seed,
             "world_size": self.world_size,
         }
