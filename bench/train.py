@@ -6,15 +6,18 @@ xstilts), same number of optimizer steps and the same optimizer settings (AdamW 
 decay, no warm-up, no weight decay, gradient clipping at 1.0). Only the recipe differs:
 
 * **A** xstilts ``train()`` with the defaults ``xstilts run`` uses for the task: random batches,
-  each packed into one padding-free row (:mod:`xstilts.data.packing`; tagging and QA); fused
+  each packed into one padding-free row (:mod:`xstilts.data.packing`; every task kind); fused
   AdamW; sparse embedding gradients on CPU; bf16 autocast on GPUs.
   Variants: **Ar** random batches dynamically padded, not packed; **Ag** length-grouped batches
   (``group_by_length``), not packed; **Abf16** A with bf16 autocast (opt-in on CPU);
 * **B** Hugging Face ``Trainer`` with every sequence padded to the maximum length (128 tagging,
-  384 QA), as XTREME's ``run_tag.py`` / ``run_squad.py`` do;
+  384 QA), as XTREME's ``run_tag.py`` / ``run_squad.py`` do; multiple choice (the intermediate
+  tasks CosmosQA and CommonsenseQA: ``--task cosmosqa``) pads every choice to 256, phase 1's
+  maximum length, as jiant's featurization does;
 * **C** Hugging Face ``Trainer`` with dynamic padding (``DataCollatorForTokenClassification`` /
-  ``DataCollatorWithPadding``) and length grouping (``group_by_length``; in transformers 5:
-  ``train_sampling_strategy="group_by_length"``).
+  ``DataCollatorWithPadding`` / ``DataCollatorForMultipleChoice``) and length grouping
+  (``group_by_length``; in transformers 5: ``train_sampling_strategy="group_by_length"``; for
+  multiple choice the Trainer's grouping measures the number of choices, so it groups nothing).
 
 Setups run alternated, A B C A B C ..., each in a fresh process (its own peak memory; the same
 thread count: ``--threads``, default 1, also exported as OMP_NUM_THREADS). Time is the training
@@ -37,9 +40,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-TASK_MAX_LENGTH = {"udpos": 128, "panx": 128, "xquad": 384}
+TASK_MAX_LENGTH = {"udpos": 128, "panx": 128, "xquad": 384, "cosmosqa": 256, "commonsenseqa": 256}
+# Where a task's training-like examples are in ../shared/data (multiple choice: dev slices only).
+TASK_SPLIT = {"xquad": "test", "cosmosqa": "dev", "commonsenseqa": "dev"}
+MULTIPLE_CHOICE = ("cosmosqa", "commonsenseqa")
 SETUPS = ("A", "Ar", "Ag", "B", "C", "Abf16")  # see the module docstring
-RATIOS = (("A", "B"), ("A", "C"), ("Abf16", "A"), ("Ar", "B"), ("Ar", "C"), ("Ag", "B"), ("Ag", "C"))
+RATIOS = (("A", "B"), ("A", "C"), ("A", "Ar"), ("A", "Ag"), ("Abf16", "A"), ("Ar", "B"), ("Ar", "C"), ("Ag", "B"), ("Ag", "C"))
 LEARNING_RATE = 2e-5
 
 
@@ -49,11 +55,11 @@ LEARNING_RATE = 2e-5
 
 def read_train_examples(task: str, data: Path) -> list:
     """UDPOS / PAN-X English training sentences; for QA, XQuAD-English question/context pairs
-    (XTREME trains QA on SQuAD; XQuAD-en has the same form and is the QA file present here)."""
+    (XTREME trains QA on SQuAD; XQuAD-en has the same form and is the QA file present here);
+    CosmosQA / CommonsenseQA: their dev examples (the files present here)."""
     from xstilts.data.readers import read_examples
 
-    split = "test" if task == "xquad" else "train"
-    return read_examples(task, data, split, "en")
+    return read_examples(task, data, TASK_SPLIT.get(task, "train"), "en")
 
 
 def corpus_text(examples: list) -> list[str]:
@@ -62,7 +68,7 @@ def corpus_text(examples: list) -> list[str]:
         if hasattr(ex, "tokens"):
             out.append(" ".join(ex.tokens))
         else:
-            out.extend([ex.question, ex.context])
+            out.extend([ex.question, ex.context, *getattr(ex, "choices", ())])
     return out
 
 
@@ -90,8 +96,10 @@ def pad_to(features: list[dict], length: int, pad_id: int) -> list[dict]:
     for f in features:
         g = {}
         for k, v in f.items():
-            if isinstance(v, list):
-                fill = pad_id if k == "input_ids" else -100 if k == "labels" else 0
+            fill = pad_id if k == "input_ids" else -100 if k == "labels" else 0
+            if isinstance(v, list) and v and isinstance(v[0], list):  # multiple choice: each choice
+                g[k] = [c + [fill] * (length - len(c)) for c in v]
+            elif isinstance(v, list):
                 g[k] = v + [fill] * (length - len(v))
             else:
                 g[k] = v
@@ -177,6 +185,7 @@ def run_hf(
 ) -> dict:
     import torch
     from transformers import (
+        DataCollatorForMultipleChoice,
         DataCollatorForTokenClassification,
         DataCollatorWithPadding,
         Trainer,
@@ -202,10 +211,10 @@ def run_hf(
     else:
         dataset = features
         collator = (
-            DataCollatorForTokenClassification(tokenizer)
-            if task != "xquad"
-            else DataCollatorWithPadding(tokenizer)
-        )
+            DataCollatorWithPadding(tokenizer) if task == "xquad"
+            else DataCollatorForMultipleChoice(tokenizer) if task in MULTIPLE_CHOICE
+            else DataCollatorForTokenClassification(tokenizer)
+        )  # fmt: skip
     collator = CountingCollate(collator)
     bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
     args = TrainingArguments(
@@ -266,7 +275,7 @@ def worker(args) -> None:
     with tempfile.TemporaryDirectory(prefix="xstilts-bench-") as tmp:
         if args.worker.startswith("A"):
             precision = "bf16" if args.worker == "Abf16" else "auto"
-            pack = args.worker in ("A", "Abf16")  # as xstilts run trains tagging and QA targets
+            pack = args.worker in ("A", "Abf16")  # as xstilts run trains every head kind
             r = run_xstilts(model, features, tokenizer, out_dir=tmp, precision=precision, pack=pack,
                             group_by_length=args.worker == "Ag", **kw, **dict(args.option))  # fmt: skip
         else:
