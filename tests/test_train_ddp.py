@@ -48,3 +48,58 @@ def test_two_process_ddp_trains_identical_replicas(tmp_path):
     assert lines[0][1:3] == ["8", "3"] and lines[1][1:3] == ["8", "3"]
     assert lines[0][3] == lines[1][3]  # both replicas end with the same weights
     assert (tmp_path / "out" / "result.json").is_file()
+
+
+PACKED_SCRIPT = """
+import os, random, sys
+import torch
+sys.path.insert(0, {tests!r})
+from train_helpers import weights_digest
+from xstilts.data.packing import packed_collator
+from xstilts.models.heads import build_model
+from xstilts.models.tiny import build_tiny_model
+from xstilts.train.config import TrainConfig
+from xstilts.train.loop import train
+encoder, _ = build_tiny_model(hidden_size=32, num_layers=2, vocab_size=300, extra_text=["a b c d e f g"])
+torch.manual_seed(0)
+model = build_model({task!r}, encoder, num_labels=5 if {task!r} == "udpos" else None)
+start = {{k: v.clone() for k, v in model.state_dict().items()}}
+rng = random.Random(1)
+def sequence():
+    n = rng.randint(3, 30)
+    return [0] + [rng.randrange(5, 290) for _ in range(n - 2)] + [2]
+feats = []
+for i in range(48):
+    if {task!r} == "udpos":
+        ids = sequence()
+        feats.append({{"input_ids": ids, "labels": [-100] + [rng.randrange(5) for _ in ids[2:]] + [-100]}})
+    else:  # multiple choice: 5 choices of different lengths
+        feats.append({{"input_ids": [sequence() for _ in range(5)], "labels": i % 5}})
+cfg = TrainConfig(learning_rate=1e-3, batch_size=4, epochs=1, progress=False, tensorboard=False, cpu=True)
+result = train(model, feats, packed_collator(encoder), cfg, out_dir=sys.argv[1], find_unused_parameters=True)  # as the pipeline
+moved = max(float((v - start[k]).abs().max()) for k, v in model.state_dict().items())
+with open(sys.argv[1] + "-rank" + os.environ["RANK"], "w") as fh:
+    fh.write(" ".join(map(str, [os.environ["RANK"], result.global_step, moved > 1e-4, weights_digest(model)])))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["udpos", "commonsenseqa"])
+def test_two_process_ddp_trains_packed_rows(tmp_path, task):
+    """Packed rows (tagging; multiple choice) under DDP: each process packs its own batches and
+    the replicas stay identical."""
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    if torchrun is None:
+        pytest.skip("torchrun not installed next to the interpreter")
+    script = tmp_path / "ddp_packed.py"
+    script.write_text(PACKED_SCRIPT.format(tests=str(REPO / "tests"), task=task))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    proc = subprocess.run(
+        [torchrun, "--nproc_per_node", "2", "--master_port", "29534", str(script), str(tmp_path / "out")],
+        env=env, capture_output=True, text=True, timeout=240, cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [(tmp_path / f"out-rank{r}").read_text().split() for r in (0, 1)]
+    # 48 examples / batch 4 = 12 batches, 6 per process: 6 steps; training moved the weights
+    assert lines[0][1:3] == ["6", "True"] and lines[1][1:3] == ["6", "True"]
+    assert lines[0][3] == lines[1][3]  # both replicas end with the same weights
