@@ -29,20 +29,25 @@ with open(sys.argv[1] + "-rank" + os.environ["RANK"], "w") as fh:
 """
 
 
-@pytest.mark.slow
-def test_two_process_ddp_trains_identical_replicas(tmp_path):
+def _torchrun(code: str, tmp_path: Path, port: int) -> list[list[str]]:
+    """Run ``code`` as a script in two CPU processes; each rank's line of results, split."""
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     if torchrun is None:
         pytest.skip("torchrun not installed next to the interpreter")
-    script = tmp_path / "ddp_train.py"
-    script.write_text(SCRIPT.format(tests=str(REPO / "tests")))
+    script = tmp_path / "ddp_script.py"
+    script.write_text(code)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     proc = subprocess.run(
-        [torchrun, "--nproc_per_node", "2", "--master_port", "29533", str(script), str(tmp_path / "out")],
+        [torchrun, "--nproc_per_node", "2", "--master_port", str(port), str(script), str(tmp_path / "out")],
         env=env, capture_output=True, text=True, timeout=240, cwd=REPO,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = [(tmp_path / f"out-rank{r}").read_text().split() for r in (0, 1)]
+    return [(tmp_path / f"out-rank{r}").read_text().split() for r in (0, 1)]
+
+
+@pytest.mark.slow
+def test_two_process_ddp_trains_identical_replicas(tmp_path):
+    lines = _torchrun(SCRIPT.format(tests=str(REPO / "tests")), tmp_path, 29533)
     assert [l[0] for l in lines] == ["0", "1"]
     # 64 examples / batch 8 = 8 batches per epoch, 4 per process: 8 steps over 2 epochs
     assert lines[0][1:3] == ["8", "3"] and lines[1][1:3] == ["8", "3"]
@@ -88,18 +93,7 @@ with open(sys.argv[1] + "-rank" + os.environ["RANK"], "w") as fh:
 def test_two_process_ddp_trains_packed_rows(tmp_path, task):
     """Packed rows (tagging; multiple choice) under DDP: each process packs its own batches and
     the replicas stay identical."""
-    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
-    if torchrun is None:
-        pytest.skip("torchrun not installed next to the interpreter")
-    script = tmp_path / "ddp_packed.py"
-    script.write_text(PACKED_SCRIPT.format(tests=str(REPO / "tests"), task=task))
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    proc = subprocess.run(
-        [torchrun, "--nproc_per_node", "2", "--master_port", "29534", str(script), str(tmp_path / "out")],
-        env=env, capture_output=True, text=True, timeout=240, cwd=REPO,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = [(tmp_path / f"out-rank{r}").read_text().split() for r in (0, 1)]
+    lines = _torchrun(PACKED_SCRIPT.format(tests=str(REPO / "tests"), task=task), tmp_path, 29534)
     # 48 examples / batch 4 = 12 batches, 6 per process: 6 steps; training moved the weights
     assert lines[0][1:3] == ["6", "True"] and lines[1][1:3] == ["6", "True"]
     assert lines[0][3] == lines[1][3]  # both replicas end with the same weights
