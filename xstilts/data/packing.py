@@ -187,3 +187,17 @@ def packed_collator(encoder: Any) -> PackedCollator:
     use_packed_attention(encoder)
     token_types = getattr(getattr(encoder, "embeddings", None), "token_type_embeddings", None) is not None
     return PackedCollator(position_offset(encoder.config), token_types=token_types)
+
+
+def choose_collator(encoder: Any, tokenizer: Any, pack: bool) -> tuple[Any, bool | str]:
+    """``(collate, packed)`` for training: :func:`packed_collator` where ``pack`` is asked and the
+    encoder allows it, else dynamic padding; ``packed`` is True, False (not asked) or the reason
+    the encoder cannot pack."""
+    from xstilts.data.features import make_collate
+
+    if pack:
+        reason = unpackable(encoder)
+        if reason is None:
+            return packed_collator(encoder), True
+        return make_collate(tokenizer), reason
+    return make_collate(tokenizer), False

@@ -463,7 +463,7 @@ class Pipeline:
         if self.rd.phase_done("phase2"):
             return load_task_model(model_dir)
         from xstilts.data.feature_cache import cached_featurize
-        from xstilts.data.features import make_collate
+        from xstilts.data.packing import choose_collator
         from xstilts.models.heads import PACKED_KINDS, build_model
         from xstilts.train.formulations import labels_for
         from xstilts.train.loop import train
@@ -499,22 +499,16 @@ class Pipeline:
         self.log.info("phase 2: %s: %d training examples -> %d features; %s", task.name, len(train_ex),
                       len(feats), {k: settings[k] for k in ("learning_rate", "batch_size", "grad_accum", "epochs", "max_length") if k in settings})
         tconf = train_config(settings, cfg, metric_for_best="score", greater_is_better=True)
-        collate, packed = make_collate(tokenizer), False
-        if task.kind in PACKED_KINDS and settings.get("pack_sequences"):
-            # the same batches, each packed into one padding-free row: same loss
-            from xstilts.data.packing import packed_collator, unpackable
-
-            reason = unpackable(encoder)
-            if reason is None:
-                collate, packed = packed_collator(encoder), True
-            else:
-                self.log.info("phase 2: sequences not packed: %s", reason)
+        # the same batches, each packed into one padding-free row: same loss
+        collate, packed = choose_collator(encoder, tokenizer, task.kind in PACKED_KINDS and bool(settings.get("pack_sequences")))
+        if isinstance(packed, str):
+            self.log.info("phase 2: sequences not packed: %s", packed)
         result = train(model, feats, collate, tconf, eval_fn=eval_fn, out_dir=out / "train",
                        description=f"phase2-{task.name}", find_unused_parameters=True)
         model.save(model_dir, tokenizer=tokenizer)
         self.timings["phase2"] = time.perf_counter() - t0
         self.rd.write_phase_metrics("phase2", {
-            "train": result.to_dict(), "settings": settings, "train_examples": len(train_ex), "packed": packed,
+            "train": result.to_dict(), "settings": settings, "train_examples": len(train_ex), "packed": packed is True,
             "train_features": len(feats), "encoder_check": carried, "encoder_source": self.encoder_source,
             "seconds": round(self.timings["phase2"], 2),
         })

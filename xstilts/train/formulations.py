@@ -163,8 +163,7 @@ def build_head_part(inp: FormulationInput) -> TrainablePart:
     it; ``info["packed"]`` says whether it does, or why not.
     """
     from xstilts.data.feature_cache import cached_featurize
-    from xstilts.data.features import make_collate
-    from xstilts.data.packing import packed_collator, unpackable
+    from xstilts.data.packing import choose_collator
     from xstilts.models.heads import build_model
 
     task = inp.task
@@ -190,10 +189,7 @@ def build_head_part(inp: FormulationInput) -> TrainablePart:
         except ConfigError:  # some dev examples lack a (known) label: keep those that have one
             dev_features = features(inp.dev_examples, False)
         dev_features = [f for f in dev_features if _has_gold(f)] or None
-    collate, packed = make_collate(inp.tokenizer), False
-    if inp.settings.get("pack_sequences"):
-        reason = unpackable(inp.encoder)
-        collate, packed = (packed_collator(inp.encoder), True) if reason is None else (collate, reason)
+    collate, packed = choose_collator(inp.encoder, inp.tokenizer, bool(inp.settings.get("pack_sequences")))
     scored = scorable_examples(task, inp.dev_examples or [])
     if inp.eval_max_examples is not None:
         scored = scored[: inp.eval_max_examples]
