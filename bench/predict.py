@@ -49,7 +49,7 @@ def plain_tagging(model, tokenizer, examples, batch_size: int, device=None) -> l
             if device is not None:
                 ids, mask = ids.to(device), mask.to(device)
             logits = model(input_ids=ids, attention_mask=mask).logits
-            pred = logits.argmax(-1)
+            pred = logits.detach().cpu().numpy().argmax(-1)  # one copy per batch, as XTREME's loop
             for row, f in enumerate(chunk):
                 for pos, w in f["word_positions"]:
                     tags[f["example_index"]][w] = model.labels[int(pred[row, pos])]

@@ -404,28 +404,32 @@ def test_run_pawsx_packs_sentence_pairs_and_scores(small_world, tmp_path):
 
 @pytest.mark.parametrize("pack", [True, False])
 def test_pack_sequences_switches_training_and_prediction(small_world, tmp_path, monkeypatch, pack):
-    """`pack_sequences: false` turns packing off for phase 2 and for every prediction alike."""
+    """`pack_sequences: false` turns packing off for phase 2 and for every prediction alike; the
+    zero-shot predictions take the target phase's `mixed_precision` (dev evaluation inside the
+    training loop runs under the loop's own autocast and adds none)."""
     import xstilts.evaluation.predict as predict
     from xstilts.study.config import load_run_config
     from xstilts.study.pipeline import run_pipeline
 
-    seen: list[bool] = []
+    seen: list[tuple[bool, str]] = []
     real_run_model = predict.run_model
 
-    def spy(*a, pack=False, **kw):
-        seen.append(pack)
-        return real_run_model(*a, pack=pack, **kw)
+    def spy(*a, pack=False, precision="no", **kw):
+        seen.append((pack, precision))
+        return real_run_model(*a, pack=pack, precision=precision, **kw)
 
     monkeypatch.setattr(predict, "run_model", spy)
+    precision = {} if pack else {"mixed_precision": "no"}
     cfg = load_run_config(
         None, model=str(small_world["model"]), target="udpos", data_dir=str(small_world["data"]),
         out=str(tmp_path / "run"), seed=1, progress=False, eval_max_examples=3, languages=["fr"],
         hyperparameters={"target": {"learning_rate": 1e-3, "batch_size": 8, "grad_accum": 1, "epochs": 1,
-                                    "pack_sequences": pack}},
+                                    "pack_sequences": pack, **precision}},
     )
     run = run_pipeline(cfg)
     assert json.loads((run / "metrics.json").read_text())["phase2"]["packed"] is pack
-    assert len(seen) >= 2 and set(seen) == {pack}  # dev-en model selection and the fr test set
+    assert len(seen) >= 2 and {p for p, _ in seen} == {pack}  # dev-en model selection and the fr test set
+    assert [p for _, p in seen] == ["no"] * (len(seen) - 1) + ["auto" if pack else "no"]
 
 
 def test_run_xquad_trains_packed_qa_and_scores(small_world, tmp_path):

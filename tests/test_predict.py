@@ -270,3 +270,30 @@ def test_batching_does_not_change_predictions(tiny_tagger):
     a = predict_examples("xquad", qa, tok, [ex, other], batch_size=1, max_length=48, doc_stride=16)
     b = predict_examples("xquad", qa, tok, [ex, other], batch_size=16, max_length=48, doc_stride=16)
     assert a == b and set(a) == {"q", "short"}
+
+
+def test_prediction_precision(tiny_tagger):
+    """``auto`` adds no autocast on CPU (float32: the same tags as ``no``); ``bf16`` runs every
+    forward pass under autocast and agrees on almost every word; a bad value fails at once."""
+    from xstilts.errors import ConfigError
+
+    _, model, tok = tiny_tagger
+    rng = random.Random(1)
+    vocab = "The quick brown fox jumps over the lazy dog 狐狸 跳 Der Fuchs".split()
+    examples = [TaggingExample(str(i), [rng.choice(vocab) for _ in range(rng.randint(1, 30))]) for i in range(40)]
+    seen: list[tuple[bool, torch.dtype]] = []
+    hook = model.register_forward_hook(
+        lambda mod, args, out: seen.append((torch.is_autocast_enabled("cpu"), out.logits.dtype))
+    )
+    try:
+        runs = {p: predict_examples("udpos", model, tok, examples, batch_size=8, precision=p)
+                for p in ("no", "auto", "bf16")}  # fmt: skip
+    finally:
+        hook.remove()
+    assert seen[:5] + seen[5:10] == [(False, torch.float32)] * 10  # 5 batches each for no and auto
+    assert seen[10:] == [(True, torch.bfloat16)] * 5
+    assert runs["auto"] == runs["no"]
+    words = [(a, b) for pa, pb in zip(runs["no"], runs["bf16"]) for a, b in zip(pa, pb)]
+    assert len(words) > 300 and sum(a == b for a, b in words) >= 0.95 * len(words)
+    with pytest.raises(ConfigError, match="precision must be one of"):
+        predict_examples("udpos", model, tok, examples, precision="fp8")

@@ -14,6 +14,13 @@ class Pooling(str, Enum):
     cls = "cls"
 
 
+class Precision(str, Enum):
+    auto = "auto"
+    no = "no"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
 def _split_list(values: list[str] | None) -> list[str] | None:
     if not values:
         return None
@@ -88,6 +95,14 @@ def predict(
     device: Annotated[
         Optional[str], typer.Option("--device", help="cpu, cuda, cuda:1 ... (default: GPU if any).")
     ] = None,
+    precision: Annotated[
+        Precision,
+        typer.Option(
+            "--precision",
+            help="Autocast for tasks with a head: auto = bf16 on GPUs (as training), none on CPU; "
+            "no = float32. Retrieval always embeds in float32.",
+        ),
+    ] = Precision.auto,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
 ) -> None:
     """Predict every language of a task with no gradient, batches sorted by length; write XTREME's layout."""
@@ -108,6 +123,7 @@ def predict(
         prefix=prefix,
         device=device,
         progress=not no_progress,
+        precision=precision.value,
     )
     for lang, path in written.items():
         typer.echo(f"{lang}\t{path}")

@@ -51,11 +51,42 @@ def _progress(enabled: bool):
     )
 
 
+PRECISIONS = ("auto", "no", "bf16", "fp16")
+
+
+def autocast_for(precision: str, device: Any):
+    """The autocast context prediction runs under. ``auto``: bf16 on a GPU that has it (fp16 on
+    other GPUs), as training's ``mixed_precision="auto"`` does; nothing on CPU. ``no`` adds no
+    autocast of its own (an enclosing one, such as the training loop's during evaluation, still
+    applies)."""
+    import torch
+
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    if precision == "auto":
+        if device.type != "cuda":
+            return nullcontext()
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if precision == "no":
+        return nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+class Extract:
+    """What a batch's model output becomes: ``on_device(output)`` keeps a few small tensors (an
+    argmax, two logit rows...) computed where the model ran, and ``on_host(arrays, batch_features)``
+    turns them, as numpy arrays, into one result per feature. The split lets :func:`run_model`
+    fetch each batch with one asynchronous copy while the accelerator runs the next batch."""
+
+    def __init__(self, on_device: Callable[[Any], tuple], on_host: Callable[[tuple, Sequence[dict]], list]):
+        self.on_device, self.on_host = on_device, on_host
+
+
 def run_model(
     model: Any,
     features: Sequence[dict],
     tokenizer: Any,
-    extract: Callable[[Any, Sequence[dict]], list],
+    extract: Extract,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     max_tokens: int | None = None,
@@ -63,14 +94,19 @@ def run_model(
     progress: Any = None,
     description: str = "predict",
     pack: bool = False,
+    precision: str = "no",
 ) -> list:
     """Run ``model`` over ``features`` in length-sorted batches; one result per feature, in order.
 
-    ``extract(output, batch_features)`` turns a batch's model output into one small result per
-    feature (an argmax, the logits at a few positions...), so full logits are never kept for
-    the whole set. ``progress`` is a rich ``Progress`` (or None for no bar). ``pack``: each batch
-    runs as one padding-free row (:mod:`xstilts.data.packing`; every head kind), per-token
-    outputs laid back out as the padded batch's, so ``extract`` sees the same layout.
+    ``extract`` (:class:`Extract`) turns a batch's model output into one small result per
+    feature, so full logits are never kept for the whole set. ``progress`` is a rich
+    ``Progress`` (or None for no bar). ``pack``: each batch runs as one padding-free row
+    (:mod:`xstilts.data.packing`; every head kind), per-token outputs laid back out as the padded
+    batch's, so ``extract`` sees the same layout. ``precision``: see :func:`autocast_for`.
+
+    On a GPU the host never waits for a batch it has just launched: each batch's small outputs
+    come back by a non-blocking copy, and are read only after the next batch has been collated
+    and queued, so collation overlaps the model's work. The results are the same either way.
     """
     import torch
 
@@ -79,6 +115,8 @@ def run_model(
     from xstilts.models.heads import TOKEN_LEVEL_KINDS
 
     device = resolve_device(device) if not isinstance(device, torch.device) else device
+    autocast = autocast_for(precision, device)
+    asynchronous = device.type == "cuda"
     was_training = model.training
     model.eval()
     model.to(device)
@@ -92,22 +130,43 @@ def run_model(
         packer = packed_collator(model.encoder)
     results: list = [None] * len(features)
     bar = progress.add_task(description, total=len(features)) if progress is not None else None
+
+    def finish(done) -> None:
+        batch_indices, batch_features, fetched, ready = done
+        if ready is not None:
+            ready.synchronize()
+        arrays = tuple(t.numpy() for t in fetched)
+        for i, r in zip(batch_indices, extract.on_host(arrays, batch_features)):
+            results[i] = r
+        if progress is not None:
+            progress.advance(bar, len(batch_indices))
+
+    pending = None
     try:
         with torch.no_grad():
             for batch_indices in batches:
                 batch_features = [features[i] for i in batch_indices]
                 batch = packer(batch_features) if packer else collate(batch_features, tokenizer)
-                batch.pop("labels", None)
-                batch.pop("start_positions", None)
-                batch.pop("end_positions", None)
-                batch = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
-                output = model(**batch)
-                if packer is not None and model.kind in TOKEN_LEVEL_KINDS:
-                    output = _unpacked(output, batch)
-                for i, r in zip(batch_indices, extract(output, batch_features)):
-                    results[i] = r
-                if progress is not None:
-                    progress.advance(bar, len(batch_indices))
+                for key in ("labels", "start_positions", "end_positions"):
+                    batch.pop(key, None)
+                batch = {k: (v.to(device, non_blocking=asynchronous) if isinstance(v, torch.Tensor) else v)
+                         for k, v in batch.items()}  # fmt: skip
+                with autocast:
+                    output = model(**batch)
+                    if packer is not None and model.kind in TOKEN_LEVEL_KINDS:
+                        output = _unpacked(output, batch)
+                    kept = extract.on_device(output)
+                # non_blocking device-to-host copies land in page-locked memory: valid once `ready`
+                fetched = tuple(t.to("cpu", non_blocking=asynchronous) for t in kept)
+                ready = None
+                if asynchronous:
+                    ready = torch.cuda.Event()
+                    ready.record()
+                if pending is not None:
+                    finish(pending)
+                pending = (batch_indices, batch_features, fetched, ready)
+            if pending is not None:
+                finish(pending)
     finally:
         model.train(was_training)
     return results
@@ -129,27 +188,31 @@ def _unpacked(output, batch):
 # per kind: what to keep of a batch's output, and how to turn it into predictions
 
 
-def _argmax(output, batch_features):
-    return output.logits.argmax(-1).tolist()
+def _argmax_ids(output) -> tuple:
+    return (output.logits.argmax(-1),)
 
 
-def _tag_ids(output, batch_features):
-    logits = output.logits
-    out = []
-    for row, f in enumerate(batch_features):
-        positions = [p for p, _ in f["word_positions"]]
-        ids = logits[row, positions].argmax(-1).tolist() if positions else []
-        out.append([(w, i) for (_, w), i in zip(f["word_positions"], ids)])
-    return out
+_argmax = Extract(_argmax_ids, lambda arrays, batch_features: arrays[0].tolist())
 
 
-def _span_logits(output, batch_features):
-    start = output.start_logits.float().cpu().numpy()
-    end = output.end_logits.float().cpu().numpy()
-    return [
-        (start[r, : len(f["input_ids"])], end[r, : len(f["input_ids"])])
-        for r, f in enumerate(batch_features)
-    ]
+def _tags_per_word(arrays, batch_features):
+    ids = arrays[0]  # [rows, longest]: every position's argmax
+    return [[(w, int(ids[row, p])) for p, w in f["word_positions"]] for row, f in enumerate(batch_features)]
+
+
+_tag_ids = Extract(_argmax_ids, _tags_per_word)
+
+
+def _both_span_logits(output) -> tuple:
+    return output.start_logits.float(), output.end_logits.float()
+
+
+def _spans_per_feature(arrays, batch_features):
+    start, end = arrays
+    return [(start[r, : len(f["input_ids"])], end[r, : len(f["input_ids"])]) for r, f in enumerate(batch_features)]
+
+
+_span_logits = Extract(_both_span_logits, _spans_per_feature)
 
 
 def fallback_label(labels: Sequence[str]) -> str:
@@ -184,15 +247,19 @@ def predict_examples(
     progress: Any = None,
     description: str | None = None,
     pack: bool | None = None,
+    precision: str = "auto",
 ) -> Any:
     """Predictions for ``examples`` in the submission layout's in-memory form.
 
     sentence pair: ``list[str]`` labels; tagging: ``list[list[str]]`` (one tag per word, always
     as many as words); QA: ``{id: answer text}``; multiple choice: ``list[int]`` choice indices.
     ``pack``: batches run as padding-free rows (None: where the encoder allows it).
+    ``precision``: autocast for the forward passes (:func:`autocast_for`; ``auto``: bf16 on GPUs).
     """
     from xstilts.data.features import featurize
 
+    if precision not in PRECISIONS:  # before featurizing: a typo should not cost the wait
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
     task = _as_task(task)
     kind = task.kind
     description = description or task.name
@@ -205,7 +272,8 @@ def predict_examples(
         for_training=False,
         labels=getattr(model, "labels", None),
     )
-    common = dict(batch_size=batch_size, device=device, progress=progress, description=description)
+    common = dict(batch_size=batch_size, device=device, progress=progress, description=description,
+                  precision=precision)
     if pack is None:
         from xstilts.data.packing import unpackable
         from xstilts.models.heads import PACKED_KINDS
@@ -345,6 +413,7 @@ def predict_task(
     prefix: str = "",
     device: str | None = None,
     progress: bool = True,
+    precision: str = "auto",
 ) -> dict[str, Path]:
     """Predict ``split`` (default: the task's scored split) of every language; write the files.
 
@@ -352,7 +421,8 @@ def predict_task(
     tokenizer)``); for retrieval tasks a plain encoder name or folder (any form
     :func:`xstilts.models.loading.load_encoder` takes). ``layer``, ``pooling`` and ``prefix`` (text
     put before every sentence, e.g. ``"query: "`` for E5) apply to retrieval only. Returns
-    language → written file.
+    language → written file. ``precision``: autocast for tasks with a head (:func:`autocast_for`);
+    retrieval embeds in float32.
     """
     task = _as_task(task)
     split = split or task.score_split
@@ -407,6 +477,7 @@ def predict_task(
                 device=dev,
                 progress=bar,
                 description=f"{task.name} {split} {lang}",
+                precision=precision,
             )
             written[lang] = write_predictions(out_dir, task, lang, predictions)
     return written

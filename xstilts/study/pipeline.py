@@ -186,6 +186,7 @@ def dev_metric_eval(task: Task, tokenizer: Any, examples: Sequence[Any], setting
             task, model, tokenizer, examples, batch_size=batch_size,
             max_length=settings.get("max_length"), doc_stride=settings.get("doc_stride", 128),
             device=device, progress=None, pack=prediction_packing(settings),
+            precision="no",  # inside the training loop's evaluation, under its own autocast
         )
         metrics = score_language(task, "en", gold, predictions)
         primary = next((metrics[k] for k in ("f1", "accuracy", "exact_match") if k in metrics), None)
@@ -578,7 +579,7 @@ class Pipeline:
                     task, model, tokenizer, examples, batch_size=cfg.predict_batch_size,
                     max_length=settings["max_length"], doc_stride=settings.get("doc_stride", 128),
                     device=device, progress=None, description=f"{task.name} {split} {lang}",
-                    pack=prediction_packing(settings),
+                    pack=prediction_packing(settings), precision=settings.get("mixed_precision") or "auto",
                 )
                 write_predictions(pred_root, task, lang, predictions)
                 write_labels(label_root, task, lang, examples)

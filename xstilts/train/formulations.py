@@ -202,7 +202,7 @@ def build_head_part(inp: FormulationInput) -> TrainablePart:
             metrics = intermediate_quality(
                 task, task_model, inp.tokenizer, scored, batch_size=inp.predict_batch_size,
                 max_length=inp.settings.get("max_length"), doc_stride=inp.settings.get("doc_stride", 128),
-                device=device, pack=packed is True,
+                device=device, pack=packed is True, precision=inp.settings.get("mixed_precision") or "auto",
             )
             return dict(metrics)
 
