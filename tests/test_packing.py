@@ -166,6 +166,30 @@ def test_blocked_attention_equals_per_sequence_attention():
         start += n
 
 
+def test_blocked_layout_is_computed_once_per_batch(monkeypatch):
+    """The blocked form's slots and key mask are computed once per batch, not once per layer, and
+    a new batch gets its own (a stale layout would misplace every token: checked against the
+    per-sequence form, batch after batch)."""
+    from xstilts.data import packing
+    from xstilts.models.heads import build_model
+
+    model = build_model("udpos", _encoder("xlm-roberta"), num_labels=5).eval()
+    collate = packing.packed_collator(model.encoder)
+    computed = []
+    real_slots = packing._slots
+    monkeypatch.setattr(packing, "_slots", lambda *a: computed.append(1) or real_slots(*a))
+    for seed in range(3):  # batches of different sizes and lengths
+        batch = collate(_features(4 + seed, seed, 80))
+        batch.pop("labels")
+        with torch.no_grad():
+            monkeypatch.setattr(packing, "per_sequence", lambda query: False)
+            blocked = model(**batch).logits
+            monkeypatch.setattr(packing, "per_sequence", lambda query: True)
+            per_sequence = model(**batch).logits
+        assert len(computed) == seed + 1  # 2 layers, one computation per batch
+        assert torch.allclose(blocked, per_sequence, atol=1e-5)
+
+
 def test_packed_qa_loss_is_each_sequence_alone():
     """QA's span loss over a packed row is each sequence's loss as if run alone (no padding), and
     its gradients are the mean of theirs; a position beyond its own sequence is ignored."""

@@ -79,13 +79,17 @@ def _padded_collate(tokenizer, length=128):
     return fn
 
 
-def _train(folder, features, tmp_path, name, *, batches, collate_fn=None, **overrides):
+def _train(folder, features, tmp_path, name, *, batches, collate_fn=None, pack=False, **overrides):
+    """Train a fresh tiny tagger over ``batches``; ``pack``: on packed rows (its own collator)."""
     from xstilts.data.features import make_collate
+    from xstilts.data.packing import packed_collator
     from xstilts.train.config import TrainConfig
     from xstilts.train.loop import train
 
     tokenizer = _tokenizer(folder)
     model = _model(folder)
+    if pack:
+        collate_fn = packed_collator(model.encoder)
     config = TrainConfig(
         learning_rate=1e-3, batch_size=8, epochs=1, progress=False, tensorboard=False,
         log_every=0, cpu=True, **overrides,
@@ -220,15 +224,22 @@ def test_fast_prediction_gives_the_tags_of_the_padded_loop(setup, shared_data, p
 
 
 @pytest.mark.slow
-def test_compiled_forward_gives_the_same_weights(setup, tmp_path):
+@pytest.mark.parametrize("pack", [False, "per sequence", "blocked"])
+def test_compiled_forward_gives_the_same_weights(setup, tmp_path, monkeypatch, pack):
+    """`compile=True` trains as the eager model does: on padded batches, and on packed rows with
+    either form of packed attention (per sequence, as on CPU; blocked, as on GPUs)."""
     import shutil
+
+    from xstilts.data import packing
 
     if shutil.which("cc") is None and shutil.which("gcc") is None:
         pytest.skip("torch.compile on CPU needs a C compiler")
+    if pack == "blocked":
+        monkeypatch.setattr(packing, "per_sequence", lambda query: False)
     folder, features = setup
     batches = _batches(features)[:3]
     eager, _ = _train(folder, features, tmp_path, "eager", batches=batches)
-    compiled, _ = _train(folder, features, tmp_path, "compiled", batches=batches, compile=True)
+    compiled, _ = _train(folder, features, tmp_path, "compiled", batches=batches, compile=True, pack=bool(pack))
     assert _max_diff(eager, compiled) < 1e-2 * _moved(eager, folder)
 
 
@@ -311,10 +322,13 @@ def test_packed_qa_prediction_gives_the_answers_of_unpacked_batches(setup, share
     assert len(answers[None]) == 12 and len(set(answers[None].values())) > 1
 
 
-@pytest.mark.parametrize("task", ["udpos", "commonsenseqa"])
-def test_packed_training_gives_the_weights_of_padded_batches(setup, shared_data, tmp_path, task):
+@pytest.mark.parametrize("task, form", [("udpos", "per sequence"), ("udpos", "blocked"),
+                                        ("commonsenseqa", "per sequence")])  # fmt: skip
+def test_packed_training_gives_the_weights_of_padded_batches(setup, shared_data, tmp_path, monkeypatch,
+                                                            task, form):
     """A whole epoch on packed rows (tagging; multiple choice: a sequence per choice) trains the
-    weights that the same batches padded do, up to float rounding.
+    weights that the same batches padded do, up to float rounding; ``blocked``: with the form of
+    packed attention that accelerators run (a masked block of sequences), forced here on CPU.
 
     Multiple choice is compared with its own rounding floor: its loss is a softmax over an
     example's choices, so gradients of what the choices share nearly cancel (the score bias's
@@ -323,6 +337,7 @@ def test_packed_training_gives_the_weights_of_padded_batches(setup, shared_data,
     packing must stay within that, and a different batch order must be far outside it."""
     from transformers import AutoModel
 
+    from xstilts.data import packing
     from xstilts.data.features import featurize, make_collate
     from xstilts.data.packing import packed_collator
     from xstilts.data.readers import read_examples
@@ -330,6 +345,8 @@ def test_packed_training_gives_the_weights_of_padded_batches(setup, shared_data,
     from xstilts.train.config import TrainConfig
     from xstilts.train.loop import train
 
+    if form == "blocked":
+        monkeypatch.setattr(packing, "per_sequence", lambda query: False)
     folder, features = setup
     tok = _tokenizer(folder)
     size = 8

@@ -80,13 +80,27 @@ def test_train_benchmark_end_to_end(shared_data):
 def test_gpu_script_smoke_mode(tmp_path):
     env_py = sys.executable
     proc = subprocess.run(
-        ["bash", "bench/gpu.sh", "--smoke", "--sections", "mfu,tagging"],
+        ["bash", "bench/gpu.sh", "--smoke", "--sections", "mfu,tagging,predict"],
         capture_output=True, text=True, timeout=600, cwd=REPO,
         env=dict(os.environ, OUT=str(tmp_path), PYTHON=env_py),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads((tmp_path / "gpu_bench.json").read_text())
-    for name in ("mfu", "tagging"):
+    for name in ("mfu", "tagging", "predict"):
         assert "error" not in result["sections"][name], result["sections"][name].get("traceback")
     assert result["sections"]["mfu"]["A"]["tokens_per_s"] > 0
     assert result["sections"]["tagging"]["A/B"] > 0
+    predict = result["sections"]["predict"]
+    assert all(predict[f"{x}/P"] > 0 for x in ("X", "Xf", "X256"))
+    assert predict["Xf_same_tags_as_P"] == 1.0  # float32 on CPU: the padded loop's tags exactly
+
+
+@pytest.mark.slow
+def test_launch_count_benchmark():
+    """bench/launches.py: packed rows in the blocked form add few operators over padding."""
+    proc = _run(["bench/launches.py", "--layers", "4", "--batch-size", "8", "--json"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout[proc.stdout.index("{") :])["per_step"]
+    padded, blocked = out["padded"]["kernels"], out["blocked"]["kernels"]
+    assert 0 < padded < blocked < padded * 1.1
+    assert out["per-sequence"]["kernels"] > blocked  # one attention call per sequence

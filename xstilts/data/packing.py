@@ -50,12 +50,18 @@ def packed_attention(module, query, key, value, attention_mask, dropout: float =
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, **kwargs)
     p = dropout if module.training else 0.0
-    if query.device.type == "cpu":  # one call per sequence: no padding, no mask, few calls
+    if per_sequence(query):  # one call per sequence: no padding, no mask, few calls
         lengths = cu_seq_lens_q.diff().tolist()
         outs = [scaled_dot_product_attention(q, k, v, dropout_p=p, scale=scaling)
                 for q, k, v in zip(*(x.split(lengths, dim=2) for x in (query, key, value)))]
         return torch.cat(outs, dim=2).transpose(1, 2), None
     return _blocked_attention(query, key, value, cu_seq_lens_q, int(max_length_q), p, scaling), None
+
+
+def per_sequence(query) -> bool:
+    """Whether packed attention runs one call per sequence (CPU) rather than the blocked form
+    (accelerators); tests switch it to run the accelerators' path on CPU."""
+    return query.device.type == "cpu"
 
 
 def _sequence_offsets(cu_seq_lens_q, tokens: int):
@@ -74,31 +80,60 @@ def _slots(cu_seq_lens_q, tokens: int, longest: int):
     return sequence * longest + offset
 
 
+_last_layout: list = [None]  # (cu_seq_lens_q, tokens, longest, slot, keep) of the last batch
+
+
+def _layout(cu_seq_lens_q, tokens: int, longest: int):
+    """``(slot, keep)`` of a packed row: each token's index in the ``[sequences * longest]``
+    padded layout (:func:`_slots`), and the ``[sequences, 1, 1, longest]`` mask of real keys.
+
+    Every layer of a forward pass gets the same ``cu_seq_lens_q`` tensor, so the last batch's are
+    kept and reused: a dozen small kernels once per batch instead of once per layer (an
+    accelerator launches each; 24 layers of XLM-R Large). The kept entry holds that tensor, so a
+    new batch's cannot be mistaken for it. While compiling, computed plainly (the graph shares
+    them between layers itself)."""
+    import torch
+
+    def compute():
+        n = cu_seq_lens_q.numel() - 1
+        keep = torch.arange(longest, device=cu_seq_lens_q.device) < cu_seq_lens_q.diff()[:, None]
+        return _slots(cu_seq_lens_q, tokens, longest), keep.view(n, 1, 1, longest)
+
+    if torch.compiler.is_compiling():
+        return compute()
+    last = _last_layout[0]
+    if last is not None and last[0] is cu_seq_lens_q and last[1:3] == (tokens, longest):
+        return last[3], last[4]
+    slot, keep = compute()
+    _last_layout[0] = (cu_seq_lens_q, tokens, longest, slot, keep)
+    return slot, keep
+
+
 def unpack_rows(x, cu_seq_lens_q, longest: int, fill: float = 0.0):
     """A packed row's per-token outputs ``[1, tokens, ...]`` as padded rows ``[sequences, longest,
     ...]`` (``fill`` after each sequence's end), the layout an unpacked batch gives."""
-    n, flat = cu_seq_lens_q.numel() - 1, x[0]
-    slot = _slots(cu_seq_lens_q, flat.shape[0], longest)
-    out = flat.new_full((n * longest, *flat.shape[1:]), fill).index_copy(0, slot, flat)
+    n, flat = cu_seq_lens_q.numel() - 1, x.squeeze(0)
+    slot, _ = _layout(cu_seq_lens_q, flat.shape[0], longest)
+    out = flat.new_full((n * longest, *flat.shape[1:]), fill).index_copy_(0, slot, flat)
     return out.view(n, longest, *flat.shape[1:])
 
 
 def _blocked_attention(query, key, value, cu_seq_lens_q, longest: int, dropout: float, scaling):
     """Packed attention in a few large calls (accelerators): the row's sequences are scattered into
     a ``[sequences, heads, longest, dim]`` block, attended with a key-padding mask, and gathered."""
-    import torch
     from torch.nn.functional import scaled_dot_product_attention
 
     _, heads, tokens, dim = query.shape
-    n, device = cu_seq_lens_q.numel() - 1, query.device
-    slot = _slots(cu_seq_lens_q, tokens, longest)
+    n = cu_seq_lens_q.numel() - 1
+    slot, keep = _layout(cu_seq_lens_q, tokens, longest)
 
     def block(x):  # [1, heads, tokens, dim] -> [n, heads, longest, dim]
-        flat = x[0].transpose(0, 1)
-        out = flat.new_zeros(n * longest, heads, dim).index_copy(0, slot, flat)
+        # squeeze, not x[0], and index_copy_ into the fresh zeros: no kernels in autograd's
+        # backward for a select, no copy of the zeros (fewer launches per layer on accelerators)
+        flat = x.squeeze(0).transpose(0, 1)
+        out = flat.new_zeros(n * longest, heads, dim).index_copy_(0, slot, flat)
         return out.view(n, longest, heads, dim).transpose(1, 2)
 
-    keep = (torch.arange(longest, device=device) < cu_seq_lens_q.diff()[:, None]).view(n, 1, 1, longest)
     out = scaled_dot_product_attention(block(query), block(key), block(value), attn_mask=keep,
                                        dropout_p=dropout, scale=scaling)
     return out.transpose(1, 2).reshape(n * longest, heads, dim).index_select(0, slot).unsqueeze(0)
