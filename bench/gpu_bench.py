@@ -290,8 +290,9 @@ def main(argv=None) -> dict:
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=32, help="tagging and predict sections")
-    p.add_argument("--mfu-batch-size", type=int, default=64,
-                   help="mfu and compile sections: sequences of 128 tokens per step")
+    p.add_argument("--mfu-batch-size", type=int, default=256,
+                   help="mfu and compile sections: sequences of 128 tokens per step (on an H200, "
+                   "batch 64 left the step host- and overhead-bound: 22.6%% MFU against 33.4%% at 256)")
     p.add_argument("--sections", default="mfu,tagging,predict,compile")
     p.add_argument("--data", default=None)
     p.add_argument("--out", default=None, help="JSON file to write")

@@ -61,12 +61,11 @@ def autocast_for(precision: str, device: Any):
     applies)."""
     import torch
 
+    from xstilts.train.loop import resolve_mixed_precision
+
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
-    if precision == "auto":
-        if device.type != "cuda":
-            return nullcontext()
-        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    precision = resolve_mixed_precision(precision, cpu=device.type != "cuda")
     if precision == "no":
         return nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
