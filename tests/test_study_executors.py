@@ -136,6 +136,27 @@ def test_changed_config_reruns_only_affected_nodes(tmp_path):
     assert len(new) == 6
 
 
+def test_changed_code_default_reruns_only_affected_nodes(tmp_path, monkeypatch):
+    """A default changed in the code (not in the study) is no reason to reuse a result computed
+    under the old one: the nodes it decides rerun, the others are reused."""
+    from xstilts.study import config
+
+    run_study(study(), tmp_path, work=fake_work, executor=LocalExecutor())
+    n = len(calls(tmp_path))
+    monkeypatch.setitem(config.TARGET_DEFAULTS, "tagging", {**config.TARGET_DEFAULTS["tagging"], "epochs": 3})
+    run_study(study(), tmp_path, work=fake_work, executor=LocalExecutor())
+    new = calls(tmp_path)[n:]
+    assert sorted(new) == sorted(c for c in calls(tmp_path)[:n] if c.endswith("/udpos"))  # 3 settings x 2 seeds
+    assert len(new) == 6
+    n = len(calls(tmp_path))
+    monkeypatch.setitem(config.INTERMEDIATE_DEFAULTS, "learning_rate", 3e-5)
+    run_study(study(), tmp_path, work=fake_work, executor=LocalExecutor())
+    new = calls(tmp_path)[n:]
+    assert new and all("/none/" not in c for c in new)  # no phase 1 behind them
+    assert len([c for c in new if c.endswith("/phase1")]) == 4  # 2 code settings x 2 seeds
+    assert len(new) == 4 * 3  # and every cell on those encoders, retrieval included
+
+
 KILL_SCRIPT = textwrap.dedent("""
     import sys
     sys.path.insert(0, {tests!r})

@@ -81,7 +81,7 @@ def execute_node(work: WorkFn, request: WorkRequest, dependency: NodeOutcome | N
     run_dir = Path(request.run_dir)
     done = read_done(run_dir)
     if done is not None and request.config_hash and done.get("config_hash") not in (None, request.config_hash):
-        # the study config changed for this node: its old run no longer answers it; keep it aside
+        # what decides this node changed (study settings or code defaults): keep the old run aside
         aside = run_dir.with_name(f"{run_dir.name}.old-{done.get('config_hash')}")
         if aside.exists():
             import shutil
@@ -397,8 +397,31 @@ def code_version() -> str:
         return f"xstilts-{getattr(xstilts, '__version__', 'unknown')}"
 
 
+def _defaults_for(node: PlanNode) -> dict[str, Any] | None:
+    """The code's defaults that decide a node's result beyond what the study sets: the phase's
+    hyperparameter defaults (xstilts.study.config) and the training loop's (TrainConfig). Part of
+    the node's hash, so a changed default reruns the nodes it affects instead of reusing results
+    computed under the old one."""
+    from dataclasses import asdict
+
+    from xstilts.study import config as defaults
+    from xstilts.tasks import get_task
+    from xstilts.train.config import TrainConfig
+
+    if node.phase == "retrieval":  # no training: nothing but the evaluation cap decides
+        return None
+    if node.phase == "intermediate":
+        phase = {"common": defaults.COMMON_DEFAULTS, "intermediate": defaults.INTERMEDIATE_DEFAULTS,
+                 "qa_max_length": defaults.INTERMEDIATE_QA_MAX_LENGTH, "mlm": defaults.MLM_DEFAULTS}
+    else:
+        kind = get_task(node.target).kind.value
+        phase = {"common": defaults.COMMON_DEFAULTS, "target": defaults.TARGET_DEFAULTS.get(kind)}
+    return {"phase": phase, "train": asdict(TrainConfig())}
+
+
 def node_config_hashes(plan: Plan) -> dict[str, str]:
-    """A hash per node of everything that decides its result (chained through its phase-1 node)."""
+    """A hash per node of everything that decides its result (chained through its phase-1 node):
+    the study's settings for it and the code's defaults (:func:`_defaults_for`)."""
     import hashlib
 
     study = plan.study
@@ -407,6 +430,7 @@ def node_config_hashes(plan: Plan) -> dict[str, str]:
         setting = study.setting(node.setting)
         phase = "intermediate" if node.phase == "intermediate" else "target"
         spec = {
+            "defaults": _defaults_for(node),
             "encoder": node.encoder, "seed": node.seed, "phase": node.phase, "target": node.target,
             "setting": json.loads(setting.model_dump_json()) if node.phase == "intermediate" else node.setting,
             "languages": list(node.languages) if node.languages else None,
