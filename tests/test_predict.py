@@ -297,3 +297,37 @@ def test_prediction_precision(tiny_tagger):
     assert len(words) > 300 and sum(a == b for a, b in words) >= 0.95 * len(words)
     with pytest.raises(ConfigError, match="precision must be one of"):
         predict_examples("udpos", model, tok, examples, precision="fp8")
+
+
+def test_each_batch_is_read_only_after_the_next_is_queued(tiny_tagger, monkeypatch):
+    """On a GPU a batch's outputs come back by a non-blocking copy that is waited for only after
+    the next batch has been launched (collation overlaps the model). With that path stood in for
+    on CPU (an event that logs its wait), the order is forward 1, forward 2, wait 1, forward 3,
+    wait 2, ..., and the predictions are those of the plain path."""
+    import xstilts.evaluation.predict as predict
+
+    _, model, tok = tiny_tagger
+    rng = random.Random(2)
+    vocab = "The quick brown fox jumps over the lazy dog".split()
+    examples = [TaggingExample(str(i), [rng.choice(vocab) for _ in range(rng.randint(1, 12))]) for i in range(20)]
+    plain = predict_examples("udpos", model, tok, examples, batch_size=6)
+    log: list[str] = []
+
+    class Event:
+        def __init__(self, n):
+            self.n = n
+
+        def synchronize(self):
+            log.append(f"wait {self.n}")
+
+    def fetch(kept, device):
+        return tuple(t.clone() for t in kept), Event(log.count("forward"))
+
+    monkeypatch.setattr(predict, "_fetch", fetch)
+    hook = model.register_forward_hook(lambda *a: log.append("forward"))
+    try:
+        pipelined = predict_examples("udpos", model, tok, examples, batch_size=6)
+    finally:
+        hook.remove()
+    assert log == ["forward", "forward", "wait 1", "forward", "wait 2", "forward", "wait 3", "wait 4"]
+    assert pipelined == plain

@@ -155,12 +155,7 @@ def run_model(
                     if packer is not None and model.kind in TOKEN_LEVEL_KINDS:
                         output = _unpacked(output, batch)
                     kept = extract.on_device(output)
-                # non_blocking device-to-host copies land in page-locked memory: valid once `ready`
-                fetched = tuple(t.to("cpu", non_blocking=asynchronous) for t in kept)
-                ready = None
-                if asynchronous:
-                    ready = torch.cuda.Event()
-                    ready.record()
+                fetched, ready = _fetch(kept, device)
                 if pending is not None:
                     finish(pending)
                 pending = (batch_indices, batch_features, fetched, ready)
@@ -169,6 +164,20 @@ def run_model(
     finally:
         model.train(was_training)
     return results
+
+
+def _fetch(kept: tuple, device: Any) -> tuple[tuple, Any]:
+    """Start copying a batch's kept tensors to the host: ``(host tensors, event)``. On a GPU the
+    copies are non-blocking (into page-locked memory) and valid once ``event.synchronize()``
+    returns; elsewhere the tensors are already on the host and the event is None."""
+    import torch
+
+    if device.type != "cuda":
+        return tuple(t.cpu() for t in kept), None
+    fetched = tuple(t.to("cpu", non_blocking=True) for t in kept)
+    ready = torch.cuda.Event()
+    ready.record()
+    return fetched, ready
 
 
 def _unpacked(output, batch):
