@@ -6,11 +6,11 @@ Sections, each timed on its own and recorded even when another fails:
    128-token sequences: tokens/s and model FLOPs utilisation. FLOPs per token are ``6 * N``
    with N the non-embedding parameters (an embedding lookup is no matmul); ``mfu_with_attn``
    adds the attention score/value matmuls, ``12 * layers * seq * width`` per token.
-2. ``tagging``: A (batches packed into padding-free rows, as ``xstilts run`` trains tagging) and
-   Ar (random batches dynamically padded) against HF with dynamic padding and length grouping
-   (C) and HF padded to 128 (B) on UDPOS-English-shaped sentences (the real file if the data
-   folder is there, otherwise random ids with the same length distribution), examples/s and
-   real tokens/s.
+2. ``tagging``: A (batches packed into padding-free rows, as ``xstilts run`` trains tagging),
+   Ar (random batches dynamically padded) and Ag (length-grouped, dynamically padded) against
+   HF with dynamic padding and length grouping (C) and HF padded to 128 (B) on
+   UDPOS-English-shaped sentences (the real file if the data folder is there, otherwise random
+   ids with the same length distribution), examples/s and real tokens/s.
 3. ``predict``: xstilts' prediction path (its defaults, bf16 autocast on GPUs; the same in
    float32; and with 256 sentences per batch) against XTREME's loop padding to 128 in float32,
    sentences/s, and the share of words tagged as that loop tags them.
@@ -201,7 +201,9 @@ def section_tagging(args, device, out: dict) -> None:
     feats, source = udpos_like_features(bs * steps, args.tokenizer, args.data)
     out["data"] = source
     real = sum(len(f["input_ids"]) for f in feats)
-    for setup in ("A", "Ar", "C", "B"):  # A packs its batches (xstilts run's tagging default)
+    # A packs its batches (xstilts run's tagging default); Ag: length-grouped batches, unpacked,
+    # to tell whether packing's extra host-side work pays on this device against grouping
+    for setup in ("A", "Ar", "Ag", "C", "B"):
         model = tagging_model(args.shape, device)
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
@@ -211,8 +213,9 @@ def section_tagging(args, device, out: dict) -> None:
         # this pass whichever setup runs first pays that for all the others (2x, measured).
         for _pass in ("untimed", "timed"):
             with tempfile.TemporaryDirectory() as tmp:
-                if setup in ("A", "Ar"):
-                    r = tb.run_xstilts(model, feats, args.tokenizer, out_dir=tmp, pack=setup == "A", **kw)
+                if setup in ("A", "Ar", "Ag"):
+                    r = tb.run_xstilts(model, feats, args.tokenizer, out_dir=tmp, pack=setup == "A",
+                                       group_by_length=setup == "Ag", **kw)  # fmt: skip
                 else:
                     r = tb.run_hf(model, feats, args.tokenizer, out_dir=tmp, padded=setup == "B",
                                   task="udpos", **kw)  # fmt: skip
@@ -225,7 +228,8 @@ def section_tagging(args, device, out: dict) -> None:
         if device == "cuda":
             torch.cuda.empty_cache()
         print(f"tagging {setup}: {out[setup]}", flush=True)
-    for mine in ("A", "Ar"):
+    out["A/Ag"] = out["A"]["examples_per_s"] / out["Ag"]["examples_per_s"]
+    for mine in ("A", "Ar", "Ag"):
         for other in ("B", "C"):
             out[f"{mine}/{other}"] = out[mine]["examples_per_s"] / out[other]["examples_per_s"]
 
