@@ -54,6 +54,12 @@ def _progress(enabled: bool):
 PRECISIONS = ("auto", "no", "bf16", "fp16")
 
 
+def check_precision(precision: str) -> None:
+    """A clear error for a precision that is not one of :data:`PRECISIONS`."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+
+
 def autocast_for(precision: str, device: Any):
     """The autocast context prediction runs under. ``auto``: bf16 on a GPU that has it (fp16 on
     other GPUs), as training's ``mixed_precision="auto"`` does; nothing on CPU. ``no`` adds no
@@ -63,8 +69,7 @@ def autocast_for(precision: str, device: Any):
 
     from xstilts.train.loop import resolve_mixed_precision
 
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    check_precision(precision)
     precision = resolve_mixed_precision(precision, cpu=device.type != "cuda")
     if precision == "no":
         return nullcontext()
@@ -266,8 +271,7 @@ def predict_examples(
     """
     from xstilts.data.features import featurize
 
-    if precision not in PRECISIONS:  # before featurizing: a typo should not cost the wait
-        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    check_precision(precision)  # before featurizing: a typo should not cost the wait
     task = _as_task(task)
     kind = task.kind
     description = description or task.name
