@@ -11,8 +11,9 @@ Sections, each timed on its own and recorded even when another fails:
    HF with dynamic padding and length grouping (C) and HF padded to 128 (B) on
    UDPOS-English-shaped sentences (the real file if the data folder is there, otherwise random
    ids with the same length distribution), examples/s and real tokens/s.
-3. ``predict``: xstilts' prediction path (its defaults, bf16 autocast on GPUs; the same in
-   float32; and with 256 sentences per batch) against XTREME's loop padding to 128 in float32,
+3. ``predict``: xstilts' prediction path (its defaults: bf16 autocast on GPUs, batches of at
+   most 32 x 128 padded tokens there; the same in float32; and in batches of 32 sentences, its
+   default before 2026-11-27) against XTREME's loop padding batches of 32 to 128 in float32,
    sentences/s, and the share of words tagged as that loop tags them.
 4. ``compile``: A as in ``mfu`` with ``compile=True`` (last: its first steps compile the model).
 
@@ -263,14 +264,14 @@ def section_predict(args, device, out: dict) -> None:
     model.labels = [f"T{i}" for i in range(NUM_TAGS)]
     predict_examples("udpos", model, args.tokenizer, examples[:64], device=device)  # warm-up
     predict_examples("udpos", model, args.tokenizer, examples[:64], device=device, precision="no")
-    # X: `xstilts predict`'s defaults (packed rows, bf16 autocast on GPUs); Xf: the same in
-    # float32; X256: X with 256 sentences per batch; P: XTREME's loop, padded to 128, float32.
+    # X: `xstilts predict`'s defaults (packed rows, bf16 autocast on GPUs, batches of at most
+    # 32 x 128 padded tokens: P's memory); Xf: the same in float32; X32: X in batches of 32
+    # sentences (the default before 2026-11-27); P: XTREME's loop, batches of 32 padded to 128.
     setups = {
-        "X": lambda: predict_examples("udpos", model, args.tokenizer, examples, batch_size=32, device=device),
-        "Xf": lambda: predict_examples("udpos", model, args.tokenizer, examples, batch_size=32, device=device,
-                                       precision="no"),
-        "X256": lambda: predict_examples("udpos", model, args.tokenizer, examples, batch_size=256,
-                                         device=device),
+        "X": lambda: predict_examples("udpos", model, args.tokenizer, examples, device=device),
+        "Xf": lambda: predict_examples("udpos", model, args.tokenizer, examples, device=device, precision="no"),
+        "X32": lambda: predict_examples("udpos", model, args.tokenizer, examples, batch_size=32, max_tokens=0,
+                                        device=device),
         "P": lambda: pb.plain_tagging(model, args.tokenizer, examples, 32, device=device),
     }
     tags = {}
@@ -282,7 +283,7 @@ def section_predict(args, device, out: dict) -> None:
         out[setup] = {"sentences_per_s": len(examples) / (time.perf_counter() - t)}
         print(f"predict {setup}: {out[setup]}", flush=True)
     out["sentences"] = len(examples)
-    for setup in ("X", "Xf", "X256"):
+    for setup in ("X", "Xf", "X32"):
         out[f"{setup}/P"] = out[setup]["sentences_per_s"] / out["P"]["sentences_per_s"]
         words = [(a == b) for x, y in zip(tags[setup], tags["P"]) for a, b in zip(x, y)]
         out[f"{setup}_same_tags_as_P"] = sum(words) / max(1, len(words))

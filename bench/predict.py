@@ -1,12 +1,18 @@
 """Zero-shot prediction throughput: xstilts' prediction path against a plain padded loop.
 
-* **UDPOS** test files: :func:`xstilts.evaluation.predict.predict_examples` (features sorted
-  by length, each batch run as one padding-free packed row, only the label positions' argmax
-  leaves the model) against a plain loop that pads every feature to 128 tokens and runs the
-  batches in file order. Both start from the same examples and include featurization and
-  decoding into tags; both run under ``torch.no_grad`` with the same model and batch size.
-* **Tatoeba**: :func:`xstilts.evaluation.retrieval.embed` (length-sorted, dynamic padding)
-  against a plain loop padding every sentence to 128 tokens, both mean-pooling the same layer.
+* **UDPOS** test files: :func:`xstilts.evaluation.predict.predict_examples` with its defaults
+  (features sorted by length, batches of at most 1024 padded tokens on CPU and 32 x 128 on
+  GPUs, each run as one padding-free packed row, only the label positions' argmax leaves the
+  model) against a plain loop that pads every feature to 128 tokens and runs batches of
+  ``--batch-size`` (32) in file order: at most the same memory per batch. Both start from the
+  same examples and include featurization and decoding into tags; both run under
+  ``torch.no_grad`` with the same model.
+* **Tatoeba**: :func:`xstilts.evaluation.retrieval.embed` (length-sorted, dynamic padding, the
+  same token bound) against a plain loop padding every sentence to 128 tokens, both
+  mean-pooling the same layer.
+
+``--x-max-tokens 0`` gives xstilts batches of ``--batch-size`` sentences instead (its default
+before 2026-11-27).
 
 The setups alternate X P X P ... in one process (same threads). As a check that speed costs
 nothing, the script compares the two setups' outputs: identical tags, embeddings within 1e-4.
@@ -83,7 +89,9 @@ def main(argv=None) -> dict:
     p.add_argument("--udpos-langs", default="all", help="comma-separated, or all present")
     p.add_argument("--tatoeba-langs", default="de,ja")
     p.add_argument("--tatoeba-max", type=int, default=300, help="sentences per side and language")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="the plain loop's batch (XTREME's)")
+    p.add_argument("--x-max-tokens", type=int, default=None,
+                   help="xstilts' token bound per batch (default: its own for the device; 0: --batch-size sentences)")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--data", default=None)
@@ -124,13 +132,16 @@ def main(argv=None) -> dict:
     n_sent = sum(len(v) for v in udpos.values())
     info = common.machine_info()
 
+    # X: xstilts' defaults, or batches of --batch-size sentences with --x-max-tokens 0
+    x_bounds = {} if args.x_max_tokens is None else {"max_tokens": args.x_max_tokens, "batch_size": args.batch_size}
     runs: list[dict[str, Any]] = []
     checks: dict[str, Any] = {}
     for rep in range(args.reps):
         # --- UDPOS
         t = time.perf_counter()
         fast = {
-            lang: predict_examples("udpos", model, tokenizer, exs, batch_size=args.batch_size, device="cpu" if not torch.cuda.is_available() else None)
+            lang: predict_examples("udpos", model, tokenizer, exs, device=None if torch.cuda.is_available() else "cpu",
+                                   **x_bounds)
             for lang, exs in udpos.items()
         }  # fmt: skip
         tx = time.perf_counter() - t
@@ -144,8 +155,8 @@ def main(argv=None) -> dict:
         # --- Tatoeba
         if sentences:
             t = time.perf_counter()
-            e_fast = embed(encoder, tokenizer, sentences, layer=layer, batch_size=args.batch_size,
-                           max_length=MAX_LENGTH, progress=False)  # fmt: skip
+            e_fast = embed(encoder, tokenizer, sentences, layer=layer, max_length=MAX_LENGTH, progress=False,
+                           **x_bounds)  # fmt: skip
             tx = time.perf_counter() - t
             t = time.perf_counter()
             e_slow = plain_embed(encoder, tokenizer, sentences, layer, args.batch_size)
@@ -163,7 +174,7 @@ def main(argv=None) -> dict:
     summary: dict[str, Any] = {
         "config": {"model": args.model, "udpos_langs": args.udpos_langs, "udpos_sentences": n_sent,
                    "tatoeba_langs": args.tatoeba_langs, "tatoeba_sentences": len(sentences),
-                   "batch_size": args.batch_size, "reps": args.reps, "threads": args.threads,
+                   "batch_size": args.batch_size, "x_bounds": x_bounds or "xstilts defaults", "reps": args.reps, "threads": args.threads,
                    "command": " ".join(sys.argv)},  # fmt: skip
         "machine": info,
         "checks": checks,

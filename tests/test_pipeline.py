@@ -406,16 +406,18 @@ def test_run_pawsx_packs_sentence_pairs_and_scores(small_world, tmp_path):
 def test_pack_sequences_switches_training_and_prediction(small_world, tmp_path, monkeypatch, pack):
     """`pack_sequences: false` turns packing off for phase 2 and for every prediction alike; the
     zero-shot predictions take the target phase's `mixed_precision` (dev evaluation inside the
-    training loop runs under the loop's own autocast and adds none)."""
+    training loop runs under the loop's own autocast and adds none) and the run's batch bounds."""
     import xstilts.evaluation.predict as predict
     from xstilts.study.config import load_run_config
     from xstilts.study.pipeline import run_pipeline
 
     seen: list[tuple[bool, str]] = []
+    bounds: set[tuple[int, int]] = set()
     real_run_model = predict.run_model
 
     def spy(*a, pack=False, precision="no", **kw):
         seen.append((pack, precision))
+        bounds.add((kw["batch_size"], kw["max_tokens"]))
         return real_run_model(*a, pack=pack, precision=precision, **kw)
 
     monkeypatch.setattr(predict, "run_model", spy)
@@ -425,11 +427,14 @@ def test_pack_sequences_switches_training_and_prediction(small_world, tmp_path, 
         out=str(tmp_path / "run"), seed=1, progress=False, eval_max_examples=3, languages=["fr"],
         hyperparameters={"target": {"learning_rate": 1e-3, "batch_size": 8, "grad_accum": 1, "epochs": 1,
                                     "pack_sequences": pack, **precision}},
+        **({} if pack else {"predict_batch_size": 5, "predict_max_tokens": 300}),
     )
     run = run_pipeline(cfg)
     assert json.loads((run / "metrics.json").read_text())["phase2"]["packed"] is pack
     assert len(seen) >= 2 and {p for p, _ in seen} == {pack}  # dev-en model selection and the fr test set
     assert [p for _, p in seen] == ["no"] * (len(seen) - 1) + ["auto" if pack else "no"]
+    # every prediction takes the run's batch bounds (defaults: 512 features, the device's tokens)
+    assert bounds == ({(512, None)} if pack else {(5, 300)})
 
 
 def test_run_xquad_trains_packed_qa_and_scores(small_world, tmp_path):

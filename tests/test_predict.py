@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -240,6 +241,11 @@ def test_cli_predict_and_errors(tiny_tagger, tmp_path, capsys):
 
     rc = predict(folder, "fr,en", "--no-progress")
     assert rc == 0
+    first = (out / "udpos" / "test-fr.tsv").read_text()
+    # the batch bounds change the batches, not the predictions
+    assert predict(folder, "fr", "--no-progress", "--max-tokens", "50", "--batch-size", "3") == 0
+    assert (out / "udpos" / "test-fr.tsv").read_text() == first
+    assert predict(folder, "fr", "--no-progress", "--max-tokens", "-1") == 2
     assert (out / "udpos" / "test-fr.tsv").is_file() and (out / "udpos" / "test-en.tsv").is_file()
     assert "fr\t" in capsys.readouterr().out
     # a plain encoder folder cannot predict a task with a head: one-line error, status 2
@@ -252,15 +258,30 @@ def test_cli_predict_and_errors(tiny_tagger, tmp_path, capsys):
     assert rc == 2 and "no language xx" in capsys.readouterr().err
 
 
+def _random_sentences(seed: int, n: int, most_words: int) -> list[TaggingExample]:
+    rng = random.Random(seed)
+    vocab = "The quick brown fox jumps over the lazy dog 狐狸 跳 Der Fuchs".split()
+    return [TaggingExample(str(i), [rng.choice(vocab) for _ in range(rng.randint(1, most_words))])
+            for i in range(n)]  # fmt: skip
+
+
+@contextmanager
+def _input_shapes(model):
+    """The shape of ``input_ids`` of every forward call of ``model`` inside the block."""
+    shapes: list[tuple[int, ...]] = []
+    hook = model.register_forward_pre_hook(
+        lambda m, a, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True
+    )
+    try:
+        yield shapes
+    finally:
+        hook.remove()
+
+
 def test_batching_does_not_change_predictions(tiny_tagger):
     """Length-sorted, padded batches give what one example at a time gives (masks are right)."""
     _, model, tok = tiny_tagger
-    rng = random.Random(0)
-    vocab = "The quick brown fox jumps over the lazy dog 狐狸 跳 Der Fuchs".split()
-    examples = [
-        TaggingExample(str(i), [rng.choice(vocab) for _ in range(rng.randint(1, 40))])
-        for i in range(12)
-    ]
+    examples = _random_sentences(seed=0, n=12, most_words=40)
     one = predict_examples("udpos", model, tok, examples, batch_size=1, max_length=32)
     many = predict_examples("udpos", model, tok, examples, batch_size=8, max_length=32)
     assert one == many and [len(p) for p in many] == [len(e.tokens) for e in examples]
@@ -270,6 +291,42 @@ def test_batching_does_not_change_predictions(tiny_tagger):
     a = predict_examples("xquad", qa, tok, [ex, other], batch_size=1, max_length=48, doc_stride=16)
     b = predict_examples("xquad", qa, tok, [ex, other], batch_size=16, max_length=48, doc_stride=16)
     assert a == b and set(a) == {"q", "short"}
+
+
+def test_batches_are_bounded_by_tokens(tiny_tagger):
+    """A batch holds at most ``max_tokens`` padded tokens; by default 1024 on CPU (4096, the
+    memory of 32 features padded to 128, on accelerators); 0 lifts the bound. The bound changes
+    how many batches run, never the predictions."""
+    from xstilts.data.batching import PREDICT_BATCH_SIZE, prediction_max_tokens
+    from xstilts.errors import ConfigError
+
+    assert PREDICT_BATCH_SIZE == 512
+    assert [prediction_max_tokens(None, d) for d in ("cpu", "cuda", "mps")] == [1024, 4096, 4096]
+    assert prediction_max_tokens(0, "cuda") is None and prediction_max_tokens(77, "cpu") == 77
+    _, model, tok = tiny_tagger
+    examples = _random_sentences(seed=1, n=40, most_words=30)
+    runs = {}
+    for name, kw in {"default": {}, "64": {"max_tokens": 64}, "none": {"max_tokens": 0},
+                     "sentences": {"max_tokens": 0, "batch_size": 7}}.items():  # fmt: skip
+        with _input_shapes(model) as shapes:
+            tags = predict_examples("udpos", model, tok, examples, max_length=32, pack=False, **kw)
+        runs[name] = (tags, shapes)
+    tags = [r[0] for r in runs.values()]
+    assert all(t == tags[0] for t in tags)
+    ((n, _),) = runs["none"][1]  # no token bound: all features (long sentences give several) at once
+    assert n > 40 and [rows for rows, _ in runs["sentences"][1]] == [7] * (n // 7) + [n % 7] * (n % 7 > 0)
+    for name, bound in (("default", 1024), ("64", 64)):
+        batches = runs[name][1]
+        assert sum(rows for rows, _ in batches) == n
+        assert all(rows * width <= bound or rows == 1 for rows, width in batches)
+    assert 1 < len(runs["default"][1]) < len(runs["sentences"][1]) < len(runs["64"][1])
+    # packed rows obey the same bound (a packed row holds no more than the padded batch did)
+    with _input_shapes(model) as shapes:
+        packed = predict_examples("udpos", model, tok, examples, max_length=32, pack=True, max_tokens=64)
+    assert packed == tags[0] and len(shapes) == len(runs["64"][1])
+    assert all(rows == 1 and width <= 64 for rows, width in shapes)
+    with pytest.raises(ConfigError, match="max_tokens must be >= 0"):
+        predict_examples("udpos", model, tok, examples, max_tokens=-1)
 
 
 def test_prediction_precision(tiny_tagger):

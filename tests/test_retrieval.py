@@ -83,6 +83,34 @@ def test_layers_differ_and_batching_keeps_order(tiny):
     np.testing.assert_allclose(single[0], one_batch[2], atol=2e-5)
 
 
+def test_embedding_batches_are_bounded_by_tokens(tiny):
+    """``max_tokens`` bounds each batch's padded tokens (0: ``batch_size`` alone); the embeddings
+    stay those of one sentence at a time."""
+    encoder, tokenizer = tiny
+    shapes: list[tuple[int, ...]] = []
+    hook = encoder.register_forward_pre_hook(
+        lambda m, a, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True
+    )
+    try:
+        got = {}
+        for bound in (0, 40, "default"):
+            shapes.clear()
+            kw = {} if bound == "default" else {"max_tokens": bound}
+            got[bound] = (R.embed(encoder, tokenizer, SENTENCES, layer=1, progress=False, **kw), list(shapes))
+    finally:
+        hook.remove()
+    assert len(got[0][1]) == 1 and len(got["default"][1]) == 1  # default bound on CPU: 1024 tokens, all fit
+    bounded = got[40][1]
+    assert len(bounded) > 2 and sum(r for r, _ in bounded) == len(SENTENCES)
+    assert all(rows * width <= 40 or rows == 1 for rows, width in bounded)
+    assert [w for _, w in bounded] == sorted((w for _, w in bounded), reverse=True)  # longest first
+    manual = _manual(encoder, tokenizer, SENTENCES, 1, "mean")
+    for emb, _ in got.values():
+        np.testing.assert_allclose(emb, manual, atol=2e-5)
+    with pytest.raises(ConfigError, match="max_tokens"):
+        R.embed(encoder, tokenizer, SENTENCES, max_tokens=-1, progress=False)
+
+
 def test_prefix_is_prepended(tiny):
     encoder, tokenizer = tiny
     got = R.embed(encoder, tokenizer, ["Hi."], layer=1, prefix="query: ", progress=False)

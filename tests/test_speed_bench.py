@@ -91,8 +91,9 @@ def test_gpu_script_smoke_mode(tmp_path):
     assert result["sections"]["mfu"]["A"]["tokens_per_s"] > 0
     assert result["sections"]["tagging"]["A/B"] > 0 and result["sections"]["tagging"]["A/Ag"] > 0
     predict = result["sections"]["predict"]
-    assert all(predict[f"{x}/P"] > 0 for x in ("X", "Xf", "X256"))
-    assert predict["Xf_same_tags_as_P"] == 1.0  # float32 on CPU: the padded loop's tags exactly
+    assert all(predict[f"{x}/P"] > 0 for x in ("X", "Xf", "X32"))
+    # float32 on CPU (auto adds no autocast there): the padded loop's tags exactly, whatever the batches
+    assert all(predict[f"{x}_same_tags_as_P"] == 1.0 for x in ("X", "Xf", "X32"))
 
 
 @pytest.mark.slow

@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from xstilts.data.batching import PREDICT_BATCH_SIZE
+
 
 class Pooling(str, Enum):
     mean = "mean"
@@ -79,8 +81,17 @@ def predict(
         ),
     ] = "",
     batch_size: Annotated[
-        int, typer.Option("--batch-size", min=1, help="Sentences (features) per batch.")
-    ] = 32,
+        int, typer.Option("--batch-size", min=1, help="Sentences (features) per batch, at most.")
+    ] = PREDICT_BATCH_SIZE,
+    max_tokens: Annotated[
+        Optional[int],
+        typer.Option(
+            "--max-tokens",
+            min=0,
+            help="Padded tokens per batch, at most (default: 4096 on GPUs, the memory of XTREME's "
+            "padded batch of 32; 1024 on CPU); 0: batches bounded by --batch-size alone.",
+        ),
+    ] = None,
     max_length: Annotated[
         Optional[int],
         typer.Option(
@@ -116,6 +127,7 @@ def predict(
         _split_list(languages),
         split=split,
         batch_size=batch_size,
+        max_tokens=max_tokens,
         max_length=max_length,
         doc_stride=doc_stride,
         layer=layer,

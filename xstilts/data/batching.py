@@ -5,6 +5,13 @@ that does not fit in memory fails at once rather than at the end) and cut into b
 dynamic padding each batch is padded only to its own longest feature. The results are put back
 in the original order by the caller (:func:`xstilts.evaluation.predict.run_model`).
 
+A prediction batch is bounded by tokens as well as by features (:func:`prediction_max_tokens`):
+on an accelerator at most 32 x 128 padded tokens, the memory of a batch of 32 features padded
+to 128 as XTREME's scripts run it, so short sentences share a batch by the hundred and the
+device sees a few large batches instead of many small ones that each cost the host the same
+launches; on a CPU at most 1024, where the time goes in arithmetic and smaller activations stay
+in cache (measured in bench/RESULTS.md). :data:`PREDICT_BATCH_SIZE` bounds the features.
+
 Training uses length *grouping* with shuffling, planned per epoch from the seed:
 :class:`xstilts.train.batching.LengthGroupedPlanner`.
 """
@@ -13,9 +20,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+PREDICT_BATCH_SIZE = 512  # features per prediction batch, at most
+# padded tokens per prediction batch, at most, by device type (default for other types: "cuda")
+PREDICT_MAX_TOKENS = {"cuda": 32 * 128, "cpu": 1024}
+
+
+def prediction_max_tokens(max_tokens: int | None, device_type: str) -> int | None:
+    """The token bound of prediction batches: ``max_tokens`` as given (0: no bound), or with
+    None the default for ``device_type`` (:data:`PREDICT_MAX_TOKENS`)."""
+    if max_tokens is None:
+        return PREDICT_MAX_TOKENS.get(device_type, PREDICT_MAX_TOKENS["cuda"])
+    if max_tokens < 0:
+        raise ValueError(f"max_tokens must be >= 0 (0: no bound), got {max_tokens}")
+    return max_tokens or None
+
 
 def feature_length(feature: dict) -> int:
-    """Tokens in a feature (the longest row for multiple choice)."""
+    """Tokens in a feature (multiple choice: rows x the longest row, as the padded batch holds)."""
     ids = feature.get("input_ids") or []
     if ids and isinstance(ids[0], (list, tuple)):
         return max(len(r) for r in ids) * len(ids)
@@ -27,12 +48,16 @@ def sorted_batches(
 ) -> list[list[int]]:
     """Indices cut into batches after sorting by length, longest first.
 
-    A batch holds at most ``batch_size`` features and, when ``max_tokens`` is given, at most
-    that many padded tokens (length of its longest feature × its size; a single feature longer
-    than ``max_tokens`` still gets a batch of its own). Ties keep the original order.
+    A batch holds at most ``batch_size`` features and, when ``max_tokens`` is given (0 and None
+    mean no bound), at most that many padded tokens (length of its longest feature × its size;
+    a single feature longer than ``max_tokens`` still gets a batch of its own). Ties keep the
+    original order.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if max_tokens is not None and max_tokens < 0:
+        raise ValueError(f"max_tokens must be >= 0 (0: no bound), got {max_tokens}")
+    max_tokens = max_tokens or None
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batches: list[list[int]] = []
     current: list[int] = []

@@ -18,10 +18,9 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+from xstilts.data.batching import PREDICT_BATCH_SIZE as DEFAULT_BATCH_SIZE
 from xstilts.errors import ConfigError, MissingDataError
 from xstilts.tasks import Task, TaskKind, get_task
-
-DEFAULT_BATCH_SIZE = 32
 
 
 def _as_task(task: Task | str) -> Task:
@@ -102,6 +101,9 @@ def run_model(
 ) -> list:
     """Run ``model`` over ``features`` in length-sorted batches; one result per feature, in order.
 
+    A batch holds at most ``batch_size`` features and ``max_tokens`` padded tokens (None: the
+    device's default, :func:`xstilts.data.batching.prediction_max_tokens`; 0: no token bound).
+
     ``extract`` (:class:`Extract`) turns a batch's model output into one small result per
     feature, so full logits are never kept for the whole set. ``progress`` is a rich
     ``Progress`` (or None for no bar). ``pack``: each batch runs as one padding-free row
@@ -114,11 +116,12 @@ def run_model(
     """
     import torch
 
-    from xstilts.data.batching import feature_length, sorted_batches
+    from xstilts.data.batching import feature_length, prediction_max_tokens, sorted_batches
     from xstilts.data.features import collate
     from xstilts.models.heads import TOKEN_LEVEL_KINDS
 
     device = resolve_device(device) if not isinstance(device, torch.device) else device
+    max_tokens = prediction_max_tokens(max_tokens, device.type)
     autocast = autocast_for(precision, device)
     asynchronous = device.type == "cuda"
     was_training = model.training
@@ -252,6 +255,7 @@ def predict_examples(
     examples: Sequence[Any],
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    max_tokens: int | None = None,
     max_length: int | None = None,
     doc_stride: int = 128,
     n_best: int = 20,
@@ -266,12 +270,16 @@ def predict_examples(
 
     sentence pair: ``list[str]`` labels; tagging: ``list[list[str]]`` (one tag per word, always
     as many as words); QA: ``{id: answer text}``; multiple choice: ``list[int]`` choice indices.
+    ``batch_size`` and ``max_tokens`` bound each batch (:func:`run_model`; ``max_tokens`` None:
+    the device's default, 0: none).
     ``pack``: batches run as padding-free rows (None: where the encoder allows it).
     ``precision``: autocast for the forward passes (:func:`autocast_for`; ``auto``: bf16 on GPUs).
     """
     from xstilts.data.features import featurize
 
     check_precision(precision)  # before featurizing: a typo should not cost the wait
+    if max_tokens is not None and max_tokens < 0:
+        raise ConfigError(f"max_tokens must be >= 0 (0: no bound), got {max_tokens}")
     task = _as_task(task)
     kind = task.kind
     description = description or task.name
@@ -284,8 +292,8 @@ def predict_examples(
         for_training=False,
         labels=getattr(model, "labels", None),
     )
-    common = dict(batch_size=batch_size, device=device, progress=progress, description=description,
-                  precision=precision)
+    common = dict(batch_size=batch_size, max_tokens=max_tokens, device=device, progress=progress,
+                  description=description, precision=precision)
     if pack is None:
         from xstilts.data.packing import unpackable
         from xstilts.models.heads import PACKED_KINDS
@@ -418,6 +426,7 @@ def predict_task(
     split: str | None = None,
     tokenizer: Any = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    max_tokens: int | None = None,
     max_length: int | None = None,
     doc_stride: int = 128,
     layer: int | None = None,
@@ -457,6 +466,7 @@ def predict_task(
             layer=layer,
             pooling=pooling,
             batch_size=batch_size,
+            max_tokens=max_tokens,
             prefix=prefix,
             progress=progress,
             **extra,
@@ -484,6 +494,7 @@ def predict_task(
                 tok,
                 examples,
                 batch_size=batch_size,
+                max_tokens=max_tokens,
                 max_length=max_length,
                 doc_stride=doc_stride,
                 device=dev,

@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xstilts.data.batching import PREDICT_BATCH_SIZE, prediction_max_tokens, sorted_batches
 from xstilts.errors import ConfigError, MissingDataError
 
 logger = logging.getLogger(__name__)
@@ -99,14 +100,19 @@ def embed_layers(
     *,
     layers: Iterable[int],
     pooling: str = "mean",
-    batch_size: int = 64,
+    batch_size: int = PREDICT_BATCH_SIZE,
+    max_tokens: int | None = None,
     max_length: int = 128,
     prefix: str = "",
     progress: bool = True,
     description: str = "embedding",
 ) -> dict[int, np.ndarray]:
     """Pooled, L2-normalised float32 embeddings of several layers from one pass over the data:
-    ``{layer: array [len(sentences), hidden]}`` (keys as given, e.g. ``-1`` stays ``-1``)."""
+    ``{layer: array [len(sentences), hidden]}`` (keys as given, e.g. ``-1`` stays ``-1``).
+
+    Sentences are embedded longest first, dynamically padded, in batches of at most
+    ``batch_size`` sentences and ``max_tokens`` padded tokens (None: the device's default,
+    :func:`xstilts.data.batching.prediction_max_tokens`; 0: no token bound)."""
     import torch
 
     if pooling not in POOLINGS:
@@ -127,9 +133,12 @@ def embed_layers(
     encoded = tokenizer(texts, truncation=True, max_length=max_len, padding=False)
     keys = [k for k in encoded.keys() if k in ("input_ids", "attention_mask", "token_type_ids")]
     lengths = np.array([len(ids) for ids in encoded["input_ids"]])
-    order = np.argsort(-lengths, kind="stable")  # longest first: padding stays small
-    batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
     device = next(encoder.parameters()).device
+    if max_tokens is not None and max_tokens < 0:
+        raise ConfigError(f"max_tokens must be >= 0 (0: no bound), got {max_tokens}")
+    bound = prediction_max_tokens(max_tokens, device.type)
+    # longest first, so padding stays small and a batch too large for memory fails at once
+    batches = [np.asarray(b) for b in sorted_batches(lengths.tolist(), batch_size, max_tokens=bound)]
     deepest = max(wanted.values())
     was_training = encoder.training
     encoder.eval()
@@ -171,7 +180,8 @@ def embed(
     *,
     layer: int | None = None,
     pooling: str = "mean",
-    batch_size: int = 64,
+    batch_size: int = PREDICT_BATCH_SIZE,
+    max_tokens: int | None = None,
     max_length: int = 128,
     prefix: str = "",
     progress: bool = True,
@@ -181,7 +191,7 @@ def embed(
     chosen = resolve_layer(encoder, layer)
     return embed_layers(
         encoder, tokenizer, sentences, layers=[chosen], pooling=pooling, batch_size=batch_size,
-        max_length=max_length, prefix=prefix, progress=progress,
+        max_tokens=max_tokens, max_length=max_length, prefix=prefix, progress=progress,
     )[chosen]
 
 
@@ -341,7 +351,8 @@ def predict_retrieval(
     *,
     layer: int | None = None,
     pooling: str = "mean",
-    batch_size: int = 64,
+    batch_size: int = PREDICT_BATCH_SIZE,
+    max_tokens: int | None = None,
     max_length: int = 512,
     prefix: str = "",
     progress: bool = True,
@@ -370,7 +381,7 @@ def predict_retrieval(
     def embed_fn(sentences: Sequence[str]) -> np.ndarray:
         return embed(
             encoder, tokenizer, sentences, layer=chosen, pooling=pooling, batch_size=batch_size,
-            max_length=max_length, prefix=prefix, progress=progress,
+            max_tokens=max_tokens, max_length=max_length, prefix=prefix, progress=progress,
         )
 
     written: dict[str, Path] = {}

@@ -40,6 +40,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from xstilts.data.batching import PREDICT_BATCH_SIZE
 from xstilts.errors import ConfigError
 
 SAMPLING = ("uniform", "proportional", "temperature")
@@ -241,7 +242,11 @@ class RunConfig(_Strict):
     trust_remote_code: bool = False
     cpu: bool = False
     progress: bool = True
-    predict_batch_size: int = Field(64, ge=1)
+    predict_batch_size: int = Field(PREDICT_BATCH_SIZE, ge=1, description="features per prediction batch, at most")
+    predict_max_tokens: int | None = Field(
+        None, ge=0,
+        description="padded tokens per prediction batch, at most (default: 4096 on GPUs, 1024 on CPU; 0: no bound)",
+    )
     torch_threads: int | None = Field(
         None, ge=1, description="torch intra-op threads for this run (default: torch's, i.e. OMP_NUM_THREADS)"
     )

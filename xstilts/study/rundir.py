@@ -39,7 +39,7 @@ ENCODER_DIR = "encoder"
 
 # Fields that may differ between the first start of a run and a restart without changing
 # what the run computes.
-COSMETIC_FIELDS = ("progress", "predict_batch_size", "cache_dir", "torch_threads")
+COSMETIC_FIELDS = ("progress", "predict_batch_size", "predict_max_tokens", "cache_dir", "torch_threads")
 
 
 def git_commit(repo: Path | None = None) -> dict[str, Any]:

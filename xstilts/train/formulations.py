@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from xstilts.data.batching import PREDICT_BATCH_SIZE
 from xstilts.errors import ConfigError
 from xstilts.tasks import Task, TaskKind
 
@@ -54,7 +55,8 @@ class FormulationInput:
     cache_dir: str | None = None
     # at most this many dev/held-out examples are predicted for ``TrainablePart.evaluate``
     eval_max_examples: int | None = None
-    predict_batch_size: int = 64
+    predict_batch_size: int = PREDICT_BATCH_SIZE
+    predict_max_tokens: int | None = None
 
 
 @dataclass
@@ -201,6 +203,7 @@ def build_head_part(inp: FormulationInput) -> TrainablePart:
             device = next(task_model.parameters()).device
             metrics = intermediate_quality(
                 task, task_model, inp.tokenizer, scored, batch_size=inp.predict_batch_size,
+                max_tokens=inp.predict_max_tokens,
                 max_length=inp.settings.get("max_length"), doc_stride=inp.settings.get("doc_stride", 128),
                 device=device, pack=packed is True, precision=inp.settings.get("mixed_precision") or "auto",
             )
