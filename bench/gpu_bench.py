@@ -14,7 +14,8 @@ Sections, each timed on its own and recorded even when another fails:
 3. ``predict``: xstilts' prediction path (its defaults: bf16 autocast on GPUs, batches of at
    most 32 x 128 padded tokens there; the same in float32; and in batches of 32 sentences, its
    default before 2026-11-27) against XTREME's loop padding batches of 32 to 128 in float32,
-   sentences/s, and the share of words tagged as that loop tags them.
+   sentences/s, and the share of words tagged as that loop tags them; and Tatoeba's retrieval
+   embeddings (float32) against the same kind of padded loop.
 4. ``compile``: A as in ``mfu`` with ``compile=True`` (last: its first steps compile the model).
 
 Random weights; a locally trained tokenizer (XLM-R conventions) feeds ids below the 250k vocab.
@@ -287,6 +288,50 @@ def section_predict(args, device, out: dict) -> None:
         out[f"{setup}/P"] = out[setup]["sentences_per_s"] / out["P"]["sentences_per_s"]
         words = [(a == b) for x, y in zip(tags[setup], tags["P"]) for a, b in zip(x, y)]
         out[f"{setup}_same_tags_as_P"] = sum(words) / max(1, len(words))
+    out["retrieval"] = retrieval_throughput(model.encoder, args.tokenizer, examples, args.data)
+
+
+def retrieval_throughput(encoder, tokenizer, examples, data) -> dict:
+    """Tatoeba's prediction: :func:`xstilts.evaluation.retrieval.embed` (its defaults: float32,
+    longest first, dynamic padding, 4096 tokens per batch on GPUs) against bench/predict.py's
+    loop padding batches of 32 to 128; sentences/s and the largest embedding difference."""
+    import numpy as np
+    import predict as pb  # bench/predict.py
+
+    from xstilts.evaluation.retrieval import embed, resolve_layer
+
+    sentences, source = [], "tatoeba test, all languages present, both sides"
+    try:
+        from xstilts.data.readers import available, read_examples
+
+        for lang in available("tatoeba", data).get("test", []):
+            bitext = read_examples("tatoeba", data, "test", lang)[0]
+            sentences += list(bitext.source.values()) + list(bitext.target.values())
+    except Exception as exc:  # noqa: BLE001
+        source = f"unavailable ({type(exc).__name__})"
+    if len(sentences) > 4000:  # an even sample of every language, to keep the section short
+        sentences = sentences[:: len(sentences) // 4000][:4000]
+        source += ", 4000 sampled evenly"
+    if not sentences:  # Tatoeba's sentences are short: the tagging sentences' first ten words
+        sentences = [" ".join(e.tokens[:10]) for e in examples]
+        source = "the predict section's sentences, cut to 10 words"
+    layer = resolve_layer(encoder, None)
+    embed(encoder, tokenizer, sentences[:64], layer=layer, progress=False)  # warm-up
+    out: dict = {"data": source, "sentences": len(sentences), "layer": layer}
+    got = {}
+    for setup, run in {
+        "X": lambda: embed(encoder, tokenizer, sentences, layer=layer, max_length=pb.MAX_LENGTH, progress=False),
+        "P": lambda: pb.plain_embed(encoder, tokenizer, sentences, layer, 32, device=encoder.device),
+    }.items():
+        sync()
+        t = time.perf_counter()
+        got[setup] = run()
+        sync()
+        out[setup] = {"sentences_per_s": len(sentences) / (time.perf_counter() - t)}
+        print(f"predict retrieval {setup}: {out[setup]}", flush=True)
+    out["X/P"] = out["X"]["sentences_per_s"] / out["P"]["sentences_per_s"]
+    out["max_abs_diff"] = float(np.abs(got["X"] - got["P"]).max())
+    return out
 
 
 def main(argv=None) -> dict:

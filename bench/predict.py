@@ -62,7 +62,7 @@ def plain_tagging(model, tokenizer, examples, batch_size: int, device=None) -> l
     return tags  # type: ignore[return-value]
 
 
-def plain_embed(encoder, tokenizer, sentences, layer: int, batch_size: int):
+def plain_embed(encoder, tokenizer, sentences, layer: int, batch_size: int, device=None):
     """Mean-pooled, L2-normalised embeddings, every sentence padded to MAX_LENGTH."""
     import numpy as np
     import torch
@@ -75,11 +75,13 @@ def plain_embed(encoder, tokenizer, sentences, layer: int, batch_size: int):
                 list(sentences[start : start + batch_size]), truncation=True,
                 max_length=MAX_LENGTH, padding="max_length", return_tensors="pt",
             )  # fmt: skip
+            if device is not None:
+                enc = enc.to(device)
             states = encoder(**enc, output_hidden_states=True).hidden_states[layer]
             mask = enc["attention_mask"].unsqueeze(-1).to(states.dtype)
             pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1)
             pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
-            out.append(pooled.numpy())
+            out.append(pooled.cpu().numpy())  # one copy per batch
     return np.concatenate(out).astype(np.float32)
 
 

@@ -94,6 +94,8 @@ def test_gpu_script_smoke_mode(tmp_path):
     assert all(predict[f"{x}/P"] > 0 for x in ("X", "Xf", "X32"))
     # float32 on CPU (auto adds no autocast there): the padded loop's tags exactly, whatever the batches
     assert all(predict[f"{x}_same_tags_as_P"] == 1.0 for x in ("X", "Xf", "X32"))
+    retrieval = predict["retrieval"]
+    assert retrieval["X/P"] > 0 and retrieval["sentences"] > 0 and retrieval["max_abs_diff"] < 1e-4
 
 
 @pytest.mark.slow
