@@ -275,20 +275,27 @@ def section_predict(args, device, out: dict) -> None:
                                         device=device),
         "P": lambda: pb.plain_tagging(model, args.tokenizer, examples, 32, device=device),
     }
-    tags = {}
-    for setup, run in setups.items():
-        sync()
-        t = time.perf_counter()
-        tags[setup] = run()
-        sync()
-        out[setup] = {"sentences_per_s": len(examples) / (time.perf_counter() - t)}
-        print(f"predict {setup}: {out[setup]}", flush=True)
+    tags = timed_setups(setups, len(examples), out, "predict")
     out["sentences"] = len(examples)
     for setup in ("X", "Xf", "X32"):
         out[f"{setup}/P"] = out[setup]["sentences_per_s"] / out["P"]["sentences_per_s"]
         words = [(a == b) for x, y in zip(tags[setup], tags["P"]) for a, b in zip(x, y)]
         out[f"{setup}_same_tags_as_P"] = sum(words) / max(1, len(words))
     out["retrieval"] = retrieval_throughput(model.encoder, args.tokenizer, examples, args.data)
+
+
+def timed_setups(setups: dict, sentences: int, out: dict, label: str) -> dict:
+    """Run each setup once, timed between device synchronisations; ``out[setup]`` gets its
+    sentences/s, and the setups' outputs are returned by name."""
+    outputs = {}
+    for setup, run in setups.items():
+        sync()
+        t = time.perf_counter()
+        outputs[setup] = run()
+        sync()
+        out[setup] = {"sentences_per_s": sentences / (time.perf_counter() - t)}
+        print(f"{label} {setup}: {out[setup]}", flush=True)
+    return outputs
 
 
 def retrieval_throughput(encoder, tokenizer, examples, data) -> dict:
@@ -318,17 +325,10 @@ def retrieval_throughput(encoder, tokenizer, examples, data) -> dict:
     layer = resolve_layer(encoder, None)
     embed(encoder, tokenizer, sentences[:64], layer=layer, progress=False)  # warm-up
     out: dict = {"data": source, "sentences": len(sentences), "layer": layer}
-    got = {}
-    for setup, run in {
+    got = timed_setups({
         "X": lambda: embed(encoder, tokenizer, sentences, layer=layer, max_length=pb.MAX_LENGTH, progress=False),
         "P": lambda: pb.plain_embed(encoder, tokenizer, sentences, layer, 32, device=encoder.device),
-    }.items():
-        sync()
-        t = time.perf_counter()
-        got[setup] = run()
-        sync()
-        out[setup] = {"sentences_per_s": len(sentences) / (time.perf_counter() - t)}
-        print(f"predict retrieval {setup}: {out[setup]}", flush=True)
+    }, len(sentences), out, "predict retrieval")  # fmt: skip
     out["X/P"] = out["X"]["sentences_per_s"] / out["P"]["sentences_per_s"]
     out["max_abs_diff"] = float(np.abs(got["X"] - got["P"]).max())
     return out
