@@ -12,8 +12,9 @@ Sections, each timed on its own and recorded even when another fails:
    UDPOS-English-shaped sentences (the real file if the data folder is there, otherwise random
    ids with the same length distribution), examples/s and real tokens/s.
 3. ``predict``: xstilts' prediction path (its defaults: bf16 autocast on GPUs, batches of at
-   most 32 x 128 padded tokens there; the same in float32; and in batches of 32 sentences, its
-   default before 2026-11-27) against XTREME's loop padding batches of 32 to 128 in float32,
+   most 16384 padded tokens there; the same in float32; at 4096 tokens, the padded loop's
+   memory; and in batches of 32 sentences, its default before 2026-11-27) against XTREME's loop
+   padding batches of 32 to 128 in float32,
    sentences/s, and the share of words tagged as that loop tags them; and Tatoeba's retrieval
    embeddings (float32) against the same kind of padded loop.
 4. ``compile``: A as in ``mfu`` with ``compile=True`` (last: its first steps compile the model).
@@ -266,18 +267,21 @@ def section_predict(args, device, out: dict) -> None:
     predict_examples("udpos", model, args.tokenizer, examples[:64], device=device)  # warm-up
     predict_examples("udpos", model, args.tokenizer, examples[:64], device=device, precision="no")
     # X: `xstilts predict`'s defaults (packed rows, bf16 autocast on GPUs, batches of at most
-    # 32 x 128 padded tokens: P's memory); Xf: the same in float32; X32: X in batches of 32
-    # sentences (the default before 2026-11-27); P: XTREME's loop, batches of 32 padded to 128.
+    # 16384 padded tokens); Xf: the same in float32; X4096: X in batches of at most 32 x 128
+    # tokens, P's memory; X32: X in batches of 32 sentences (the default before 2026-11-27);
+    # P: XTREME's loop, batches of 32 padded to 128.
     setups = {
         "X": lambda: predict_examples("udpos", model, args.tokenizer, examples, device=device),
         "Xf": lambda: predict_examples("udpos", model, args.tokenizer, examples, device=device, precision="no"),
+        "X4096": lambda: predict_examples("udpos", model, args.tokenizer, examples, max_tokens=4096,
+                                          device=device),
         "X32": lambda: predict_examples("udpos", model, args.tokenizer, examples, batch_size=32, max_tokens=0,
                                         device=device),
         "P": lambda: pb.plain_tagging(model, args.tokenizer, examples, 32, device=device),
     }
     tags = timed_setups(setups, len(examples), out, "predict")
     out["sentences"] = len(examples)
-    for setup in ("X", "Xf", "X32"):
+    for setup in ("X", "Xf", "X4096", "X32"):
         out[f"{setup}/P"] = out[setup]["sentences_per_s"] / out["P"]["sentences_per_s"]
         words = [(a == b) for x, y in zip(tags[setup], tags["P"]) for a, b in zip(x, y)]
         out[f"{setup}_same_tags_as_P"] = sum(words) / max(1, len(words))
@@ -300,7 +304,7 @@ def timed_setups(setups: dict, sentences: int, out: dict, label: str) -> dict:
 
 def retrieval_throughput(encoder, tokenizer, examples, data) -> dict:
     """Tatoeba's prediction: :func:`xstilts.evaluation.retrieval.embed` (its defaults: float32,
-    longest first, dynamic padding, 4096 tokens per batch on GPUs) against bench/predict.py's
+    longest first, dynamic padding, 16384 tokens per batch on GPUs) against bench/predict.py's
     loop padding batches of 32 to 128; sentences/s and the largest embedding difference."""
     import numpy as np
     import predict as pb  # bench/predict.py

@@ -253,6 +253,9 @@ def test_sorted_batches():
     assert sorted(i for b in batches for i in b) == list(range(6))
     assert sorted_batches(lengths, 10, max_tokens=100) == [[1, 5], [3, 2], [4, 0]]
     assert sorted_batches([200, 3], 10, max_tokens=100) == [[0], [1]]
+    assert sorted_batches(lengths, 10, max_tokens=0) == sorted_batches(lengths, 10) == [[1, 5, 3, 2, 4, 0]]
+    with pytest.raises(ConfigError, match="max_tokens must be >= 0"):
+        sorted_batches(lengths, 10, max_tokens=-1)
 
 
 def test_real_xlmr_tokenizer_bare_pieces_on_chinese_ud(shared_data):

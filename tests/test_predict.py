@@ -294,14 +294,14 @@ def test_batching_does_not_change_predictions(tiny_tagger):
 
 
 def test_batches_are_bounded_by_tokens(tiny_tagger):
-    """A batch holds at most ``max_tokens`` padded tokens; by default 1024 on CPU (4096, the
-    memory of 32 features padded to 128, on accelerators); 0 lifts the bound. The bound changes
+    """A batch holds at most ``max_tokens`` padded tokens; by default 1024 on CPU (16384 on
+    accelerators); 0 lifts the bound. The bound changes
     how many batches run, never the predictions."""
     from xstilts.data.batching import PREDICT_BATCH_SIZE, prediction_max_tokens
     from xstilts.errors import ConfigError
 
     assert PREDICT_BATCH_SIZE == 512
-    assert [prediction_max_tokens(None, d) for d in ("cpu", "cuda", "mps")] == [1024, 4096, 4096]
+    assert [prediction_max_tokens(None, d) for d in ("cpu", "cuda", "mps")] == [1024, 16384, 16384]
     assert prediction_max_tokens(0, "cuda") is None and prediction_max_tokens(77, "cpu") == 77
     _, model, tok = tiny_tagger
     examples = _random_sentences(seed=1, n=40, most_words=30)

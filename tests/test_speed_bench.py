@@ -91,9 +91,9 @@ def test_gpu_script_smoke_mode(tmp_path):
     assert result["sections"]["mfu"]["A"]["tokens_per_s"] > 0
     assert result["sections"]["tagging"]["A/B"] > 0 and result["sections"]["tagging"]["A/Ag"] > 0
     predict = result["sections"]["predict"]
-    assert all(predict[f"{x}/P"] > 0 for x in ("X", "Xf", "X32"))
+    assert all(predict[f"{x}/P"] > 0 for x in ("X", "Xf", "X4096", "X32"))
     # float32 on CPU (auto adds no autocast there): the padded loop's tags exactly, whatever the batches
-    assert all(predict[f"{x}_same_tags_as_P"] == 1.0 for x in ("X", "Xf", "X32"))
+    assert all(predict[f"{x}_same_tags_as_P"] == 1.0 for x in ("X", "Xf", "X4096", "X32"))
     retrieval = predict["retrieval"]
     assert retrieval["X/P"] > 0 and retrieval["sentences"] > 0 and retrieval["max_abs_diff"] < 1e-4
 

@@ -88,8 +88,8 @@ def predict(
         typer.Option(
             "--max-tokens",
             min=0,
-            help="Padded tokens per batch, at most (default: 4096 on GPUs, the memory of XTREME's "
-            "padded batch of 32; 1024 on CPU); 0: batches bounded by --batch-size alone.",
+            help="Padded tokens per batch, at most (default: 16384 on GPUs, 1024 on CPU); "
+            "0: batches bounded by --batch-size alone.",
         ),
     ] = None,
     max_length: Annotated[

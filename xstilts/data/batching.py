@@ -5,12 +5,14 @@ that does not fit in memory fails at once rather than at the end) and cut into b
 dynamic padding each batch is padded only to its own longest feature. The results are put back
 in the original order by the caller (:func:`xstilts.evaluation.predict.run_model`).
 
-A prediction batch is bounded by tokens as well as by features (:func:`prediction_max_tokens`):
-on an accelerator at most 32 x 128 padded tokens, the memory of a batch of 32 features padded
-to 128 as XTREME's scripts run it, so short sentences share a batch by the hundred and the
-device sees a few large batches instead of many small ones that each cost the host the same
-launches; on a CPU at most 1024, where the time goes in arithmetic and smaller activations stay
-in cache (measured in bench/RESULTS.md). :data:`PREDICT_BATCH_SIZE` bounds the features.
+A prediction batch is bounded by tokens as well as by features (:func:`prediction_max_tokens`).
+On an accelerator at most 16384 padded tokens (128 rows of 128): short sentences share a batch
+by the hundred, and a forward pass is long enough that the device does not wait on the host's
+launches, which cost the same for a batch of 32 short sentences (at 32 sentences per batch an
+H200 ran prediction host-bound; the bound itself is an estimate, not measured yet). Inference
+keeps no activations, so this is far less memory than training takes. On a CPU at most 1024,
+where the time goes in arithmetic and smaller activations stay in cache (measured in
+bench/RESULTS.md). :data:`PREDICT_BATCH_SIZE` bounds the features.
 
 Training uses length *grouping* with shuffling, planned per epoch from the seed:
 :class:`xstilts.train.batching.LengthGroupedPlanner`.
@@ -20,18 +22,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from xstilts.errors import ConfigError
+
 PREDICT_BATCH_SIZE = 512  # features per prediction batch, at most
 # padded tokens per prediction batch, at most, by device type (default for other types: "cuda")
-PREDICT_MAX_TOKENS = {"cuda": 32 * 128, "cpu": 1024}
+PREDICT_MAX_TOKENS = {"cuda": 128 * 128, "cpu": 1024}
+
+
+def check_max_tokens(max_tokens: int | None) -> None:
+    """A ConfigError unless ``max_tokens`` is None (the device's default) or >= 0 (0: no bound)."""
+    if max_tokens is not None and max_tokens < 0:
+        raise ConfigError(f"max_tokens must be >= 0 (0: no bound), got {max_tokens}")
 
 
 def prediction_max_tokens(max_tokens: int | None, device_type: str) -> int | None:
     """The token bound of prediction batches: ``max_tokens`` as given (0: no bound), or with
     None the default for ``device_type`` (:data:`PREDICT_MAX_TOKENS`)."""
+    check_max_tokens(max_tokens)
     if max_tokens is None:
         return PREDICT_MAX_TOKENS.get(device_type, PREDICT_MAX_TOKENS["cuda"])
-    if max_tokens < 0:
-        raise ValueError(f"max_tokens must be >= 0 (0: no bound), got {max_tokens}")
     return max_tokens or None
 
 
@@ -55,8 +64,7 @@ def sorted_batches(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    if max_tokens is not None and max_tokens < 0:
-        raise ValueError(f"max_tokens must be >= 0 (0: no bound), got {max_tokens}")
+    check_max_tokens(max_tokens)
     max_tokens = max_tokens or None
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batches: list[list[int]] = []

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from xstilts.data.batching import PREDICT_BATCH_SIZE as DEFAULT_BATCH_SIZE
+from xstilts.data.batching import check_max_tokens
 from xstilts.errors import ConfigError, MissingDataError
 from xstilts.tasks import Task, TaskKind, get_task
 
@@ -278,8 +279,7 @@ def predict_examples(
     from xstilts.data.features import featurize
 
     check_precision(precision)  # before featurizing: a typo should not cost the wait
-    if max_tokens is not None and max_tokens < 0:
-        raise ConfigError(f"max_tokens must be >= 0 (0: no bound), got {max_tokens}")
+    check_max_tokens(max_tokens)
     task = _as_task(task)
     kind = task.kind
     description = description or task.name

@@ -134,8 +134,6 @@ def embed_layers(
     keys = [k for k in encoded.keys() if k in ("input_ids", "attention_mask", "token_type_ids")]
     lengths = np.array([len(ids) for ids in encoded["input_ids"]])
     device = next(encoder.parameters()).device
-    if max_tokens is not None and max_tokens < 0:
-        raise ConfigError(f"max_tokens must be >= 0 (0: no bound), got {max_tokens}")
     bound = prediction_max_tokens(max_tokens, device.type)
     # longest first, so padding stays small and a batch too large for memory fails at once
     batches = [np.asarray(b) for b in sorted_batches(lengths.tolist(), batch_size, max_tokens=bound)]

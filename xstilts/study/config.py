@@ -245,7 +245,7 @@ class RunConfig(_Strict):
     predict_batch_size: int = Field(PREDICT_BATCH_SIZE, ge=1, description="features per prediction batch, at most")
     predict_max_tokens: int | None = Field(
         None, ge=0,
-        description="padded tokens per prediction batch, at most (default: 4096 on GPUs, 1024 on CPU; 0: no bound)",
+        description="padded tokens per prediction batch, at most (default: 16384 on GPUs, 1024 on CPU; 0: no bound)",
     )
     torch_threads: int | None = Field(
         None, ge=1, description="torch intra-op threads for this run (default: torch's, i.e. OMP_NUM_THREADS)"
