@@ -16,7 +16,7 @@ Sections, each timed on its own and recorded even when another fails:
    memory; and in batches of 32 sentences, its default before 2026-11-27) against XTREME's loop
    padding batches of 32 to 128 in float32,
    sentences/s, and the share of words tagged as that loop tags them; and Tatoeba's retrieval
-   embeddings (float32) against the same kind of padded loop.
+   embeddings (bf16 by default, and float32) against the same kind of padded loop in float32.
 4. ``compile``: A as in ``mfu`` with ``compile=True`` (last: its first steps compile the model).
 
 Random weights; a locally trained tokenizer (XLM-R conventions) feeds ids below the 250k vocab.
@@ -303,9 +303,10 @@ def timed_setups(setups: dict, sentences: int, out: dict, label: str) -> dict:
 
 
 def retrieval_throughput(encoder, tokenizer, examples, data) -> dict:
-    """Tatoeba's prediction: :func:`xstilts.evaluation.retrieval.embed` (its defaults: float32,
-    longest first, dynamic padding, 16384 tokens per batch on GPUs) against bench/predict.py's
-    loop padding batches of 32 to 128; sentences/s and the largest embedding difference."""
+    """Tatoeba's prediction: :func:`xstilts.evaluation.retrieval.embed` (X, its defaults: bf16
+    autocast on GPUs, longest first, dynamic padding, 16384 tokens per batch there; Xf, the same
+    in float32) against bench/predict.py's float32 loop padding batches of 32 to 128 (P);
+    sentences/s, the largest embedding difference and the smallest cosine to P's embedding."""
     import numpy as np
     import predict as pb  # bench/predict.py
 
@@ -331,10 +332,14 @@ def retrieval_throughput(encoder, tokenizer, examples, data) -> dict:
     out: dict = {"data": source, "sentences": len(sentences), "layer": layer}
     got = timed_setups({
         "X": lambda: embed(encoder, tokenizer, sentences, layer=layer, max_length=pb.MAX_LENGTH, progress=False),
+        "Xf": lambda: embed(encoder, tokenizer, sentences, layer=layer, max_length=pb.MAX_LENGTH, progress=False,
+                            precision="no"),
         "P": lambda: pb.plain_embed(encoder, tokenizer, sentences, layer, 32, device=encoder.device),
     }, len(sentences), out, "predict retrieval")  # fmt: skip
-    out["X/P"] = out["X"]["sentences_per_s"] / out["P"]["sentences_per_s"]
-    out["max_abs_diff"] = float(np.abs(got["X"] - got["P"]).max())
+    for setup in ("X", "Xf"):
+        out[f"{setup}/P"] = out[setup]["sentences_per_s"] / out["P"]["sentences_per_s"]
+        out[f"{setup}_max_abs_diff"] = float(np.abs(got[setup] - got["P"]).max())
+        out[f"{setup}_min_cosine"] = float((got[setup] * got["P"]).sum(axis=1).min())
     return out
 
 

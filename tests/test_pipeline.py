@@ -178,10 +178,22 @@ def test_encoder_check_fails_loudly(small_world, tmp_path):
         verify_encoder_matches(encoder, tmp_path)
 
 
-def test_retrieval_target_skips_fine_tuning(small_world, tmp_path):
-    """Tatoeba goes straight from the (pretrained) encoder to phase 3."""
+@pytest.mark.parametrize("capped", [False, True])
+def test_retrieval_target_skips_fine_tuning(small_world, tmp_path, monkeypatch, capped):
+    """Tatoeba goes straight from the (pretrained) encoder to phase 3, whole or capped; its
+    embeddings take the target phase's `mixed_precision` (default `auto`)."""
+    import xstilts.evaluation.retrieval as retrieval
     from xstilts.study.config import load_run_config
     from xstilts.study.pipeline import run_pipeline
+
+    precisions: list[str] = []
+    real_embed_layers = retrieval.embed_layers
+
+    def spy(*a, precision="auto", **kw):
+        precisions.append(precision)
+        return real_embed_layers(*a, precision=precision, **kw)
+
+    monkeypatch.setattr(retrieval, "embed_layers", spy)
 
     data = tmp_path / "data"
     for side in ("deu", "eng"):
@@ -189,12 +201,14 @@ def test_retrieval_target_skips_fine_tuning(small_world, tmp_path):
         dst = data / "tatoeba" / "v1" / f"tatoeba.deu-eng.{side}"
         dst.parent.mkdir(parents=True, exist_ok=True)
         dst.write_text("".join(src.read_text(encoding="utf-8").splitlines(keepends=True)[:20]), encoding="utf-8")
+    extra = {"eval_max_examples": 5, "hyperparameters": {"target": {"mixed_precision": "no"}}} if capped else {}
     cfg = load_run_config(None, model=str(small_world["model"]), target="tatoeba", data_dir=str(data),
-                          out=str(tmp_path / "run"), progress=False)
+                          out=str(tmp_path / "run"), progress=False, **extra)
     run = run_pipeline(cfg)
     scores = json.loads((run / "scores.json").read_text())
     assert list(scores["tasks"]["tatoeba"]["languages"]) == ["de"]
     assert not (run / "phase2").exists()
+    assert precisions == ["no" if capped else "auto"] * 2  # the German side and the English side
 
 
 def test_mlm_phase0_and_cotraining_then_interrupted_run_resumes(small_world, tmp_path, monkeypatch):

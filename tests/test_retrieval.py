@@ -111,6 +111,28 @@ def test_embedding_batches_are_bounded_by_tokens(tiny):
         R.embed(encoder, tokenizer, SENTENCES, max_tokens=-1, progress=False)
 
 
+def test_embedding_precision(tiny):
+    """``auto`` adds no autocast on CPU (the float32 embeddings exactly); ``bf16`` runs the encoder
+    under autocast, pools in float32 and stays close; an unknown precision fails at once."""
+    import torch
+
+    encoder, tokenizer = tiny
+    seen: list[bool] = []
+    hook = encoder.register_forward_pre_hook(lambda m, a: seen.append(torch.is_autocast_enabled("cpu")))
+    try:
+        got = {p: R.embed(encoder, tokenizer, SENTENCES, layer=2, precision=p, progress=False)
+               for p in ("auto", "no", "bf16")}  # fmt: skip
+    finally:
+        hook.remove()
+    assert seen == [False, False, True]
+    np.testing.assert_array_equal(got["auto"], got["no"])
+    assert got["bf16"].dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(got["bf16"], axis=1), 1.0, atol=1e-5)
+    assert (got["bf16"] * got["no"]).sum(axis=1).min() > 0.99  # cosine to the float32 embedding
+    with pytest.raises(ConfigError, match="precision"):
+        R.embed(encoder, tokenizer, SENTENCES, precision="fp8", progress=False)
+
+
 def test_prefix_is_prepended(tiny):
     encoder, tokenizer = tiny
     got = R.embed(encoder, tokenizer, ["Hi."], layer=1, prefix="query: ", progress=False)

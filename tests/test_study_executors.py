@@ -155,6 +155,11 @@ def test_changed_code_default_reruns_only_affected_nodes(tmp_path, monkeypatch):
     assert new and all("/none/" not in c for c in new)  # no phase 1 behind them
     assert len([c for c in new if c.endswith("/phase1")]) == 4  # 2 code settings x 2 seeds
     assert len(new) == 4 * 3  # and every cell on those encoders, retrieval included
+    n = len(calls(tmp_path))
+    monkeypatch.setitem(config.RETRIEVAL_DEFAULTS, "mixed_precision", "no")
+    run_study(study(), tmp_path, work=fake_work, executor=LocalExecutor())
+    new = calls(tmp_path)[n:]
+    assert len(new) == 6 and all(c.endswith("/tatoeba") for c in new)  # 3 settings x 2 seeds
 
 
 KILL_SCRIPT = textwrap.dedent("""

@@ -110,8 +110,8 @@ def predict(
         Precision,
         typer.Option(
             "--precision",
-            help="Autocast for tasks with a head: auto = bf16 on GPUs (as training), none on CPU; "
-            "no = float32. Retrieval always embeds in float32.",
+            help="Autocast for the forward passes: auto = bf16 on GPUs (as training), none on CPU; "
+            "no = float32. Retrieval embeddings too (pooled in float32 either way).",
         ),
     ] = Precision.auto,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,

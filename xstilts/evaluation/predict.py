@@ -442,8 +442,8 @@ def predict_task(
     tokenizer)``); for retrieval tasks a plain encoder name or folder (any form
     :func:`xstilts.models.loading.load_encoder` takes). ``layer``, ``pooling`` and ``prefix`` (text
     put before every sentence, e.g. ``"query: "`` for E5) apply to retrieval only. Returns
-    language → written file. ``precision``: autocast for tasks with a head (:func:`autocast_for`);
-    retrieval embeds in float32.
+    language → written file. ``precision``: autocast for the forward passes (:func:`autocast_for`;
+    ``auto``: bf16 on GPUs), retrieval's embeddings included (``no``: float32).
     """
     task = _as_task(task)
     split = split or task.score_split
@@ -467,6 +467,7 @@ def predict_task(
             pooling=pooling,
             batch_size=batch_size,
             max_tokens=max_tokens,
+            precision=precision,
             prefix=prefix,
             progress=progress,
             **extra,

@@ -102,6 +102,7 @@ def embed_layers(
     pooling: str = "mean",
     batch_size: int = PREDICT_BATCH_SIZE,
     max_tokens: int | None = None,
+    precision: str = "auto",
     max_length: int = 128,
     prefix: str = "",
     progress: bool = True,
@@ -112,11 +113,17 @@ def embed_layers(
 
     Sentences are embedded longest first, dynamically padded, in batches of at most
     ``batch_size`` sentences and ``max_tokens`` padded tokens (None: the device's default,
-    :func:`xstilts.data.batching.prediction_max_tokens`; 0: no token bound)."""
+    :func:`xstilts.data.batching.prediction_max_tokens`; 0: no token bound). ``precision``:
+    autocast for the encoder (:func:`xstilts.evaluation.predict.autocast_for`; ``auto``: bf16 on
+    GPUs, as training and prediction with a head; ``no``: float32). Pooling and normalisation
+    run in float32 either way."""
     import torch
+
+    from xstilts.evaluation.predict import autocast_for, check_precision
 
     if pooling not in POOLINGS:
         raise ConfigError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+    check_precision(precision)
     if batch_size < 1:
         raise ConfigError(f"batch_size must be positive, got {batch_size}")
     wanted = {layer: resolve_layer(encoder, layer) for layer in layers}
@@ -135,6 +142,7 @@ def embed_layers(
     lengths = np.array([len(ids) for ids in encoded["input_ids"]])
     device = next(encoder.parameters()).device
     bound = prediction_max_tokens(max_tokens, device.type)
+    autocast = autocast_for(precision, device)
     # longest first, so padding stays small and a batch too large for memory fails at once
     batches = [np.asarray(b) for b in sorted_batches(lengths.tolist(), batch_size, max_tokens=bound)]
     deepest = max(wanted.values())
@@ -152,13 +160,14 @@ def embed_layers(
                 features = [{k: encoded[k][i] for k in keys} for i in batch_idx]
                 batch = tokenizer.pad(features, padding=True, return_tensors="pt")
                 batch = {k: v.to(device) for k, v in batch.items()}
-                outputs = encoder(**batch, output_hidden_states=True, return_dict=True)
+                with autocast:
+                    outputs = encoder(**batch, output_hidden_states=True, return_dict=True)
                 states = outputs.hidden_states
                 if states is None or len(states) <= deepest:
                     raise ConfigError(f"{type(encoder).__name__} returned no hidden state for layer {deepest}")
-                mask = batch["attention_mask"].unsqueeze(-1).to(states[0].dtype)
+                mask = batch["attention_mask"].unsqueeze(-1).float()
                 for layer, index in wanted.items():
-                    h = states[index]
+                    h = states[index].float()
                     if pooling == "mean":
                         pooled = (h * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
                     else:
@@ -180,6 +189,7 @@ def embed(
     pooling: str = "mean",
     batch_size: int = PREDICT_BATCH_SIZE,
     max_tokens: int | None = None,
+    precision: str = "auto",
     max_length: int = 128,
     prefix: str = "",
     progress: bool = True,
@@ -189,7 +199,7 @@ def embed(
     chosen = resolve_layer(encoder, layer)
     return embed_layers(
         encoder, tokenizer, sentences, layers=[chosen], pooling=pooling, batch_size=batch_size,
-        max_tokens=max_tokens, max_length=max_length, prefix=prefix, progress=progress,
+        max_tokens=max_tokens, precision=precision, max_length=max_length, prefix=prefix, progress=progress,
     )[chosen]
 
 
@@ -351,6 +361,7 @@ def predict_retrieval(
     pooling: str = "mean",
     batch_size: int = PREDICT_BATCH_SIZE,
     max_tokens: int | None = None,
+    precision: str = "auto",
     max_length: int = 512,
     prefix: str = "",
     progress: bool = True,
@@ -379,7 +390,8 @@ def predict_retrieval(
     def embed_fn(sentences: Sequence[str]) -> np.ndarray:
         return embed(
             encoder, tokenizer, sentences, layer=chosen, pooling=pooling, batch_size=batch_size,
-            max_tokens=max_tokens, max_length=max_length, prefix=prefix, progress=progress,
+            max_tokens=max_tokens, precision=precision, max_length=max_length, prefix=prefix,
+            progress=progress,
         )
 
     written: dict[str, Path] = {}

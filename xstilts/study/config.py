@@ -67,6 +67,8 @@ MLM_DEFAULTS: dict[str, Any] = dict(
     weight_decay=0.0,
 )
 COMMON_DEFAULTS: dict[str, Any] = dict(max_grad_norm=1.0, schedule="linear", checkpoint_every=500)
+# retrieval targets (BUCC, Tatoeba) train nothing; a run's target `mixed_precision` overrides these
+RETRIEVAL_DEFAULTS: dict[str, Any] = dict(mixed_precision="auto")
 
 
 class _Strict(BaseModel):
@@ -303,7 +305,9 @@ class RunConfig(_Strict):
 
     def phase_settings(self, phase: str, kind: str | None = None) -> dict[str, Any]:
         """The resolved hyperparameters of a phase: defaults, then this config's overrides."""
-        if phase == "target":
+        if phase == "target" and kind == "retrieval":
+            base = dict(RETRIEVAL_DEFAULTS)
+        elif phase == "target":
             if kind not in TARGET_DEFAULTS:
                 raise ConfigError(f"no fine-tuning defaults for task kind {kind!r}")
             base = dict(COMMON_DEFAULTS, **TARGET_DEFAULTS[kind])

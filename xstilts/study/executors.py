@@ -408,8 +408,8 @@ def _defaults_for(node: PlanNode) -> dict[str, Any] | None:
     from xstilts.tasks import get_task
     from xstilts.train.config import TrainConfig
 
-    if node.phase == "retrieval":  # no training: nothing but the evaluation cap decides
-        return None
+    if node.phase == "retrieval":  # no training: the embeddings' precision and the evaluation cap
+        return {"retrieval": defaults.RETRIEVAL_DEFAULTS}
     if node.phase == "intermediate":
         phase = {"common": defaults.COMMON_DEFAULTS, "intermediate": defaults.INTERMEDIATE_DEFAULTS,
                  "qa_max_length": defaults.INTERMEDIATE_QA_MAX_LENGTH, "mlm": defaults.MLM_DEFAULTS}
@@ -437,7 +437,9 @@ def node_config_hashes(plan: Plan) -> dict[str, str]:
             # retrieval nodes train nothing: only the evaluation cap decides their result
             "budget": None if node.phase == "retrieval" else json.loads(getattr(study.budgets, phase).model_dump_json()),
             "eval_max_examples": study.budgets.eval_max_examples,
-            "hyperparameters": None if node.phase == "retrieval" else getattr(study.hyperparameters, phase),
+            # retrieval nodes take only the target phase's precision (RETRIEVAL_DEFAULTS)
+            "hyperparameters": (study.hyperparameters.target.get("mixed_precision") if node.phase == "retrieval"
+                                else getattr(study.hyperparameters, phase)),
             "pipeline": study.pipeline,
             "parent": out.get(node.depends_on) if node.depends_on else None,
         }

@@ -556,13 +556,15 @@ class Pipeline:
 
             encoder, tokenizer = self.load_encoder(self.encoder_source)
             encoder.eval()
+            precision = cfg.phase_settings("target", task.kind.value)["mixed_precision"]
             mining = (task.extra or {}).get("mining", "margin" if task.name.startswith("bucc") else "nearest")
             if cfg.eval_max_examples is not None and mining == "nearest":
-                per_lang = self.capped_tatoeba(task, encoder, tokenizer, split, langs, pred_root, label_root)
+                per_lang = self.capped_tatoeba(task, encoder, tokenizer, split, langs, pred_root, label_root,
+                                               precision)
             else:  # BUCC mines whole corpora: a cap would change the task, so none applies
                 predict_task(task, (encoder, tokenizer), cfg.data_dir, pred_root, langs, split=split,
                              batch_size=cfg.predict_batch_size, max_tokens=cfg.predict_max_tokens,
-                             device=resolve_device(cfg), progress=cfg.progress)
+                             device=resolve_device(cfg), progress=cfg.progress, precision=precision)
                 for lang in langs:
                     write_labels(label_root, task, lang, _read(task, cfg.data_dir, split, lang))
         else:
@@ -597,7 +599,7 @@ class Pipeline:
         return scores
 
     def capped_tatoeba(self, task: Task, encoder: Any, tokenizer: Any, split: str, langs: list[str],
-                       pred_root: Path, label_root: Path) -> dict[str, float]:
+                       pred_root: Path, label_root: Path, precision: str = "auto") -> dict[str, float]:
         """Tatoeba on the first ``eval_max_examples`` gold pairs of each language: those sources,
         their gold English targets (in file order) as the whole search space; embedded and
         searched exactly like :func:`xstilts.evaluation.retrieval.predict_retrieval` does the
@@ -614,7 +616,7 @@ class Pipeline:
             capped = cap_bitext(bitext, cfg.eval_max_examples)
             src, eng = (embed(encoder, tokenizer, list(side.values()), max_length=512,
                               batch_size=cfg.predict_batch_size, max_tokens=cfg.predict_max_tokens,
-                              progress=False)
+                              precision=precision, progress=False)
                         for side in (capped.source, capped.target))
             write_predictions(pred_root, task, lang, tatoeba_predictions(src, eng))
             write_labels(label_root, task, lang, [capped])
