@@ -303,6 +303,11 @@ class RunConfig(_Strict):
     def run_dir(self) -> Path:
         return Path(self.out)
 
+    @property
+    def prediction_batches(self) -> dict[str, int | None]:
+        """The bounds every prediction batch of the run takes, as prediction's keyword arguments."""
+        return {"batch_size": self.predict_batch_size, "max_tokens": self.predict_max_tokens}
+
     def phase_settings(self, phase: str, kind: str | None = None) -> dict[str, Any]:
         """The resolved hyperparameters of a phase: defaults, then this config's overrides."""
         if phase == "target" and kind == "retrieval":

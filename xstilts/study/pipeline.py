@@ -172,8 +172,9 @@ def prediction_packing(settings: dict[str, Any]) -> bool | None:
 
 
 def dev_metric_eval(task: Task, tokenizer: Any, examples: Sequence[Any], settings: dict[str, Any],
-                    batch_size: int, max_tokens: int | None = None):
-    """``eval_fn`` scoring predictions on English dev with the task's own metric (``score``)."""
+                    prediction_batches: dict[str, Any]):
+    """``eval_fn`` scoring predictions on English dev with the task's own metric (``score``);
+    ``prediction_batches``: the batch bounds (:attr:`RunConfig.prediction_batches`)."""
     from xstilts.evaluation.layout import gold_from_examples
     from xstilts.evaluation.predict import predict_examples
     from xstilts.evaluation.scorer import score_language
@@ -183,7 +184,7 @@ def dev_metric_eval(task: Task, tokenizer: Any, examples: Sequence[Any], setting
     def evaluate(model) -> dict[str, float]:
         device = next(model.parameters()).device
         predictions = predict_examples(
-            task, model, tokenizer, examples, batch_size=batch_size, max_tokens=max_tokens,
+            task, model, tokenizer, examples, **prediction_batches,
             max_length=settings.get("max_length"), doc_stride=settings.get("doc_stride", 128),
             device=device, progress=None, pack=prediction_packing(settings),
             precision="no",  # inside the training loop's evaluation, under its own autocast
@@ -353,8 +354,7 @@ class Pipeline:
                                             train_examples=train_ex, dev_examples=dev_ex,
                                             settings=settings, seed=cfg.seed, cache_dir=cfg.cache_dir,
                                             eval_max_examples=cfg.eval_max_examples,
-                                            predict_batch_size=cfg.predict_batch_size,
-                                            predict_max_tokens=cfg.predict_max_tokens))
+                                            prediction_batches=cfg.prediction_batches))
             part.info["formulation"] = name
             if part.name in weights:
                 raise ConfigError(f"intermediate task {part.name} is listed twice")
@@ -496,7 +496,7 @@ class Pipeline:
         eval_fn = None
         if cfg.dev_eval and _has_split(task, cfg.data_dir, "dev", "en"):
             dev = _read(task, cfg.data_dir, "dev", "en")[:DEV_SUBSET]
-            eval_fn = dev_metric_eval(task, tokenizer, dev, settings, cfg.predict_batch_size, cfg.predict_max_tokens)
+            eval_fn = dev_metric_eval(task, tokenizer, dev, settings, cfg.prediction_batches)
             self.log.info("phase 2: %d English dev examples for model selection", len(dev))
         self.log.info("phase 2: %s: %d training examples -> %d features; %s", task.name, len(train_ex),
                       len(feats), {k: settings[k] for k in ("learning_rate", "batch_size", "grad_accum", "epochs", "max_length") if k in settings})
@@ -563,8 +563,7 @@ class Pipeline:
                                                precision)
             else:  # BUCC mines whole corpora: a cap would change the task, so none applies
                 predict_task(task, (encoder, tokenizer), cfg.data_dir, pred_root, langs, split=split,
-                             batch_size=cfg.predict_batch_size, max_tokens=cfg.predict_max_tokens,
-                             device=resolve_device(cfg), progress=cfg.progress, precision=precision)
+                             **cfg.prediction_batches, device=resolve_device(cfg), progress=cfg.progress, precision=precision)
                 for lang in langs:
                     write_labels(label_root, task, lang, _read(task, cfg.data_dir, split, lang))
         else:
@@ -580,8 +579,7 @@ class Pipeline:
                 if cfg.eval_max_examples is not None:
                     examples = examples[: cfg.eval_max_examples]
                 predictions = predict_examples(
-                    task, model, tokenizer, examples, batch_size=cfg.predict_batch_size,
-                    max_tokens=cfg.predict_max_tokens, max_length=settings["max_length"],
+                    task, model, tokenizer, examples, **cfg.prediction_batches, max_length=settings["max_length"],
                     doc_stride=settings.get("doc_stride", 128),
                     device=device, progress=None, description=f"{task.name} {split} {lang}",
                     pack=prediction_packing(settings), precision=settings.get("mixed_precision") or "auto",
@@ -615,8 +613,7 @@ class Pipeline:
             (bitext,) = _read(task, cfg.data_dir, split, lang)
             capped = cap_bitext(bitext, cfg.eval_max_examples)
             src, eng = (embed(encoder, tokenizer, list(side.values()), max_length=512,
-                              batch_size=cfg.predict_batch_size, max_tokens=cfg.predict_max_tokens,
-                              precision=precision, progress=False)
+                              **cfg.prediction_batches, precision=precision, progress=False)
                         for side in (capped.source, capped.target))
             write_predictions(pred_root, task, lang, tatoeba_predictions(src, eng))
             write_labels(label_root, task, lang, [capped])

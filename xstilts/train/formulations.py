@@ -19,7 +19,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from xstilts.data.batching import PREDICT_BATCH_SIZE
 from xstilts.errors import ConfigError
 from xstilts.tasks import Task, TaskKind
 
@@ -55,8 +54,8 @@ class FormulationInput:
     cache_dir: str | None = None
     # at most this many dev/held-out examples are predicted for ``TrainablePart.evaluate``
     eval_max_examples: int | None = None
-    predict_batch_size: int = PREDICT_BATCH_SIZE
-    predict_max_tokens: int | None = None
+    # prediction's batch bounds (batch_size, max_tokens; RunConfig.prediction_batches); none: defaults
+    prediction_batches: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -202,8 +201,7 @@ def build_head_part(inp: FormulationInput) -> TrainablePart:
 
             device = next(task_model.parameters()).device
             metrics = intermediate_quality(
-                task, task_model, inp.tokenizer, scored, batch_size=inp.predict_batch_size,
-                max_tokens=inp.predict_max_tokens,
+                task, task_model, inp.tokenizer, scored, **inp.prediction_batches,
                 max_length=inp.settings.get("max_length"), doc_stride=inp.settings.get("doc_stride", 128),
                 device=device, pack=packed is True, precision=inp.settings.get("mixed_precision") or "auto",
             )
