@@ -202,3 +202,49 @@ def test_head_lr_scale_gives_the_fresh_head_its_own_rate(world):
     fast = {id(p) for g in groups if g.get("lr") == pytest.approx(2e-4) for p in g["params"]}
     assert fast == {id(p) for p in part.model.head.parameters()} and fast
     assert part.evaluate is not None and part.info["quality_examples"] == 2
+
+
+def test_cpu_workers_give_the_sequential_scores_with_budgets_and_trivial_references(world, tmp_path):
+    """Two CPU worker processes run the real pipeline to the same numbers as one process; the
+    examples_seen budget fixes phase 1's steps; every target cell carries its trivial reference."""
+    import sqlite3
+
+    import pandas as pd
+
+    from xstilts.evaluation.trivial import trivial_scores
+    from xstilts.study.executors import LocalExecutor, make_executor, run_study
+    from xstilts.study.study_config import parse_study
+
+    hp = {"intermediate": {k: v for k, v in HP["intermediate"].items() if k != "max_steps"},
+          "target": HP["target"]}
+    spec = {
+        "name": "workers", "encoders": [str(world["model"])],
+        "intermediate": ["none", {"name": "csqa", "tasks": [
+            {"task": "commonsenseqa", "train_split": "dev", "heldout": 6}]}],
+        "targets": ["udpos"], "languages": {"udpos": ["fr"]}, "seeds": [1, 2],
+        "budgets": {"eval_max_examples": 4, "intermediate": {"examples_seen": 18}}, "hyperparameters": hp,
+        "executor": {"workers": 2},
+    }
+    study = parse_study(spec)
+    two = make_executor(study)
+    assert isinstance(two, LocalExecutor) and two.slots == 2
+    frames = {}
+    for name, executor in (("one", LocalExecutor()), ("two", two)):
+        run = run_study(study, tmp_path / name, data_dir=world["data"], executor=executor)
+        assert not run.failed, [o.error for o in run.failed]
+        con = sqlite3.connect(tmp_path / name / "results.sqlite")
+        frames[name] = pd.read_sql("SELECT cell, task, language, metric, value FROM scores", con).sort_values(
+            ["cell", "task", "language", "metric"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(frames["one"], frames["two"])
+    df = frames["two"]
+    budget = df[df.task == "(budget)"]
+    assert budget.cell.nunique() == 2  # one phase-1 run per seed
+    for cell, rows in budget.groupby("cell"):  # ceil(18 / batch 4) = 5 steps = 20 examples, of 14 questions
+        assert dict(zip(rows.metric, rows.value)) == {"steps": 5, "examples_seen": 20, "train_features": 14}
+    trivial = df[(df.metric == "trivial") & (df.language == "fr")]
+    assert len(trivial) == 4  # 2 settings x 2 seeds
+    run_dir = next((tmp_path / "two" / "runs").rglob("labels"))
+    from xstilts.data.readers import read_examples
+
+    expected = trivial_scores("udpos", run_dir, read_examples("udpos", world["data"], "train", "en"))
+    assert set(trivial.value) == {expected["languages"]["fr"]}

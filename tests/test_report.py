@@ -1,4 +1,4 @@
-"""The report: numbers equal the store, the bootstrap on hand-checkable cases, HTML self-contained."""
+"""The report: numbers equal the store, statistics over seeds, not-learnt flags, HTML self-contained."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import sqlite3
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -15,37 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import test_study_executors as fakes  # noqa: E402
 
 from xstilts.study.executors import LocalExecutor, run_study  # noqa: E402
-from xstilts.study.report import paired_bootstrap, write_report  # noqa: E402
-
-
-def test_bootstrap_constant_differences_collapse_to_the_point():
-    a = {(1, "de"): 60.0, (1, "fr"): 70.0, (2, "de"): 61.0}
-    b = {(1, "de"): 58.0, (1, "fr"): 68.0, (2, "de"): 59.0, (3, "de"): 0.0}  # (3, de) has no pair
-    ci = paired_bootstrap(a, b)
-    assert (ci.delta, ci.low, ci.high, ci.n_pairs) == (2.0, 2.0, 2.0, 3)
-    assert ci.significant
-
-
-def test_bootstrap_two_pairs_by_hand():
-    # d = {0, 2}: a resampled mean of 2 draws is 0 (p=1/4), 1 (p=1/2) or 2 (p=1/4),
-    # so the 2.5th percentile is 0, the 97.5th is 2, and the interval contains 0: not significant.
-    ci = paired_bootstrap({1: 10.0, 2: 12.0}, {1: 10.0, 2: 10.0}, n_resamples=20_000)
-    assert ci.delta == 1.0 and ci.low == 0.0 and ci.high == 2.0
-    assert not ci.significant
-    assert paired_bootstrap({1: 1.0}, {2: 1.0}) is None
-
-
-def test_bootstrap_matches_a_direct_computation():
-    rng = np.random.default_rng(5)
-    d = rng.normal(1.0, 2.0, size=12)
-    a = {i: 50.0 + d[i] for i in range(12)}
-    b = {i: 50.0 for i in range(12)}
-    ci = paired_bootstrap(a, b, n_resamples=4000, seed=3)
-    idx = np.random.default_rng(3).integers(0, 12, size=(4000, 12))
-    order = sorted(range(12), key=str)  # pairs are taken in a fixed (string) key order
-    means = (np.array([a[i] - b[i] for i in order]))[idx].mean(axis=1)
-    assert ci.low == pytest.approx(np.percentile(means, 2.5))
-    assert ci.high == pytest.approx(np.percentile(means, 97.5))
+from xstilts.study.report import write_report  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +57,7 @@ def test_report_numbers_equal_the_store(study_dir):
             assert row[2] == f"{vals.mean():.2f} ± {vals.std(ddof=1):.2f}"
             if row[0] != "none":
                 assert row[3] == f"{vals.mean() - base.mean():+.2f}"
-            assert row[5] == str(len(vals))
+            assert row[6] == str(len(vals))
             checked += 1
     assert checked == 8
     # per-language table: mean over seeds of each language's score
@@ -176,3 +145,132 @@ def _other_study(tmp_path):
     out = tmp_path / "small"
     run_study(fakes.study(seeds=[1], intermediate=["none"]), out, work=fakes.fake_work, executor=LocalExecutor())
     return out
+
+
+# -- statistics over seeds, trivial references, phase-1 verdicts ------------------------------
+
+
+def _work_with(values, *, trivial=None, phase1=None):
+    """A fake unit of work: target scores from ``values(setting, seed, lang)``, the trivial
+    reference per target, and phase-1 quality/budget as the pipeline records them."""
+
+    def work(req):
+        node = req.node
+        run_dir = Path(req.run_dir)
+        if node.phase == "intermediate":
+            (run_dir / "encoder").mkdir(parents=True, exist_ok=True)
+            task = node.setting.split(":")[0]
+            quality, before = (phase1 or {}).get(task, ({"accuracy": 50.0}, {"accuracy": 20.0}))
+            return {"metrics": {}, "phase_metrics": {"phase1": {
+                "quality": {task: quality}, "quality_before": {task: before},
+                "train": {"global_step": 30, "train_loss": 1.0}, "sizes": {task: 100},
+                "settings": {task: {"batch_size": 8, "grad_accum": 1}}, "planner": {"world_size": 1}}}}
+        langs = {lang: {"f1" if node.target == "udpos" else "accuracy": values(node.setting, node.seed, lang)}
+                 for lang in node.languages}
+        score = sum(next(iter(m.values())) for m in langs.values()) / len(langs)
+        scores = {"tasks": {node.target: {"languages": langs, "score": score}}, "xtreme_score": None}
+        (run_dir / "scores.json").write_text(__import__("json").dumps(scores))
+        out = {"scores": scores}
+        if trivial is not None:
+            out["trivial"] = {node.target: {"languages": {lang: trivial[node.target] for lang in node.languages},
+                                            "score": trivial[node.target]}}
+        return out
+
+    return work
+
+
+def _report(tmp_path, work, **study):
+    s = fakes.study(**study)
+    run_study(s, tmp_path, work=work, executor=LocalExecutor())
+    md_path, _, report = write_report(tmp_path)
+    return md_path.read_text(), report
+
+
+def test_one_seed_gets_no_interval_no_star_and_a_sentence(tmp_path):
+    md, report = _report(tmp_path, _work_with(lambda st, s, lang: 50.0 + (8.0 if st != "none" else 0.0)),
+                         seeds=[1], intermediate=["none", "conala:generate", "cosmosqa"])
+    assert "**1 seed per cell**: training noise cannot be separated from the effect" in md
+    assert report.key_notes and "1 seed per cell" in report.key_notes[0]
+    assert not any("*" in cell for row in report.key_table.rows for cell in row)
+    rows = _table_after(md, "### udpos")
+    conala = next(r for r in rows if r[0] == "conala:generate")
+    assert conala[3] == "+8.00" and conala[4] == "none (1 seed)" and conala[5] == "n/a"
+    code = _table_after(md, "## Code generation vs language understanding")
+    assert all("*" not in c for r in code[1:] for c in r) and code[1][6] == "none (1 seed)"
+
+
+def test_three_identical_seeds_give_zero_width_intervals_and_nothing_significant(tmp_path):
+    # the same run thrice: every seed scores the same, and the setting equals the baseline
+    md, report = _report(tmp_path, _work_with(lambda st, s, lang: 61.0 + (2.0 if lang == "de" else 0.0)),
+                         seeds=[1, 2, 3], intermediate=["none", "conala:generate", "cosmosqa"])
+    assert "seed per cell" not in md and "seeds per cell" not in md
+    for target in ("udpos", "tatoeba"):
+        for row in _table_after(md, f"### {target}")[1:]:
+            if row[0] != "none":
+                assert row[3] == "+0.00" and row[4] == "[+0.00, +0.00]" and row[5] == "n/a"
+    assert not any("*" in cell for row in report.key_table.rows for cell in row)
+
+
+def test_a_real_effect_is_starred_with_the_family_size_and_noise_is_not(tmp_path):
+    noise = {1: 0.3, 2: -0.4, 3: 0.1, 4: 0.6}
+
+    def values(setting, seed, lang):
+        effect = {"none": 0.0, "conala:generate": 5.0, "cosmosqa": 0.0}[setting]
+        jitter = noise[seed] if setting != "none" else 0.0
+        return 50.0 + effect + jitter + (1.0 if lang == "de" else 0.0)
+
+    md, report = _report(tmp_path, _work_with(values, trivial={"udpos": 17.0, "tatoeba": 2.0}),
+                         seeds=[1, 2, 3, 4], intermediate=["none", "conala:generate", "cosmosqa"])
+    key = {row[1]: row for row in report.key_table.rows}
+    assert key["conala:generate"][3].endswith("(+5.15 *)")  # udpos: 5 + mean jitter 0.15
+    assert "*" not in key["cosmosqa"][3]
+    assert key["trivial reference"][3:5] == ["17.00", "2.00"]
+    assert "among the 4 tested setting-vs-none comparisons" in report.key_table.caption
+    rows = _table_after(md, "### udpos")
+    cosmos = next(r for r in rows if r[0] == "cosmosqa")
+    low, high = (float(x) for x in cosmos[4].strip("[]").split(", "))
+    assert low < 0 < high and cosmos[7] == "yes"
+
+
+def test_cells_near_the_trivial_reference_are_flagged_and_their_delta_not_interpreted(tmp_path):
+    # PAN-X-like: the baseline barely above all-O (0 F1), the setting higher but still under 10
+    def values(setting, seed, lang):
+        return {"none": 2.0, "conala:generate": 9.0 + seed, "cosmosqa": 40.0 + seed}[setting]
+
+    md, report = _report(tmp_path, _work_with(values, trivial={"udpos": 0.0, "tatoeba": 0.0}),
+                         seeds=[1, 2, 3], targets=["udpos"], languages={"udpos": fakes.LANGS["udpos"]},
+                         intermediate=["none", "conala:generate", "cosmosqa"])
+    key = {row[1]: row for row in report.key_table.rows}
+    assert key["none"][3] == "2.00 [not learnt]"
+    assert key["conala:generate"][3] == "11.00 (Δ +9.00 not interpreted)"  # learnt, but the baseline is not
+    assert key["cosmosqa"][3] == "42.00 (Δ +40.00 not interpreted)"
+    assert not any("*" in cell for row in report.key_table.rows for cell in row)
+    rows = {r[0]: r for r in _table_after(md, "### udpos")[1:]}
+    assert rows["none"][7] == "**not learnt**" and rows["conala:generate"][3] == "+9.00 (not interpreted)"
+    assert "Trivial reference: 0.00 (learnt = at least 10.00)" in md
+    from rich.console import Console
+
+    from xstilts.commands.report import print_key_table
+
+    console = Console(record=True, width=200)
+    print_key_table(report, console)
+    assert "2.00 [not learnt]" in console.export_text()  # printed, not swallowed as rich markup
+
+
+def test_phase1_tasks_that_did_not_learn_are_flagged_and_budgets_reported(tmp_path):
+    phase1 = {  # CommonsenseQA at chance (5 choices: 20%), CoNaLa's CodeBLEU well up
+        "commonsenseqa": ({"accuracy": 22.0}, {"accuracy": 14.0}),
+        "conala": ({"codebleu": 25.0, "bleu": 0.15}, {"codebleu": 0.9, "bleu": 0.05}),
+    }
+    md, report = _report(tmp_path, _work_with(lambda st, s, lang: 50.0, phase1=phase1), seeds=[1],
+                         intermediate=["none", "conala:generate", "commonsenseqa"])
+    settings = [row[1] for row in report.key_table.rows]
+    assert "commonsenseqa [phase 1 not learnt]" in settings and "conala:generate" in settings
+    rows = _table_after(md, "## Intermediate tasks: their own quality (phase 1)")
+    verdict = {(r[1], r[2]): (r[6], r[7]) for r in rows[1:]}
+    assert verdict[("commonsenseqa", "accuracy")] == ("20.00", "**not learnt**")  # chance beats 14
+    assert verdict[("conala", "codebleu")] == ("0.90", "yes") and verdict[("conala", "bleu")] == ("", "")
+    budget = _table_after(md, "## Phase-1 budget actually used")
+    assert budget[0][:5] == ["setting", "optimizer steps", "examples seen", "training features",
+                             "passes over the data"]
+    assert budget[1][:5] == ["conala:generate", "30", "240", "100", "2.40"]

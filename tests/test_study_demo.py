@@ -65,11 +65,13 @@ def test_run_config_for_a_node_caps_budgets_and_carries_the_phase1_encoder(tmp_p
     by_id = plan.by_id()
     p1 = load_run_config(run_config_for(ctx.request(by_id["multilingual-e5-small/commonsenseqa/s1/phase1"])))
     assert p1.target is None and p1.intermediate.tasks[0].train_split == "dev"
-    assert p1.hyperparameters.intermediate.max_steps == 60
+    assert p1.hyperparameters.intermediate.max_steps == 120  # 960 examples seen / batch 8, for every setting
+    p1_code = load_run_config(run_config_for(ctx.request(by_id["multilingual-e5-small/conala-generate/s1/phase1"])))
+    assert p1_code.hyperparameters.intermediate.max_steps == 120
     panx = load_run_config(run_config_for(ctx.request(by_id["multilingual-e5-small/conala-generate/s1/panx"])))
     assert panx.encoder_dir == str(tmp_path / "runs/multilingual-e5-small/conala-generate/s1/phase1/encoder")
     assert panx.intermediate is None and panx.eval_split == "dev" and panx.eval_max_examples == 50
     t = panx.hyperparameters.target
-    assert (t.max_examples, t.epochs, t.batch_size, t.grad_accum) == (1000, 1, 16, 1)
+    assert (t.max_examples, t.epochs, t.batch_size, t.grad_accum) == (2000, 2, 16, 1)
     base = load_run_config(run_config_for(ctx.request(by_id["multilingual-e5-small/none/s1/tatoeba"])))
     assert base.encoder_dir is None and base.languages == ["de", "es", "fr", "ru", "tr", "fi", "ja", "zh"]

@@ -254,3 +254,31 @@ def test_phase1_quality_reads_the_pipelines_metrics_json():
     mix = {"phase1": {"train": {"train_loss": 2.0}, "sizes": {"a": 1, "b": 2}}}
     assert phase1_quality(mix) == {"(mixture)": {"train_loss": 2.0}}
     assert phase1_quality({"phase2": {}}) == {}
+
+
+def test_examples_seen_sets_the_steps_from_each_phase_batch_shape():
+    """The same examples-seen budget for every setting: steps = ceil(N / (batch x accumulation)),
+    with the study's batch shape or the phase's default (tagging fine-tuning: 8 x 4)."""
+    from xstilts.study.executors import StudyContext, run_config_for
+    from xstilts.study.plan import build_plan
+
+    s = study(seeds=[1], budgets={"intermediate": {"examples_seen": 100, "max_steps": 1000},
+                                  "target": {"examples_seen": 100}},
+              hyperparameters={"intermediate": {"batch_size": 8}})
+    plan = build_plan(s)
+    ctx = StudyContext(plan, Path("/tmp/s"), Path("/tmp/d"), None, "v", {})  # type: ignore[arg-type]
+    by_id = {n.id: n for n in plan.nodes}
+    p1 = run_config_for(ctx.request(by_id["enc/conala-generate/s1/phase1"]))
+    assert p1["hyperparameters"]["intermediate"]["max_steps"] == 13  # ceil(100 / 8)
+    tgt = run_config_for(ctx.request(by_id["enc/none/s1/udpos"]))
+    assert tgt["hyperparameters"]["target"]["max_steps"] == 4  # ceil(100 / (8 x 4))
+    assert "100 training examples seen" in " ".join(s.budgets.describe())
+
+
+def test_cpu_workers_split_the_cores_and_run_cells_at_once(tmp_path):
+    ex = LocalExecutor(workers=2, threads=1)
+    assert ex.slots == 2 and LocalExecutor(workers=2).threads == max(1, (os.cpu_count() or 1) // 2)
+    run = run_study(study(seeds=[1]), tmp_path, work=fake_work, executor=ex)
+    assert run.exit_status == 0 and len(calls(tmp_path)) == 2 + 6
+    with pytest.raises(Exception, match="workers must be >= 1"):
+        LocalExecutor(workers=0)

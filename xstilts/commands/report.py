@@ -9,14 +9,18 @@ import typer
 
 
 def print_key_table(report, console) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
-    t = Table(title="key table: " + (report.key_table.caption or ""))
+    # cells say "[not learnt]": escaped, or rich would read them as markup
+    t = Table(title=escape("key table: " + (report.key_table.caption or "")))
     for h in report.key_table.headers:
         t.add_column(h, justify="left" if h in ("encoder", "setting", "family") else "right")
     for row in report.key_table.rows:
-        t.add_row(*row)
+        t.add_row(*(escape(cell) for cell in row))
     console.print(t)
+    for note in report.key_notes:
+        console.print(note.replace("**", ""), markup=False)
 
 
 def register(app: typer.Typer) -> None:

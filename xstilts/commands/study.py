@@ -58,7 +58,8 @@ def print_plan(study, study_dir: Path, console) -> None:
     users = sum(1 for n in plan.nodes if n.depends_on)
     console.print(
         f"{n_int} intermediate checkpoint(s), each trained once and reused by {len(study.targets)} target(s) "
-        f"({users} phase runs start from one). Executor: {study.executor.kind}, gpus={study.executor.gpus}."
+        f"({users} phase runs start from one). Executor: {study.executor.kind}, gpus={study.executor.gpus}"
+        + (f", {study.executor.workers} CPU workers." if study.executor.gpus == 0 and study.executor.workers > 1 else ".")
     )
     for enc, src in est.source.items():
         console.print(f"throughput for {enc}: {src}")

@@ -19,6 +19,7 @@ workers need nothing but the shared study directory.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 import traceback
@@ -31,6 +32,8 @@ from xstilts.study.plan import DONE_FILE, ERROR_FILE, Plan, PlanNode
 from xstilts.study.store import UNTRAINED_SUFFIX, ResultStore, ScoreRow
 
 WorkFn = Callable[["WorkRequest"], dict[str, Any]]
+TRIVIAL_METRIC = "trivial"  # a target's trivial reference, stored per language and as ``avg``
+BUDGET_TASK = "(budget)"  # phase-1 rows of the budget a run used: steps, examples_seen, train_features
 MAX_EXIT = 125
 NODE_FILE = "node.json"  # written when a node starts: which config hash its run dir holds
 
@@ -158,6 +161,12 @@ def score_rows(node: PlanNode, result: dict[str, Any]) -> list[ScoreRow]:
                 rows.append(ScoreRow("target", task, lang, "score", primary))
         if entry.get("score") is not None:
             rows.append(ScoreRow("target", task, "avg", "score", entry["score"]))
+    trivial = result.get("trivial") or {}
+    for task, entry in trivial.items():  # what a predictor that learnt nothing scores on the same gold
+        for lang, value in (entry.get("languages") or {}).items():
+            rows.append(ScoreRow("target", task, lang, TRIVIAL_METRIC, value))
+        if entry.get("score") is not None:
+            rows.append(ScoreRow("target", task, "avg", TRIVIAL_METRIC, entry["score"]))
     quality = result.get("metrics") or {}
     if node.phase == "intermediate" and isinstance(result.get("phase_metrics"), dict):
         quality = phase1_quality(result["phase_metrics"])  # re-read: the parser may have learnt more
@@ -165,6 +174,9 @@ def score_rows(node: PlanNode, result: dict[str, Any]) -> list[ScoreRow]:
         for metric, value in metrics.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 rows.append(ScoreRow("intermediate", task, "en", metric, value))
+    if node.phase == "intermediate" and isinstance(result.get("phase_metrics"), dict):
+        for metric, value in phase1_budget(result["phase_metrics"]).items():
+            rows.append(ScoreRow("intermediate", BUDGET_TASK, "en", metric, value))
     return rows
 
 
@@ -234,17 +246,32 @@ def _order(plan: Plan) -> list[PlanNode]:
 
 
 class LocalExecutor:
-    """Sequential in this process; with ``gpus > 1``, one node per GPU in worker processes.
+    """Sequential in this process; with ``gpus > 1``, one node per GPU in worker processes; on the
+    CPU with ``workers > 1``, that many nodes at once, each in its own process.
 
-    Worker processes are spawned with ``CUDA_VISIBLE_DEVICES`` set to their own GPU, so every
-    cell sees exactly one device; a node starts once its phase-1 node has finished.
+    GPU workers are spawned with ``CUDA_VISIBLE_DEVICES`` set to their own GPU, so every cell sees
+    exactly one device. CPU workers each get ``threads`` torch/OpenMP threads (default: the cores
+    divided among the workers), set before torch is imported in the worker. A node starts once
+    its phase-1 node has finished. Every node is the same computation whatever the executor, so
+    the scores equal the sequential run's.
     """
 
-    def __init__(self, gpus: int = 0) -> None:
+    def __init__(self, gpus: int = 0, workers: int = 1, threads: int | None = None) -> None:
+        if workers < 1:
+            from xstilts.errors import ConfigError
+
+            raise ConfigError(f"executor workers must be >= 1, got {workers}")
         self.gpus = gpus
+        self.workers = workers
+        self.threads = threads or max(1, (os.cpu_count() or 1) // workers)
+
+    @property
+    def slots(self) -> int:
+        """Nodes run at once."""
+        return self.gpus if self.gpus > 1 else (self.workers if self.gpus == 0 else 1)
 
     def run(self, ctx: StudyContext, work: WorkFn, progress: ProgressFn | None = None) -> dict[str, NodeOutcome]:
-        if self.gpus <= 1:
+        if self.slots <= 1:
             return self._run_sequential(ctx, work, progress)
         return self._run_parallel(ctx, work, progress)
 
@@ -263,17 +290,21 @@ class LocalExecutor:
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
         spawn = mp.get_context("spawn")
-        gpu_queue = spawn.Queue()
-        for i in range(self.gpus):
-            gpu_queue.put(i)
+        slots = self.slots
+        if self.gpus > 1:
+            gpu_queue = spawn.Queue()
+            for i in range(self.gpus):
+                gpu_queue.put(i)
+            initializer, initargs = _bind_gpu, (gpu_queue,)
+        else:
+            initializer, initargs = _bind_threads, (self.threads,)
         outcomes: dict[str, NodeOutcome] = {}
         pending = _order(ctx.plan)
         running: dict[Any, PlanNode] = {}
-        with ProcessPoolExecutor(self.gpus, mp_context=spawn, initializer=_bind_gpu,
-                                 initargs=(gpu_queue,)) as pool:
+        with ProcessPoolExecutor(slots, mp_context=spawn, initializer=initializer, initargs=initargs) as pool:
             while pending or running:
                 for node in list(pending):
-                    if len(running) >= self.gpus:
+                    if len(running) >= slots:
                         break
                     if node.depends_on and node.depends_on not in outcomes:
                         continue
@@ -299,6 +330,15 @@ class LocalExecutor:
 
 def _bind_gpu(queue) -> None:
     os.environ["CUDA_VISIBLE_DEVICES"] = str(queue.get())
+
+
+def _bind_threads(threads: int) -> None:
+    """A CPU worker's thread budget, set before anything in the worker imports torch."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def _finish(ctx: StudyContext, node: PlanNode, outcome: NodeOutcome, outcomes: dict[str, NodeOutcome],
@@ -374,7 +414,7 @@ def make_executor(study) -> LocalExecutor | RayExecutor:
     ex = study.executor
     if ex.kind == "ray":
         return RayExecutor(address=ex.address, gpus=ex.gpus)
-    return LocalExecutor(gpus=ex.gpus)
+    return LocalExecutor(gpus=ex.gpus, workers=ex.workers if ex.gpus == 0 else 1)
 
 
 # -- the whole study -----------------------------------------------------------------------
@@ -500,13 +540,22 @@ def run_study(
 # -- the real unit of work: one pipeline run per node ---------------------------------------
 
 
-def _capped(hp: dict[str, Any], budget) -> dict[str, Any]:
-    """Study hyperparameters with the phase budget applied as caps (the smaller value wins)."""
+def _capped(hp: dict[str, Any], budget, defaults: dict[str, Any]) -> dict[str, Any]:
+    """Study hyperparameters with the phase budget applied as caps (the smaller value wins).
+
+    ``examples_seen`` fixes the number of optimizer steps, ceil(N / (batch_size x grad_accum)),
+    with the batch shape of these hyperparameters or the phase's ``defaults``; a step count
+    wins over epochs in the training loop, so every setting sees the same number of examples."""
     out = dict(hp)
     for key in ("max_steps", "epochs", "max_examples"):
         cap = getattr(budget, key)
         if cap is not None:
             out[key] = min(int(out[key]), cap) if out.get(key) is not None else cap
+    if budget.examples_seen is not None:
+        per_step = int(out.get("batch_size") or defaults["batch_size"]) * int(
+            out.get("grad_accum") or defaults.get("grad_accum", 1))
+        steps = max(1, math.ceil(budget.examples_seen / per_step))
+        out["max_steps"] = min(int(out["max_steps"]), steps) if out.get("max_steps") is not None else steps
     return out
 
 
@@ -515,8 +564,12 @@ def run_config_for(request: WorkRequest) -> dict[str, Any]:
     from xstilts.errors import MissingDataError
     from xstilts.study.study_config import StudyConfig
 
+    from xstilts.study import config as defaults
+    from xstilts.tasks import get_task
+
     study = StudyConfig(**request.study)
     node = request.node
+    target_kind = get_task(node.target).kind.value if node.target else "tagging"
     if not request.data_dir:
         raise MissingDataError("the study needs a data folder: give --data-dir DIR (or data_dir: in the config)")
     cfg: dict[str, Any] = {
@@ -526,8 +579,10 @@ def run_config_for(request: WorkRequest) -> dict[str, Any]:
         "seed": node.seed,
         "progress": False,
         "hyperparameters": {
-            "intermediate": _capped(study.hyperparameters.intermediate, study.budgets.intermediate),
-            "target": _capped(study.hyperparameters.target, study.budgets.target),
+            "intermediate": _capped(study.hyperparameters.intermediate, study.budgets.intermediate,
+                                    defaults.INTERMEDIATE_DEFAULTS),
+            "target": _capped(study.hyperparameters.target, study.budgets.target,
+                              defaults.TARGET_DEFAULTS.get(target_kind, defaults.TARGET_DEFAULTS["tagging"])),
         },
     }
     if request.cache_dir:  # tokenised features shared by the study's cells
@@ -593,6 +648,44 @@ def phase1_quality(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
     return out
 
 
+def phase1_budget(metrics: dict[str, Any]) -> dict[str, float]:
+    """The budget a phase-1 run actually used: optimizer steps, examples seen (steps x batch x
+    accumulation x processes), and the training features it had (all tasks of a mixture)."""
+    entry = metrics.get("phase1") if isinstance(metrics.get("phase1"), dict) else None
+    if entry is None:
+        return {}
+    train = entry.get("train") if isinstance(entry.get("train"), dict) else {}
+    settings = next(iter((entry.get("settings") or {}).values()), {})
+    steps = train.get("global_step")
+    out: dict[str, float] = {}
+    if isinstance(steps, int):
+        out["steps"] = float(steps)
+        if isinstance(settings.get("batch_size"), int):
+            world = (entry.get("planner") or {}).get("world_size", 1) if isinstance(entry.get("planner"), dict) else 1
+            out["examples_seen"] = float(steps * settings["batch_size"] * int(settings.get("grad_accum") or 1)
+                                         * int(world or 1))
+    sizes = entry.get("sizes")
+    if isinstance(sizes, dict) and sizes:
+        out["train_features"] = float(sum(int(v) for v in sizes.values()))
+    return out
+
+
+def target_trivial(run_dir: Path, target: str, data_dir: str | None, metrics: dict[str, Any]) -> dict[str, Any]:
+    """The trivial reference on the gold files this run was scored on (see xstilts.evaluation.trivial)."""
+    from xstilts.data.readers import read_examples
+    from xstilts.evaluation.trivial import trivial_scores
+    from xstilts.tasks import TaskKind, get_task
+
+    task = get_task(target)
+    split = (metrics.get("phase3") or {}).get("split") or task.score_split
+    label_root = run_dir / ("labels" if split == "test" else f"labels-{split}")
+    train: list[Any] = []
+    if data_dir and task.has_training_data and task.kind in (TaskKind.TAGGING, TaskKind.SENTENCE_PAIR,
+                                                             TaskKind.MULTIPLE_CHOICE):
+        train = list(read_examples(task, data_dir, "train", "en"))
+    return {target: trivial_scores(task, label_root, train)}
+
+
 def pipeline_work(request: WorkRequest) -> dict[str, Any]:
     """One node = one ``run_pipeline`` call in the node's run dir (which resumes if it was killed)."""
     from xstilts.study.config import load_run_config
@@ -609,6 +702,8 @@ def pipeline_work(request: WorkRequest) -> dict[str, Any]:
         metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
         out["metrics"] = phase1_quality(metrics) if request.node.phase == "intermediate" else {}
         out["phase_metrics"] = metrics
+        if request.node.target and "scores" in out:
+            out["trivial"] = target_trivial(run_dir, request.node.target, request.data_dir, metrics)
     versions = run_dir / "versions.json"
     if versions.is_file():
         out["device"] = json.loads(versions.read_text(encoding="utf-8")).get("device")

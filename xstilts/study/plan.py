@@ -21,6 +21,7 @@ parameters), see :func:`default_tokens_per_second`.
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -166,6 +167,10 @@ def _train_tokens(task_names: list[str], budget, hparams: dict[str, Any], phase:
     max_steps = min(steps) if steps else None
     if max_steps is not None:
         examples = min(examples, max_steps * batch)
+    if budget.examples_seen is not None:  # a fixed number of steps: repeats a small task's data
+        examples = math.ceil(budget.examples_seen / batch) * batch
+        if max_steps is not None:
+            examples = min(examples, max_steps * batch)
     return float(examples * length)
 
 

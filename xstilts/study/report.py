@@ -1,21 +1,15 @@
 """The study report: Markdown and a self-contained HTML page, built only from the result store.
 
 Every number comes from ``results.sqlite`` (metric ``score``: the number that enters the XTREME
-score), so the report can be checked against the store; the figures are embedded as base64 PNG.
+score; ``trivial``: the trivial reference on the same gold), so the report can be checked
+against the store; the figures are embedded as base64 PNG.
 
-Statistics:
-
-* per target and intermediate setting: mean ± sample std (ddof=1) over seeds of the task score
-  (the run's average over its evaluated languages);
-* Δ = setting − ``none`` (same encoder). Its 95% confidence interval is a **paired bootstrap**:
-  the resampling unit is the (seed, language) pair; for each pair present in both the setting
-  and the baseline, d = setting − baseline; we draw n pairs with replacement 10,000 times and
-  take the 2.5th and 97.5th percentiles of the mean of d. This captures variation across seeds
-  and languages, not across test examples (the store holds no per-example scores). With a
-  single seed and a single language the interval collapses to the point.
-* code vs NLU: per (seed, language) the family value is the mean over the family's settings;
-  the family difference (code − NLU) gets the same paired bootstrap; "significant" means the
-  95% interval excludes 0.
+Statistics (:mod:`xstilts.study.stats`): the unit of replication is the training run (the seed).
+Per seed, Δ = mean over languages of (setting − none); over seeds, a paired t-interval and test;
+below three seeds no interval and no test, and the report says so in words; Holm's method over
+each table's family of comparisons. A cell near its trivial reference is flagged "not learnt" and
+its Δ is not interpreted; so is a phase-1 task whose own quality did not rise above its untrained
+head's.
 """
 
 from __future__ import annotations
@@ -24,53 +18,27 @@ import base64
 import html
 import io
 import math
+import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from xstilts.study.published import PUBLISHED, is_xlmr_large
+from xstilts.study.stats import (
+    LEARNT_FRACTION, MIN_SEEDS, SeedComparison, adjust_family, compare_over_seeds, is_learnt,
+    learnt_threshold, per_seed_deltas,
+)
 from xstilts.study.store import UNTRAINED_SUFFIX
 
-N_BOOTSTRAP = 10_000
-BOOTSTRAP_SEED = 0
 XTREME_TARGETS = ("xnli", "pawsx", "udpos", "panx", "xquad", "mlqa", "tydiqa", "bucc2018", "tatoeba")
+TRIVIAL_METRIC = "trivial"  # as xstilts.study.executors stores it
+BUDGET_TASK = "(budget)"
 
 
-# -- statistics ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PairedCI:
-    delta: float
-    low: float
-    high: float
-    n_pairs: int
-
-    @property
-    def significant(self) -> bool:
-        return self.low > 0 or self.high < 0
-
-
-def paired_bootstrap(
-    treatment: dict[Any, float],
-    control: dict[Any, float],
-    *,
-    n_resamples: int = N_BOOTSTRAP,
-    seed: int = BOOTSTRAP_SEED,
-    alpha: float = 0.05,
-) -> PairedCI | None:
-    """Mean of paired differences with a percentile bootstrap CI; pairs are the shared keys."""
-    keys = sorted(set(treatment) & set(control), key=str)
-    if not keys:
-        return None
-    d = np.array([treatment[k] - control[k] for k in keys], dtype=float)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(d), size=(n_resamples, len(d)))
-    means = d[idx].mean(axis=1)
-    low, high = np.percentile(means, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-    return PairedCI(float(d.mean()), float(low), float(high), len(d))
+# -- formatting ----------------------------------------------------------------------------
 
 
 def mean_std(values: list[float]) -> tuple[float, float | None]:
@@ -90,10 +58,6 @@ def fmt_signed(x: float | None) -> str:
 
 def fmt_mean_std(m: float, s: float | None) -> str:
     return f"{m:.2f} ± {s:.2f}" if s is not None else f"{m:.2f}"
-
-
-def fmt_ci(ci: PairedCI | None) -> str:
-    return "n/a" if ci is None else f"[{ci.low:+.2f}, {ci.high:+.2f}]"
 
 
 # -- the document model: blocks rendered to Markdown and HTML -------------------------------
@@ -184,8 +148,6 @@ class Doc:
 
 def _inline(text: str) -> str:
     """Escape, then the two Markdown marks the report uses: **bold** and `code`."""
-    import re
-
     s = html.escape(text)
     s = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", s)
     return re.sub(r"`(.+?)`", r"<code>\1</code>", s)
@@ -229,6 +191,35 @@ class StudyData:
         sel = df[(df.phase == "target") & (df.metric == metric) & (df.language != "avg") & (df.encoder == encoder)
                  & (df.intermediate == setting) & (df.task == target)]
         return {(int(s), str(lang)): float(v) for s, lang, v in zip(sel.seed, sel.language, sel.value)}
+
+    def trivial(self, encoder: str, target: str) -> float | None:
+        """The target's trivial reference (mean over its runs' ``trivial`` avg rows), None if unrecorded."""
+        df = self.scores
+        sel = df[(df.phase == "target") & (df.metric == TRIVIAL_METRIC) & (df.language == "avg")
+                 & (df.encoder == encoder) & (df.task == target)]
+        return float(sel.value.mean()) if len(sel) and sel.value.notna().any() else None
+
+    @property
+    def seeds(self) -> list[int]:
+        return [int(s) for s in self.config.get("seeds", sorted(set(self.scores.seed.dropna())))]
+
+    @property
+    def seed_counts(self) -> list[int]:
+        """Seeds per (encoder, setting, target) cell that has results."""
+        df = self.scores
+        sel = df[(df.phase == "target") & (df.metric == "score") & (df.language == "avg")]
+        return [int(n) for n in sel.groupby(["encoder", "intermediate", "task"]).seed.nunique()]
+
+    @cached_property
+    def phase1_learnt(self) -> dict[tuple[str, str], bool | None]:
+        """(encoder, setting) -> did every phase-1 task of the setting learn (None: unknown)."""
+        df = self.scores[(self.scores.phase == "intermediate") & (self.scores.task != BUDGET_TASK)]
+        out: dict[tuple[str, str], bool | None] = {}
+        for (encoder, setting, _task), (_m, _after, _ref, learnt) in phase1_verdicts(df).items():
+            prev = out.get((encoder, setting), True)
+            out[(encoder, setting)] = False if (prev is False or learnt is False) else (
+                None if (prev is None or learnt is None) else True)
+        return out
 
 
 def load_study_data(study_dir: Path) -> StudyData:
@@ -303,27 +294,112 @@ class Report:
     key_table: Table
     markdown: str
     html: str
+    key_notes: list[str] = field(default_factory=list)  # what the key table cannot support, in words
 
 
-def _setting_rows(data: StudyData, encoder: str, target: str) -> list[dict[str, Any]]:
-    """Per setting: mean/std over seeds, Δ vs none, bootstrap CI."""
-    base_lang = data.lang_scores(encoder, "none", target)
-    base_task = data.task_scores(encoder, "none", target)
-    out = []
+@dataclass
+class SettingRow:
+    """One intermediate setting on one target: the seeds' task scores and the comparison with none."""
+
+    setting: str
+    family: str
+    mean: float
+    std: float | None
+    n: int
+    comparison: SeedComparison | None = None  # Δ vs none over seeds (None for none itself)
+    trivial: float | None = None
+    learnt: bool | None = None
+    phase1_learnt: bool | None = None
+    baseline_learnt: bool | None = None
+
+    @property
+    def delta(self) -> float | None:
+        return self.comparison.mean if self.comparison is not None else None
+
+    @property
+    def interpretable(self) -> bool:
+        """Δ is read only when both this cell and the baseline are above the trivial reference."""
+        return self.learnt is not False and self.baseline_learnt is not False
+
+    @property
+    def starred(self) -> bool:
+        return self.comparison is not None and self.interpretable and self.comparison.significant
+
+
+def _paired_by_seed(data: StudyData, encoder: str, setting: str, target: str) -> dict[tuple[int, str], float]:
+    """(seed, language) -> score; where a run stored no languages, (seed, 'avg') -> its task score."""
+    langs = data.lang_scores(encoder, setting, target)
+    if langs:
+        return langs
+    return {(s, "avg"): v for s, v in data.task_scores(encoder, setting, target).items()}
+
+
+def _target_rows(data: StudyData, encoder: str, target: str) -> list[SettingRow]:
+    """Per setting: mean/std over seeds, the trivial reference, and Δ vs none over seeds (unadjusted)."""
+    base = _paired_by_seed(data, encoder, "none", target)
+    trivial = data.trivial(encoder, target)
+    rows = []
     for setting in data.settings:
         seeds = data.task_scores(encoder, setting, target)
         if not seeds:
             continue
         m, s = mean_std(list(seeds.values()))
-        row: dict[str, Any] = {"setting": setting, "family": data.families.get(setting, "?"), "mean": m, "std": s,
-                               "n": len(seeds), "delta": None, "ci": None}
-        if setting != "none" and base_task:
-            bm, _ = mean_std(list(base_task.values()))
-            row["delta"] = m - bm
-            langs = data.lang_scores(encoder, setting, target)
-            row["ci"] = paired_bootstrap(langs, base_lang) if langs and base_lang else paired_bootstrap(seeds, base_task)
-        out.append(row)
-    return out
+        row = SettingRow(setting, data.families.get(setting, "?"), m, s, len(seeds), trivial=trivial,
+                         learnt=is_learnt(m, trivial), phase1_learnt=data.phase1_learnt.get((encoder, setting)))
+        if setting != "none" and base:
+            row.comparison = compare_over_seeds(per_seed_deltas(_paired_by_seed(data, encoder, setting, target), base))
+        rows.append(row)
+    base_learnt = next((r.learnt for r in rows if r.setting == "none"), None)
+    for r in rows:
+        r.baseline_learnt = base_learnt
+    return rows
+
+
+def _adjust(rows: dict[Any, SettingRow]) -> None:
+    """Holm over the interpretable comparisons of a family, written back into the rows."""
+    family = {k: r.comparison for k, r in rows.items() if r.comparison is not None and r.interpretable}
+    for k, c in adjust_family(family).items():
+        rows[k].comparison = c
+
+
+def fmt_interval(c: SeedComparison | None) -> str:
+    if c is None:
+        return "n/a"
+    if not c.has_interval:
+        return f"none ({c.n_seeds} seed{'s' if c.n_seeds != 1 else ''})"
+    return f"[{c.low:+.2f}, {c.high:+.2f}]"
+
+
+def fmt_p(c: SeedComparison | None) -> str:
+    if c is None or c.p is None:
+        return "n/a"
+    adj = f"{c.p_adjusted:.3f}" if c.p_adjusted is not None else "n/a"
+    return f"{c.p:.3f} / {adj}"
+
+
+def fmt_learnt(flag: bool | None) -> str:
+    return {True: "yes", False: "**not learnt**", None: "n/a"}[flag]
+
+
+def key_cell(r: SettingRow) -> str:
+    text = f"{r.mean:.2f}"
+    if r.learnt is False:
+        text += " [not learnt]"
+    if r.delta is not None:
+        if r.interpretable:
+            text += f" ({r.delta:+.2f}{' *' if r.starred else ''})"
+        else:
+            text += f" (Δ {r.delta:+.2f} not interpreted)"
+    return text
+
+
+def _seed_sentence(n_seeds: int) -> str | None:
+    if n_seeds >= MIN_SEEDS:
+        return None
+    return (f"**{n_seeds} seed{'s' if n_seeds != 1 else ''} per cell**: training noise cannot be separated from "
+            f"the effect of an intermediate task, so no Δ in this report has an interval or a test, and none "
+            f"should be read as an effect. A run with another seed can move a score by as much as the Δs shown; "
+            f"at least {MIN_SEEDS} seeds are needed.")
 
 
 def build_report(study_dir: str | Path, *, task: str | None = None, figures: bool = True) -> Report:
@@ -342,7 +418,7 @@ def build_report(study_dir: str | Path, *, task: str | None = None, figures: boo
         f"encoders: {', '.join(data.encoders)}",
         "intermediate settings: " + ", ".join(f"{s} ({data.families.get(s, '?')})" for s in data.settings),
         f"targets: {', '.join(data.targets)}",
-        f"seeds: {', '.join(str(s) for s in cfg.get('seeds', sorted(set(data.scores.seed.dropna()))))}",
+        f"seeds: {', '.join(str(s) for s in data.seeds)}",
         f"phase runs done: {n_done}, failed: {n_failed}"
         + (f", started but not finished (running, or killed: re-run the study to finish): {n_running}" if n_running else ""),
         f"code version(s): {', '.join(versions) or 'n/a'}",
@@ -361,30 +437,63 @@ def build_report(study_dir: str | Path, *, task: str | None = None, figures: boo
         doc.h(2, "Failed phase runs")
         doc.table(Table(["cell", "error"], [[str(c), str(e)] for c, e in zip(failed.cell, failed.error)]))
 
+    # every comparison of a setting with none, over all encoders and targets, is one Holm family
+    per_encoder: dict[str, dict[str, dict[str, SettingRow]]] = {}
+    family: dict[tuple[str, str, str], SettingRow] = {}
+    for encoder in data.encoders:
+        per_encoder[encoder] = {}
+        for target in data.targets:
+            rows = {r.setting: r for r in _target_rows(data, encoder, target)}
+            per_encoder[encoder][target] = rows
+            family.update({(encoder, target, s): r for s, r in rows.items() if s != "none"})
+    _adjust(family)
+    n_tests = sum(1 for r in family.values() if r.comparison is not None and r.comparison.p is not None)
+
     partial = any(t not in data.targets for t in XTREME_TARGETS)
     key = Table(["encoder", "setting", "family", *data.targets,
                  "mean of targets (partial XTREME)" if partial else "XTREME score"], [],
-                caption="mean over seeds of the task score; (Δ vs none)")
+                caption=("mean over seeds of the task score; (Δ vs none, mean over seeds of the paired per-seed Δ); "
+                         f"* = Holm-adjusted p < 0.05 among the {n_tests} tested setting-vs-none comparisons "
+                         "(paired t-test over seeds); [not learnt] = less than "
+                         f"{LEARNT_FRACTION:.0%} of the way from the trivial reference to 100, whose Δ is not "
+                         "interpreted"))
     heat: dict[str, dict[str, float | None]] = {}
     for encoder in data.encoders:
         prefix = f" ({encoder})" if len(data.encoders) > 1 else ""
+        per_target = per_encoder[encoder]
         doc.h(2, f"Zero-shot results per target{prefix}")
-        doc.p("Mean ± std over seeds; Δ against the no-intermediate baseline (`none`); 95% CI of Δ from a "
-              "paired bootstrap over (seed, language) pairs (10,000 resamples).")
-        per_target = {}
+        doc.p("Mean ± std over seeds of the task score. Δ against the no-intermediate baseline (`none`), "
+              "paired by seed: per seed the mean over languages of (setting − none), then a t-interval over "
+              f"seeds (95%) and a paired t-test whose p is shown raw / Holm-adjusted over the {n_tests} "
+              "setting-vs-none tests of this study. "
+              f"'learnt' compares the mean with the target's trivial reference.")
         for target in data.targets:
-            rows = _setting_rows(data, encoder, target)
-            per_target[target] = {r["setting"]: r for r in rows}
+            rows = list(per_target[target].values())
             if not rows:
                 doc.p(f"**{target}**: no results yet.")
                 continue
             doc.h(3, f"{target}{prefix}")
+            trivial = rows[0].trivial
+            doc.p(f"Trivial reference: {fmt(trivial)}" + (
+                f" (learnt = at least {learnt_threshold(trivial):.2f})" if trivial is not None else
+                " (not recorded for these runs)"))
             doc.table(Table(
-                ["setting", "family", "mean ± std", "Δ", "95% CI of Δ", "seeds"],
-                [[r["setting"], r["family"], fmt_mean_std(r["mean"], r["std"]), fmt_signed(r["delta"]),
-                  fmt_ci(r["ci"]), str(r["n"])] for r in rows],
+                ["setting", "family", "mean ± std", "Δ", "95% CI of Δ (over seeds)", "p raw / Holm", "seeds",
+                 "learnt"],
+                [[r.setting + (" [phase 1 not learnt]" if r.phase1_learnt is False else ""), r.family,
+                  fmt_mean_std(r.mean, r.std),
+                  fmt_signed(r.delta) + (" *" if r.starred else "") + ("" if r.interpretable or r.delta is None
+                                                                       else " (not interpreted)"),
+                  fmt_interval(r.comparison), fmt_p(r.comparison), str(r.n), fmt_learnt(r.learnt)] for r in rows],
             ))
+            for r in rows:
+                if r.comparison is not None and r.comparison.note:
+                    doc.p(f"{r.setting}: {r.comparison.note}.")
+                    break
         xtreme = _xtreme_scores(data, encoder)
+        trivial_row = [data.trivial(encoder, t) for t in data.targets]
+        if any(v is not None for v in trivial_row):
+            key.rows.append([encoder, "trivial reference", "", *[fmt(v) for v in trivial_row], ""])
         for setting in data.settings:
             cells_row = []
             any_value = False
@@ -394,11 +503,13 @@ def build_report(study_dir: str | Path, *, task: str | None = None, figures: boo
                     cells_row.append("n/a")
                     continue
                 any_value = True
-                cells_row.append(f"{r['mean']:.2f}" + (f" ({r['delta']:+.2f})" if r["delta"] is not None else ""))
-                heat.setdefault(f"{setting}{prefix}", {})[target] = r["delta"]
+                cells_row.append(key_cell(r))
+                heat.setdefault(f"{setting}{prefix}", {})[target] = r.delta if r.interpretable else None
             if any_value:
                 xs = xtreme.get(setting)
-                key.rows.append([encoder, setting, data.families.get(setting, "?"), *cells_row,
+                p1 = data.phase1_learnt.get((encoder, setting))
+                key.rows.append([encoder, setting + (" [phase 1 not learnt]" if p1 is False else ""),
+                                 data.families.get(setting, "?"), *cells_row,
                                  fmt_mean_std(*xs["mean_std"]) if xs else "n/a"])
 
         doc.h(2, f"XTREME score per intermediate setting{prefix}")
@@ -409,13 +520,22 @@ def build_report(study_dir: str | Path, *, task: str | None = None, figures: boo
                   f"XTREME tasks (missing: {', '.join(missing)}); not comparable with published XTREME scores.")
         else:
             doc.p("Averaged over all nine XTREME tasks (with the languages each run evaluated).")
+        x_family = {s: xs["comparison"] for s, xs in xtreme.items() if xs.get("comparison") is not None}
+        x_adjusted = adjust_family(x_family)
         rows = []
         for setting in data.settings:
             xs = xtreme.get(setting)
             if xs:
+                c = x_adjusted.get(setting)
                 rows.append([setting, data.families.get(setting, "?"), fmt_mean_std(*xs["mean_std"]),
-                             fmt_signed(xs["delta"]), str(xs["n"])])
-        doc.table(Table(["setting", "family", "score (mean ± std over seeds)", "Δ vs none", "seeds"], rows))
+                             fmt_signed(c.mean if c else None) + (" *" if c is not None and c.significant else ""),
+                             fmt_interval(c) if setting != "none" else "", fmt_p(c) if setting != "none" else "",
+                             str(xs["n"])])
+        doc.table(Table(["setting", "family", "score (mean ± std over seeds)", "Δ vs none", "95% CI of Δ",
+                         "p raw / Holm", "seeds"], rows,
+                        caption="per seed the mean over targets; Δ paired by seed; Holm over this table's "
+                                f"{sum(1 for c in x_adjusted.values() if c is not None and c.p is not None)} tests; "
+                                "not-learnt targets are included in the mean"))
 
         chosen = task or (data.targets[0] if data.targets else None)
         if chosen:
@@ -427,19 +547,35 @@ def build_report(study_dir: str | Path, *, task: str | None = None, figures: boo
     if figures and heat:
         doc.figure(_heatmap(heat, data.targets))
     _intermediate_quality(doc, data)
+    _phase1_budget(doc, data)
     doc.h(2, "How to read this")
     doc.items([
         "Task score per run = mean over the languages that run evaluated; see the per-language table for which.",
-        "Bootstrap: resampling unit = (seed, language) pair, paired between setting and baseline; "
-        "variation across test examples is not included.",
+        "The unit of replication is the training run (the seed): every language of a run is scored by the same "
+        "model, so languages are not independent replicates. Per seed, Δ = mean over the languages both runs "
+        "scored of (setting − none with the same seed); the 95% interval is a t-interval over those per-seed Δs "
+        "and p a two-sided paired t-test (a bootstrap over 3–5 seeds has too few distinct resamples and gives "
+        "intervals that are too narrow). Variation across test examples is not included.",
+        f"Fewer than {MIN_SEEDS} seeds: no interval, no test, no star. Equal Δ in every seed (zero spread, "
+        "e.g. the same run repeated): a zero-width interval and no test, since no noise was measured.",
+        "Many comparisons: a star needs a Holm-adjusted p < 0.05 within its table's family (all setting-vs-none "
+        "comparisons of the study; the XTREME-score table; the code-vs-NLU table), and each caption says how "
+        "many tests the family holds.",
+        "Trivial reference: what a predictor that learnt nothing scores on the same gold files — the majority "
+        "tag of the English training data on every token (all-O for PAN-X), the majority label, chance for "
+        "multiple choice and Tatoeba (1 / pool size), empty answers for QA. A cell below "
+        f"reference + {LEARNT_FRACTION:.0%} × (100 − reference) is flagged not learnt and its Δ is not "
+        "interpreted (no star). A phase-1 task is flagged the same way when its own quality after phase 1 is "
+        "not that far above its quality with the fresh head or decoder (and chance, for multiple choice).",
         "Numbers are from the result store; the run directories under `runs/` hold configs, logs and predictions.",
     ])
     # the key table goes near the top, after the overview
     at = next(i for i, (kind, _) in enumerate(doc.blocks) if kind == "list") + 1
-    doc.blocks[at:at] = [("h", (2, "Key table")), ("table", key)]
+    notes = [n for n in (_seed_sentence(min(data.seed_counts or [0])),) if n is not None]
+    doc.blocks[at:at] = [("h", (2, "Key table")), ("table", key), *(("p", n) for n in notes)]
     md = doc.markdown(fig_dir="figures")
     page = doc.html(f"Study report: {data.name}")
-    return Report(doc, key, md, page)
+    return Report(doc, key, md, page, notes)
 
 
 def _budget_lines(cfg: dict[str, Any]) -> list[str]:
@@ -451,7 +587,8 @@ def _budget_lines(cfg: dict[str, Any]) -> list[str]:
 
 
 def _xtreme_scores(data: StudyData, encoder: str) -> dict[str, dict[str, Any]]:
-    """Per setting: per seed the mean of the task scores over the targets run; then mean ± std."""
+    """Per setting: per seed the mean of the task scores over the targets run; then mean ± std and
+    the comparison with none paired by seed."""
     out: dict[str, dict[str, Any]] = {}
     per_setting: dict[str, dict[int, float]] = {}
     for setting in data.settings:
@@ -464,10 +601,10 @@ def _xtreme_scores(data: StudyData, encoder: str) -> dict[str, dict[str, Any]]:
     base = per_setting.get("none")
     for setting, per_seed in per_setting.items():
         m, s = mean_std(list(per_seed.values()))
-        delta = None
+        comparison = None
         if base and setting != "none":
-            delta = m - mean_std(list(base.values()))[0]
-        out[setting] = {"mean_std": (m, s), "delta": delta, "n": len(per_seed), "per_seed": per_seed}
+            comparison = compare_over_seeds({k: v - base[k] for k, v in per_seed.items() if k in base})
+        out[setting] = {"mean_std": (m, s), "comparison": comparison, "n": len(per_seed), "per_seed": per_seed}
     return out
 
 
@@ -489,55 +626,98 @@ def _per_language(doc: Doc, data: StudyData, encoder: str, task: str, prefix: st
     doc.table(Table(["language", *settings], rows, caption=f"{task}: mean over seeds per language"))
 
 
-def _family_values(data: StudyData, encoder: str, target: str, family: str) -> dict[tuple[int, str], float]:
-    members = [s for s in data.settings if data.families.get(s) == family]
-    per = [data.lang_scores(encoder, s, target) for s in members]
-    per = [p for p in per if p]
-    if not per:
-        return {}
-    keys = set.intersection(*(set(p) for p in per))
-    return {k: float(np.mean([p[k] for p in per])) for k in keys}
-
-
-def _code_vs_nlu(doc: Doc, data: StudyData, encoder: str, per_target: dict[str, dict[str, Any]], prefix: str) -> None:
+def _code_vs_nlu(doc: Doc, data: StudyData, encoder: str, per_target: dict[str, dict[str, SettingRow]],
+                 prefix: str) -> None:
     doc.h(2, f"Code generation vs language understanding{prefix}")
     fams = set(data.families.get(s) for s in data.settings)
     if not ({"code", "nlu"} <= fams):
         doc.p("The study needs at least one code and one NLU intermediate setting for this comparison.")
         return
-    doc.p("Family mean = mean Δ over the family's settings; difference = code − NLU, paired bootstrap over "
-          "(seed, language) of the family means; * = 95% CI excludes 0.")
-    rows = []
+    found: dict[str, tuple[list[SettingRow], list[SettingRow], SeedComparison | None, bool]] = {}
     for target in data.targets:
         rs = per_target.get(target, {})
-
-        def fam(f: str) -> list[dict[str, Any]]:
-            return [r for r in rs.values() if r["family"] == f and r["delta"] is not None]
-
-        code, nlu = fam("code"), fam("nlu")
+        code = [r for r in rs.values() if r.family == "code" and r.comparison is not None]
+        nlu = [r for r in rs.values() if r.family == "nlu" and r.comparison is not None]
         if not code or not nlu:
             continue
-        best_code = max(code, key=lambda r: r["delta"])
-        best_nlu = max(nlu, key=lambda r: r["delta"])
-        ci = paired_bootstrap(_family_values(data, encoder, target, "code"), _family_values(data, encoder, target, "nlu"))
+        # per seed: mean Δ of the code settings − mean Δ of the NLU settings (the baseline cancels)
+        seeds = set.intersection(*(set(r.comparison.per_seed) for r in code + nlu))
+        diff = {s: float(np.mean([r.comparison.per_seed[s] for r in code])
+                         - np.mean([r.comparison.per_seed[s] for r in nlu])) for s in sorted(seeds)}
+        interpretable = all(r.interpretable for r in code + nlu)
+        found[target] = (code, nlu, compare_over_seeds(diff), interpretable)
+    adjusted = adjust_family({t: c for t, (_, _, c, ok) in found.items() if ok})
+    m = sum(1 for c in adjusted.values() if c is not None and c.p is not None)
+    doc.p("Family mean = mean Δ over the family's settings; difference = code − NLU per seed (the mean Δ of the "
+          "code settings minus that of the NLU settings in the same seed), then a t-interval over seeds; "
+          f"* = Holm-adjusted p < 0.05 among the {m} targets tested. A target where any cell is not learnt is "
+          "not interpreted.")
+    rows = []
+    for target, (code, nlu, c, ok) in found.items():
+        c = adjusted.get(target, c) if ok else c
+        best_code = max(code, key=lambda r: r.delta)
+        best_nlu = max(nlu, key=lambda r: r.delta)
         rows.append([
             target,
-            fmt_signed(float(np.mean([r["delta"] for r in nlu]))),
-            fmt_signed(float(np.mean([r["delta"] for r in code]))),
-            f"{best_nlu['setting']} ({best_nlu['delta']:+.2f})",
-            f"{best_code['setting']} ({best_code['delta']:+.2f})",
-            (fmt_signed(ci.delta) + (" *" if ci.significant else "")) if ci else "n/a",
-            fmt_ci(ci),
+            fmt_signed(float(np.mean([r.delta for r in nlu]))),
+            fmt_signed(float(np.mean([r.delta for r in code]))),
+            f"{best_nlu.setting} ({best_nlu.delta:+.2f})",
+            f"{best_code.setting} ({best_code.delta:+.2f})",
+            (fmt_signed(c.mean) + (" *" if ok and c.significant else "") + ("" if ok else " (not interpreted)"))
+            if c else "n/a",
+            fmt_interval(c),
+            fmt_p(c),
         ])
-    doc.table(Table(["target", "NLU mean Δ", "code mean Δ", "best NLU", "best code", "code − NLU", "95% CI"], rows))
+    doc.table(Table(["target", "NLU mean Δ", "code mean Δ", "best NLU", "best code", "code − NLU",
+                     "95% CI (over seeds)", "p raw / Holm"], rows))
+    notes = {c.note for _, _, c, _ in found.values() if c is not None and c.note}
+    for note in sorted(notes):
+        doc.p(f"code − NLU: {note}.")
+
+
+# phase-1 quality: which metric decides "it learnt", higher is better (x100 scales); else the loss
+PHASE1_PRIMARY = ("accuracy", "f1", "codebleu", "bleu", "mrr", "exact_match")
+PHASE1_LOSSES = ("loss", "dev_loss")
+LOSS_REDUCTION = 0.10  # a loss-only task counts as learnt when its dev loss fell by at least 10%
+
+
+def phase1_verdicts(df: Any) -> dict[tuple[str, str, str], tuple[str, float, float | None, bool | None]]:
+    """(encoder, setting, task) -> (metric, mean after, reference, learnt) from phase-1 rows.
+
+    The reference is the same metric with the fresh head or decoder (``_untrained``), and for
+    multiple-choice tasks at least chance (100 / choices)."""
+    from xstilts.tasks import REGISTRY, TaskKind
+
+    out: dict[tuple[str, str, str], tuple[str, float, float | None, bool | None]] = {}
+    for (encoder, setting, task), grp in df.groupby(["encoder", "intermediate", "task"], sort=False):
+        if task == BUDGET_TASK:
+            continue
+        means = {m: float(g.value.mean()) for m, g in grp.groupby("metric") if g.value.notna().any()}
+        metric = next((m for m in PHASE1_PRIMARY if m in means), None)
+        if metric is not None:
+            ref = means.get(metric + UNTRAINED_SUFFIX)
+            t = REGISTRY.get(task) if task in REGISTRY else None
+            if metric == "accuracy" and t is not None and t.kind is TaskKind.MULTIPLE_CHOICE:
+                n = (t.extra or {}).get("num_choices")
+                if isinstance(n, int):
+                    ref = max(ref if ref is not None else 0.0, 100.0 / n)
+            out[(encoder, setting, task)] = (metric, means[metric], ref, is_learnt(means[metric], ref))
+            continue
+        loss = next((m for m in PHASE1_LOSSES if m in means), None)
+        if loss is not None:
+            ref = means.get(loss + UNTRAINED_SUFFIX)
+            learnt = None if ref is None else means[loss] <= (1 - LOSS_REDUCTION) * ref
+            out[(encoder, setting, task)] = (loss, means[loss], ref, learnt)
+    return out
 
 
 def _intermediate_quality(doc: Doc, data: StudyData) -> None:
     doc.h(2, "Intermediate tasks: their own quality (phase 1)")
-    df = data.scores[data.scores.phase == "intermediate"]
+    df = data.scores[(data.scores.phase == "intermediate") & (data.scores.task != BUDGET_TASK)]
     if not len(df):
         doc.p("No phase-1 metrics recorded (no intermediate settings, or none finished).")
         return
+    verdicts = phase1_verdicts(df)
     groups = {key: list(grp.value) for key, grp in
               df.groupby(["encoder", "intermediate", "task", "metric"], sort=False)}
     rows = []
@@ -546,16 +726,51 @@ def _intermediate_quality(doc: Doc, data: StudyData) -> None:
             continue
         m, s = mean_std(values)
         before = groups.get((encoder, setting, task, metric + UNTRAINED_SUFFIX))
+        verdict = verdicts.get((encoder, setting, task))
+        decides = verdict is not None and verdict[0] == metric
         rows.append([setting, task, metric, fmt_mean_std(*mean_std(before)) if before else "",
-                     fmt_mean_std(m, s), str(len(values)), encoder])
+                     fmt_mean_std(m, s), str(len(values)),
+                     (fmt(verdict[2]) if decides else ""), (fmt_learnt(verdict[3]) if decides else ""), encoder])
     order = {s: i for i, s in enumerate(data.settings)}
     rows.sort(key=lambda r: (order.get(r[0], 99), r[1], r[2]))
-    doc.table(Table(["setting", "task", "metric", "untrained", "after phase 1 (mean ± std)", "seeds", "encoder"],
+    doc.table(Table(["setting", "task", "metric", "untrained", "after phase 1 (mean ± std)", "seeds",
+                     "reference", "learnt", "encoder"],
                     rows, caption="dev/held-out metrics of the intermediate task itself, from each phase-1 run; "
-                    "'untrained': the same metric with the fresh head or decoder, before phase 1"))
+                    "'untrained': the same metric with the fresh head or decoder, before phase 1; 'learnt' is "
+                    "judged on one metric per task (accuracy, F1, CodeBLEU, BLEU, MRR or EM, else the loss) "
+                    f"against the reference: {LEARNT_FRACTION:.0%} of the way to 100 above it (a loss: "
+                    f"{LOSS_REDUCTION:.0%} lower)"))
 
 
-def _published(doc: Doc, data: StudyData, encoder: str, per_target: dict[str, dict[str, Any]]) -> None:
+def _phase1_budget(doc: Doc, data: StudyData) -> None:
+    df = data.scores[(data.scores.phase == "intermediate") & (data.scores.task == BUDGET_TASK)]
+    if not len(df):
+        return
+    doc.h(2, "Phase-1 budget actually used")
+    rows = []
+    order = {s: i for i, s in enumerate(data.settings)}
+    for (encoder, setting), grp in sorted(df.groupby(["encoder", "intermediate"], sort=False),
+                                          key=lambda kv: order.get(kv[0][1], 99)):
+        vals = {m: g.value.tolist() for m, g in grp.groupby("metric")}
+
+        def show(metric: str) -> str:
+            v = vals.get(metric)
+            if not v:
+                return "n/a"
+            lo, hi = min(v), max(v)
+            return f"{lo:.0f}" if lo == hi else f"{lo:.0f}–{hi:.0f}"
+
+        seen, feats = vals.get("examples_seen"), vals.get("train_features")
+        passes = fmt(float(np.mean(seen)) / float(np.mean(feats))) if seen and feats else "n/a"
+        rows.append([setting, show("steps"), show("examples_seen"), show("train_features"), passes,
+                     str(len(vals.get("steps", []))), encoder])
+    doc.table(Table(["setting", "optimizer steps", "examples seen", "training features", "passes over the data",
+                     "runs", "encoder"], rows,
+                    caption="examples seen = steps × batch size × accumulation × processes; a budget of "
+                            "`examples_seen` gives every setting the same number"))
+
+
+def _published(doc: Doc, data: StudyData, encoder: str, per_target: dict[str, dict[str, SettingRow]]) -> None:
     doc.h(2, "Published numbers side by side (XLM-R Large)")
     headers = ["target", "ours: none", "ours: best setting"] + [p.name for p in PUBLISHED]
     rows = []
@@ -569,11 +784,11 @@ def _published(doc: Doc, data: StudyData, encoder: str, per_target: dict[str, di
         else:
             def val(setting: str) -> float | None:
                 r = rs.get(setting)
-                return r["mean"] if r else None
-        best = max((r for r in rs.values() if r["setting"] != "none"), key=lambda r: r["mean"], default=None)
+                return r.mean if r else None
+        best = max((r for r in rs.values() if r.setting != "none"), key=lambda r: r.mean, default=None)
         rows.append([
             target + (" (F1)" if qa else ""), fmt(val("none")),
-            f"{fmt(val(best['setting']))} ({best['setting']})" if best else "n/a",
+            f"{fmt(val(best.setting))} ({best.setting})" if best else "n/a",
             *[fmt(p.scores.get(target)) for p in PUBLISHED],
         ])
     doc.table(Table(headers, rows))

@@ -181,9 +181,17 @@ class PhaseBudget(_Strict):
     max_steps: int | None = Field(None, ge=1)
     epochs: int | None = Field(None, ge=1)
     max_examples: int | None = Field(None, ge=1, description="training examples kept (first N)")
+    examples_seen: int | None = Field(
+        None, ge=1,
+        description="train on exactly this many examples (steps = ceil(N / (batch_size x grad_accum)), repeating "
+                    "a small task's data, stopping a large one early): one budget for every setting, so tasks of "
+                    "100x different sizes compare fairly",
+    )
 
     def capped(self) -> list[str]:
         out = []
+        if self.examples_seen is not None:
+            out.append(f"{self.examples_seen} training examples seen (the same for every setting)")
         if self.max_steps is not None:
             out.append(f"max {self.max_steps} steps")
         if self.epochs is not None:
@@ -240,6 +248,11 @@ class Hyperparameters(_Strict):
 class ExecutorConfig(_Strict):
     kind: Literal["local", "ray"] = "local"
     gpus: int = Field(0, ge=0, description="GPUs to use; 0 = CPU; local with >1 runs one cell per GPU")
+    workers: int = Field(
+        1, ge=1,
+        description="CPU only (gpus: 0): cells run at once, each in its own process with its share of the "
+                    "cores as its thread budget (OMP_NUM_THREADS and torch threads)",
+    )
     address: str | None = Field(None, description="Ray cluster address (None: start or join a local one)")
 
 
