@@ -106,7 +106,7 @@ def register(app: typer.Typer) -> None:
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Check data and model, print the plan, stop.")] = False,
     ) -> None:
         """No intermediate task vs CoNaLa (code) vs CommonsenseQA (NLU) for multilingual-e5-small, zero-shot
-        UDPOS, PAN-X and Tatoeba, on this CPU (about 14 minutes measured on 2 cores, fresh setup included); ends with the report's key table.
+        UDPOS, PAN-X and Tatoeba, on this CPU (about 11 minutes measured on 2 cores, two cells at once, fresh setup included); ends with the report's key table.
         Re-running finishes a killed demo without redoing finished runs. Exit status: the number of
         failed phase runs (capped at 125); 2 for missing data or model."""
         from rich.console import Console
