@@ -92,11 +92,15 @@ def test_ready_configs_validate_and_print_a_plan(tmp_path):
     from typer.testing import CliRunner
 
     from xstilts.cli import app
+    from xstilts.errors import MissingDataError
 
     runner = CliRunner()
     for name in ("paper", "code-vs-nlu", "demo"):
         result = runner.invoke(app, ["study", str(REPO / "configs" / f"{name}.yaml"), "--dry-run",
                                      "--out", str(tmp_path / name)])
-        assert result.exit_code == 0, result.output
+        # no data folder: the plan is printed, then the dry run refuses as the study would (a
+        # MissingDataError, which xstilts.cli.main prints as one line with exit status 2)
+        assert isinstance(result.exception, MissingDataError), result.output
         assert "intermediate training" in result.output and "est. compute" in result.output
+        assert "the study needs a data folder" in str(result.exception)
     assert not any((tmp_path / n).exists() for n in ("paper", "code-vs-nlu", "demo"))  # a dry run writes nothing

@@ -228,9 +228,12 @@ def test_cli_exit_status_is_the_number_of_failed_cells(tmp_path, capsys):
     (out / "fail" / "enc__conala-generate__s1__phase1").unlink()
     assert main(args) == 0
     assert "already done enc/none/s1/udpos" in capsys.readouterr().out
-    assert main(["study", str(cfg), "--out", str(out), "--dry-run"]) == 0
-    plan = capsys.readouterr().out
+    # no data folder: the dry-run prints the plan, then refuses (the real pipeline could read nothing)
+    assert main(["study", str(cfg), "--out", str(out), "--dry-run"]) == 2
+    captured = capsys.readouterr()
+    plan = captured.out
     assert "intermediate training" in plan and "throughput for enc: measured" in plan
+    assert "error: the study needs a data folder" in captured.err
 
 
 def test_phase1_quality_reads_the_pipelines_metrics_json():

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
+
+T = TypeVar("T")
 
 
 def run(
@@ -48,10 +51,17 @@ def run(
     cpu: Annotated[bool | None, typer.Option("--cpu/--no-cpu", help="Force CPU.")] = None,
     progress: Annotated[bool | None, typer.Option("--progress/--no-progress", help="Progress bars.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print scores.json when done.")] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="If another process is working in --out, wait for it instead of stopping.")
+    ] = False,
 ) -> None:
     """Run (MLM ->) (intermediate ->) target fine-tuning -> zero-shot scores; resumes if killed.
 
-    Re-running the same command on a finished run reads its results instead of training again.
+    Re-running the same command on a finished run reads its results instead of training again;
+    with other evaluation languages or --eval-split it reuses the trained model and evaluates
+    again (the earlier scores are kept in RUN/evaluations/). Every input is checked before
+    training. Exit status: 0 when done; 2 for an invalid config, missing data or a directory in
+    use; 143 when stopped by SIGTERM (130 by Ctrl-C), after a checkpoint: the same command resumes.
     """
     from xstilts.study.config import load_run_config
 
@@ -86,7 +96,7 @@ def run(
 
     from xstilts.study.pipeline import run_pipeline
 
-    run_dir = run_pipeline(cfg)
+    run_dir = run_stoppably(lambda: run_pipeline(cfg, wait_for_lock=wait))
     scores_path = run_dir / "scores.json"
     if as_json and scores_path.is_file():
         typer.echo(scores_path.read_text().rstrip())
@@ -104,6 +114,30 @@ def run(
         typer.echo(f"{task}: score {score:.2f}" if score is not None else f"{task}: no score")
         if parts:
             typer.echo("  " + "  ".join(parts))
+
+
+def run_stoppably(job: Callable[[], T]) -> T:
+    """``job()``, with the ways a long job ends early turned into a message and an exit status
+    instead of a traceback: SIGTERM / Ctrl-C (:class:`StoppedBySignal`, 128 + the signal, after
+    a checkpoint), and a disk that filled up (exit status 2; what was written before is kept)."""
+    import errno
+
+    from xstilts.errors import XstiltsError
+    from xstilts.train.signals import RESUME_HINT, StoppedBySignal
+
+    try:
+        return job()
+    except StoppedBySignal as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted; {RESUME_HINT}", err=True)
+        raise typer.Exit(130) from None
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" writing {exc.filename}" if exc.filename else ""
+        raise XstiltsError(f"{exc.strerror}{where}; free some space and re-run the same command to resume") from None
 
 
 def register(app: typer.Typer) -> None:

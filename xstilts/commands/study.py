@@ -9,7 +9,8 @@ import typer
 
 EXIT_HELP = (
     "Exit status: 0 when every phase run succeeded; otherwise the number of failed phase runs "
-    "(capped at 125); 2 for an invalid config or missing data."
+    "(capped at 125); 2 for an invalid config, missing data or a study directory in use; 143 when "
+    "stopped by SIGTERM (130 by Ctrl-C): running cells checkpoint, and the same command resumes them."
 )
 
 
@@ -83,22 +84,31 @@ def register(app: typer.Typer) -> None:
         work: Annotated[
             str | None, typer.Option("--work", hidden=True, help="module:function unit of work (testing)")
         ] = None,
+        wait: Annotated[
+            bool, typer.Option("--wait", help="If another process is running this study directory, wait for it.")
+        ] = False,
     ) -> None:
+        """Every cell still to run is checked first (its config and every input its phases will
+        read), also by --dry-run: a problem stops the study with exit status 2 before training."""
         from rich.console import Console
 
         from xstilts.errors import MissingDataError
+        from xstilts.study.preflight import check_study
         from xstilts.study.study_config import load_study
 
         console = Console(highlight=False, soft_wrap=True, width=max(Console().width, 110))
         study = load_study(config)
         study_dir = (out or default_out(config, study.name)).resolve()
+        data = data_dir or (Path(study.data_dir) if study.data_dir else None)
         if dry_run:
             print_plan(study, study_dir, console)
+            if work is None:  # a test's own unit of work reads what it likes
+                cells = check_study(study, study_dir, data)
+                console.print(f"inputs checked: every file the {cells} cell(s) to run will read is there and parses")
             return
-        data = data_dir or (Path(study.data_dir) if study.data_dir else None)
         if data is not None and not Path(data).is_dir():
             raise MissingDataError(f"data folder not found: {data} (give --data-dir DIR)")
-        raise typer.Exit(run_and_report(study, study_dir, data, console, work=work, report=report))
+        raise typer.Exit(run_and_report(study, study_dir, data, console, work=work, report=report, wait=wait))
 
 
 def _load_work(spec: str | None):
@@ -111,14 +121,35 @@ def _load_work(spec: str | None):
 
 
 def run_and_report(study, study_dir: Path, data_dir: Path | None, console, *, work: str | None = None,
-                   report: bool = True, task: str | None = None) -> int:
-    """Run the study, print a line per phase run, write the report; returns the exit status."""
+                   report: bool = True, task: str | None = None, wait: bool = False) -> int:
+    """Check the inputs, run the study, print a line per phase run, write the report; returns
+    the exit status. The study directory's lock is held from the run to the report."""
+    from xstilts.study.locks import DirLock
+    from xstilts.study.preflight import check_study
+    from xstilts.train.signals import RESUME_HINT, StoppedBySignal
+
+    print_plan(study, study_dir, console)
+    if work is None:  # before the directory is locked (and so created)
+        check_study(study, study_dir, data_dir)
+    study_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with DirLock(study_dir, label="study directory").hold(wait=wait):
+            return _run_and_report(study, study_dir, data_dir, console, work=work, report=report, task=task)
+    except StoppedBySignal as exc:
+        console.print(f"study {study.name}: {exc}; cells that were running are recorded as interrupted")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        console.print(f"study {study.name}: interrupted; {RESUME_HINT}")
+        return 130
+
+
+def _run_and_report(study, study_dir: Path, data_dir: Path | None, console, *, work: str | None,
+                    report: bool, task: str | None) -> int:
     import time
 
     from xstilts.study.executors import run_study
 
     start = time.time()
-    print_plan(study, study_dir, console)
 
     def progress(node, outcome) -> None:
         mark = {"done": "[green]done[/]", "skipped-done": "[dim]already done[/]", "failed": "[red]FAILED[/]"}

@@ -6,7 +6,13 @@ pass a fake). Whatever executes it, :func:`execute_node` wraps it the same way:
 
 * a finished node (``DONE.json`` in its run dir) is skipped; a node whose run dir exists without
   it was killed or failed before, and runs again in the same run dir (the pipeline resumes from
-  its own checkpoints there);
+  its own checkpoints there); so does a finished node whose config changed only in what does not
+  change the trained model (evaluation languages and split: the pipeline re-evaluates it), while
+  one whose training changed starts afresh, its old run dir kept aside (:func:`reuse_state`);
+* the node's lock (``NAME.lock`` beside its run dir) is held while it runs, so that no two
+  workers ever run one node at once; the driver holds the study directory's lock;
+* SIGTERM stops the study: the cell being trained checkpoints, and running cells are recorded
+  as ``interrupted`` (not finished, not failed); the same command resumes them;
 * an exception is caught: its traceback goes to ``error.txt`` in the run dir, a one-line summary
   to the store, and the study goes on; nodes that depend on a failed phase-1 node fail with
   "phase-1 node X failed" without running;
@@ -28,8 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xstilts.study.locks import DirLock, LockHeldError
 from xstilts.study.plan import DONE_FILE, ERROR_FILE, Plan, PlanNode
 from xstilts.study.store import UNTRAINED_SUFFIX, ResultStore, ScoreRow
+from xstilts.train.signals import StoppedBySignal, stop_on_signal
 
 WorkFn = Callable[["WorkRequest"], dict[str, Any]]
 TRIVIAL_METRIC = "trivial"  # a target's trivial reference, stored per language and as ``avg``
@@ -50,6 +58,8 @@ class WorkRequest:
     encoder_dir: str | None  # phase-1 encoder to start from (None: the pretrained encoder)
     cache_dir: str
     config_hash: str = ""
+    training_hash: str = ""  # the part of config_hash that decides the trained model
+    legacy_hash: str = ""  # config_hash as computed before eval_split counted (see reuse_state)
 
 
 @dataclass
@@ -79,33 +89,94 @@ def one_line(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def execute_node(work: WorkFn, request: WorkRequest, dependency: NodeOutcome | None = None) -> NodeOutcome:
-    """Run one node with skip / resume / failure recording. Never raises (except KeyboardInterrupt)."""
-    run_dir = Path(request.run_dir)
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def reuse_state(run_dir: Path, config_hash: str, training_hash: str = "", legacy_hash: str = "") -> str:
+    """What :func:`execute_node` does with a node's run dir, from its ``DONE.json`` / ``node.json``:
+
+    * ``done``: finished under this config: skipped;
+    * ``reuse``: started (killed) under this config, or finished or started under one that differs
+      only in what does not change training (evaluation languages and split, prediction batch
+      bounds: the two configs' training hashes are equal): run again in the same run dir, where
+      the pipeline resumes or re-evaluates the trained model;
+    * ``aside``: what decides the trained model changed: the old run dir is kept aside as
+      ``NAME.old-HASH`` and the node starts afresh;
+    * ``fresh``: nothing there yet.
+
+    A record written before training hashes existed (no ``training_hash``) whose hash equals
+    ``legacy_hash`` (the hash formula of then, which left the evaluation split out) is the same
+    trained run: ``reuse``, so that upgrading retrains nothing.
+    """
     done = read_done(run_dir)
-    if done is not None and request.config_hash and done.get("config_hash") not in (None, request.config_hash):
-        # what decides this node changed (study settings or code defaults): keep the old run aside
-        aside = run_dir.with_name(f"{run_dir.name}.old-{done.get('config_hash')}")
-        if aside.exists():
-            import shutil
+    record = done if done is not None else _read_json(run_dir / NODE_FILE)
+    if record is None:
+        return "fresh"
+    old = record.get("config_hash")
+    if not config_hash or old is None or old == config_hash:
+        return "done" if done is not None else "reuse"
+    if training_hash and record.get("training_hash") == training_hash:
+        return "reuse"
+    if "training_hash" not in record and legacy_hash and old == legacy_hash:
+        return "reuse"
+    return "aside"
 
-            shutil.rmtree(aside)
-        run_dir.rename(aside)
-        done = None
-    if done is not None:
+
+def _move_aside(run_dir: Path, old_hash: Any) -> None:
+    aside = run_dir.with_name(f"{run_dir.name}.old-{old_hash}")
+    if aside.exists():
+        import shutil
+
+        shutil.rmtree(aside)
+    run_dir.rename(aside)
+
+
+def node_lock(run_dir: Path) -> DirLock:
+    """The lock of one study cell: ``NAME.lock`` beside its run dir (not inside it, as the run dir
+    itself may be moved aside while the lock is held)."""
+    return DirLock(run_dir, label="study cell", path=run_dir.with_name(run_dir.name + ".lock"),
+                   hint="not run a second time at once (a worker of an earlier, stopped study may "
+                        "still be on it)")
+
+
+def execute_node(work: WorkFn, request: WorkRequest, dependency: NodeOutcome | None = None) -> NodeOutcome:
+    """Run one node with skip / resume / failure recording. Never raises, except KeyboardInterrupt
+    and :class:`StoppedBySignal` (SIGTERM: the cell is not finished, and not failed either).
+
+    The cell's lock is held throughout, so that a node is never run by two workers at once (a
+    second one gets a failed outcome naming the first, and leaves its run dir alone)."""
+    run_dir = Path(request.run_dir)
+    lock = node_lock(run_dir)
+    try:
+        lock.acquire()
+    except LockHeldError as exc:
+        return NodeOutcome(request.node.id, "failed", 0.0, str(exc))
+    try:
+        with stop_on_signal():
+            return _execute_locked(work, request, dependency)
+    finally:
+        lock.release()
+
+
+def _execute_locked(work: WorkFn, request: WorkRequest, dependency: NodeOutcome | None) -> NodeOutcome:
+    run_dir = Path(request.run_dir)
+    state = reuse_state(run_dir, request.config_hash, request.training_hash, request.legacy_hash)
+    done = read_done(run_dir)
+    if state == "done" and done is not None:
         return NodeOutcome(request.node.id, "skipped-done", float(done.get("seconds", 0.0)), None, done)
+    if state == "aside":  # what decides this node changed (study settings or code defaults)
+        record = done if done is not None else (_read_json(run_dir / NODE_FILE) or {})
+        _move_aside(run_dir, record.get("config_hash"))
+    elif done is not None:  # only evaluation settings changed: the pipeline re-evaluates in place
+        (run_dir / DONE_FILE).unlink()
     started = run_dir / NODE_FILE
-    if started.is_file() and request.config_hash:
-        old = json.loads(started.read_text(encoding="utf-8")).get("config_hash")
-        if old != request.config_hash:  # a killed run of an older config: start afresh, keep it aside
-            aside = run_dir.with_name(f"{run_dir.name}.old-{old}")
-            if aside.exists():
-                import shutil
-
-                shutil.rmtree(aside)
-            run_dir.rename(aside)
     run_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write_json(started, {"node": request.node.id, "config_hash": request.config_hash})
+    _atomic_write_json(started, {"node": request.node.id, "config_hash": request.config_hash,
+                                 "training_hash": request.training_hash})
     if dependency is not None and dependency.status == "failed":
         msg = f"phase-1 node {dependency.node_id} failed"
         (run_dir / ERROR_FILE).write_text(msg + "\n", encoding="utf-8")
@@ -114,7 +185,7 @@ def execute_node(work: WorkFn, request: WorkRequest, dependency: NodeOutcome | N
     start = time.time()
     try:
         result = dict(work(request) or {})
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, StoppedBySignal):
         raise
     except BaseException as exc:  # noqa: BLE001 - a failing cell must not stop the study
         seconds = time.time() - start
@@ -124,6 +195,7 @@ def execute_node(work: WorkFn, request: WorkRequest, dependency: NodeOutcome | N
     result.setdefault("seconds", seconds)
     result["node"] = request.node.id
     result["config_hash"] = request.config_hash
+    result["training_hash"] = request.training_hash
     _atomic_write_json(run_dir / DONE_FILE, result)
     return NodeOutcome(request.node.id, "done", seconds, None, result)
 
@@ -180,6 +252,27 @@ def score_rows(node: PlanNode, result: dict[str, Any]) -> list[ScoreRow]:
     return rows
 
 
+def make_request(plan: Plan, study_dir: Path, data_dir: Path | None, node: PlanNode,
+                 config_hash: str = "", training_hash: str = "", legacy_hash: str = "") -> WorkRequest:
+    """The request of one node (also built by the preflight check, which has no store)."""
+    encoder_dir = None
+    if node.depends_on:
+        dep = plan.by_id()[node.depends_on]
+        encoder_dir = str(dep.run_dir(study_dir) / "encoder")
+    return WorkRequest(
+        node=node,
+        study=plan.study.to_json_dict(),
+        study_dir=str(study_dir),
+        data_dir=str(data_dir) if data_dir else None,
+        run_dir=str(node.run_dir(study_dir)),
+        encoder_dir=encoder_dir,
+        cache_dir=str(Path(study_dir) / "cache"),
+        config_hash=config_hash,
+        training_hash=training_hash,
+        legacy_hash=legacy_hash,
+    )
+
+
 @dataclass
 class StudyContext:
     plan: Plan
@@ -188,22 +281,22 @@ class StudyContext:
     store: ResultStore
     code_version: str
     config_hashes: dict[str, str]
+    training_hashes: dict[str, str] = field(default_factory=dict)
+    legacy_hashes: dict[str, str] = field(default_factory=dict)
 
     def request(self, node: PlanNode) -> WorkRequest:
-        encoder_dir = None
-        if node.depends_on:
-            dep = self.plan.by_id()[node.depends_on]
-            encoder_dir = str(dep.run_dir(self.study_dir) / "encoder")
-        return WorkRequest(
-            node=node,
-            study=self.plan.study.to_json_dict(),
-            study_dir=str(self.study_dir),
-            data_dir=str(self.data_dir) if self.data_dir else None,
-            run_dir=str(node.run_dir(self.study_dir)),
-            encoder_dir=encoder_dir,
-            cache_dir=str(self.study_dir / "cache"),
-            config_hash=self.config_hashes.get(node.id, ""),
-        )
+        return make_request(self.plan, self.study_dir, self.data_dir, node,
+                            self.config_hashes.get(node.id, ""), self.training_hashes.get(node.id, ""),
+                            self.legacy_hashes.get(node.id, ""))
+
+    def mark_interrupted(self, reason: str) -> list[str]:
+        """Cells recorded as running become ``interrupted``: not finished, and not failed (a
+        re-run resumes them from their checkpoints). Returns their ids."""
+        study = self.plan.study.name
+        cells = [cell for cell, row in self.store.cell_status(study).items() if row["status"] == "running"]
+        for cell in cells:
+            self.store.mark_cell(study, cell, "interrupted", error=reason, finished_at=time.time())
+        return cells
 
     def record(self, node: PlanNode, outcome: NodeOutcome) -> None:
         """Write the outcome to the store (driver only)."""
@@ -459,31 +552,75 @@ def _defaults_for(node: PlanNode) -> dict[str, Any] | None:
     return {"phase": phase, "train": asdict(TrainConfig())}
 
 
+def _node_spec(plan: Plan, node: PlanNode, parent: str | None) -> dict[str, Any]:
+    """Everything that decides a node's result, ``parent`` being its phase-1 node's hash."""
+    study = plan.study
+    setting = study.setting(node.setting)
+    phase = "intermediate" if node.phase == "intermediate" else "target"
+    spec = {
+        "defaults": _defaults_for(node),
+        "encoder": node.encoder, "seed": node.seed, "phase": node.phase, "target": node.target,
+        "setting": json.loads(setting.model_dump_json()) if node.phase == "intermediate" else node.setting,
+        "languages": list(node.languages) if node.languages else None,
+        # retrieval nodes train nothing: only the evaluation cap decides their result
+        "budget": None if node.phase == "retrieval" else json.loads(getattr(study.budgets, phase).model_dump_json()),
+        "eval_max_examples": study.budgets.eval_max_examples,
+        # retrieval nodes take only the target phase's precision (RETRIEVAL_DEFAULTS)
+        "hyperparameters": (study.hyperparameters.target.get("mixed_precision") if node.phase == "retrieval"
+                            else getattr(study.hyperparameters, phase)),
+        "pipeline": study.pipeline,
+        "parent": parent,
+    }
+    if node.target in study.eval_splits:  # only where set, so that other nodes keep their hashes
+        spec["eval_split"] = study.eval_splits[node.target]
+    return spec
+
+
+def _digest(spec: dict[str, Any]) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
 def node_config_hashes(plan: Plan) -> dict[str, str]:
     """A hash per node of everything that decides its result (chained through its phase-1 node):
     the study's settings for it and the code's defaults (:func:`_defaults_for`)."""
-    import hashlib
-
-    study = plan.study
     out: dict[str, str] = {}
     for node in sorted(plan.nodes, key=lambda n: n.depends_on is not None):
-        setting = study.setting(node.setting)
-        phase = "intermediate" if node.phase == "intermediate" else "target"
-        spec = {
-            "defaults": _defaults_for(node),
-            "encoder": node.encoder, "seed": node.seed, "phase": node.phase, "target": node.target,
-            "setting": json.loads(setting.model_dump_json()) if node.phase == "intermediate" else node.setting,
-            "languages": list(node.languages) if node.languages else None,
-            # retrieval nodes train nothing: only the evaluation cap decides their result
-            "budget": None if node.phase == "retrieval" else json.loads(getattr(study.budgets, phase).model_dump_json()),
-            "eval_max_examples": study.budgets.eval_max_examples,
-            # retrieval nodes take only the target phase's precision (RETRIEVAL_DEFAULTS)
-            "hyperparameters": (study.hyperparameters.target.get("mixed_precision") if node.phase == "retrieval"
-                                else getattr(study.hyperparameters, phase)),
-            "pipeline": study.pipeline,
-            "parent": out.get(node.depends_on) if node.depends_on else None,
-        }
-        out[node.id] = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        out[node.id] = _digest(_node_spec(plan, node, out.get(node.depends_on) if node.depends_on else None))
+    return out
+
+
+def node_legacy_hashes(plan: Plan) -> dict[str, str]:
+    """:func:`node_config_hashes` as computed before the evaluation split counted (the same spec
+    without ``eval_split``), by which :func:`reuse_state` recognises runs recorded then."""
+    out: dict[str, str] = {}
+    for node in sorted(plan.nodes, key=lambda n: n.depends_on is not None):
+        spec = _node_spec(plan, node, out.get(node.depends_on) if node.depends_on else None)
+        spec.pop("eval_split", None)
+        out[node.id] = _digest(spec)
+    return out
+
+
+def node_training_hashes(plan: Plan) -> dict[str, str]:
+    """A hash per node of what decides its *trained model*: :func:`node_config_hashes`' spec
+    without the settings that only phase 3 reads (evaluation languages and split, prediction
+    batch bounds and other cosmetic ``pipeline:`` keys; for target and retrieval nodes also the
+    evaluation cap, which for phase-1 nodes caps their quality evaluation and so stays in).
+    Two configs of a node with equal training hashes share the trained model: a changed
+    evaluation setting re-evaluates it instead of training again (:func:`reuse_state`)."""
+    from xstilts.study.rundir import COSMETIC_FIELDS, PHASE3_FIELDS
+
+    skip_pipeline = set(COSMETIC_FIELDS) | set(PHASE3_FIELDS) | {"eval_max_examples"}
+    out: dict[str, str] = {}
+    for node in sorted(plan.nodes, key=lambda n: n.depends_on is not None):
+        spec = _node_spec(plan, node, out.get(node.depends_on) if node.depends_on else None)
+        spec.pop("languages")
+        spec.pop("eval_split", None)
+        if node.phase != "intermediate":
+            spec.pop("eval_max_examples")
+        spec["pipeline"] = {k: v for k, v in spec["pipeline"].items() if k not in skip_pipeline}
+        out[node.id] = _digest(spec)
     return out
 
 
@@ -514,26 +651,48 @@ def run_study(
     work: WorkFn | None = None,
     executor: LocalExecutor | RayExecutor | None = None,
     progress: ProgressFn | None = None,
+    wait: bool = False,
 ) -> StudyRun:
-    """Run (or finish) a study in ``study_dir``; finished nodes are skipped, killed ones resumed."""
+    """Run (or finish) a study in ``study_dir``; finished nodes are skipped, killed ones resumed.
+
+    With the real unit of work (``work`` None) every cell still to run is checked first, its
+    config and every input its phases will read (:func:`~xstilts.study.preflight.check_study`),
+    so that a missing or malformed file stops the study with one error before anything trains.
+    The study directory's lock is held throughout: another process on the same directory is
+    refused (or, with ``wait``, waited for). SIGTERM (or Ctrl-C) stops the study: cells that were
+    running are recorded as ``interrupted`` and :class:`StoppedBySignal` (KeyboardInterrupt) is
+    raised; the same call resumes them.
+    """
     from xstilts.study.plan import build_plan
 
     study_dir = Path(study_dir).resolve()
-    study_dir.mkdir(parents=True, exist_ok=True)
-    (study_dir / "cache").mkdir(exist_ok=True)
-    _atomic_write_json(study_dir / STUDY_FILE, study.to_json_dict())
-    plan = build_plan(study)
-    (study_dir / "plan.json").write_text(plan.to_json(), encoding="utf-8")
+    data = Path(data_dir).resolve() if data_dir else (Path(study.data_dir) if study.data_dir else None)
     if work is None:
-        from xstilts.study.executors import pipeline_work as work  # noqa: PLW0127
-    ctx = StudyContext(
-        plan=plan, study_dir=study_dir,
-        data_dir=Path(data_dir).resolve() if data_dir else (Path(study.data_dir) if study.data_dir else None),
-        store=ResultStore(study_dir / STORE_FILE), code_version=code_version(),
-        config_hashes=node_config_hashes(plan),
-    )
-    executor = executor or make_executor(study)
-    outcomes = executor.run(ctx, work, progress)
+        from xstilts.study.preflight import check_study
+
+        check_study(study, study_dir, data)  # before the folder is even created
+        work = pipeline_work
+    study_dir.mkdir(parents=True, exist_ok=True)
+    with DirLock(study_dir, label="study directory").hold(wait=wait), stop_on_signal(forward_to_children=True):
+        (study_dir / "cache").mkdir(exist_ok=True)
+        _atomic_write_json(study_dir / STUDY_FILE, study.to_json_dict())
+        plan = build_plan(study)
+        (study_dir / "plan.json").write_text(plan.to_json(), encoding="utf-8")
+        ctx = StudyContext(
+            plan=plan, study_dir=study_dir, data_dir=data,
+            store=ResultStore(study_dir / STORE_FILE), code_version=code_version(),
+            config_hashes=node_config_hashes(plan), training_hashes=node_training_hashes(plan),
+            legacy_hashes=node_legacy_hashes(plan),
+        )
+        executor = executor or make_executor(study)
+        try:
+            outcomes = executor.run(ctx, work, progress)
+        except StoppedBySignal as exc:
+            ctx.mark_interrupted(str(exc))
+            raise
+        except KeyboardInterrupt:
+            ctx.mark_interrupted("interrupted (Ctrl-C); re-run the same command to resume")
+            raise
     return StudyRun(outcomes, study_dir)
 
 

@@ -13,7 +13,10 @@ Phases (each optional except that something must run; see :class:`RunConfig`):
    ``xstilts score --json``). Retrieval targets (BUCC, Tatoeba) skip phase 2.
 
 Each phase marks itself done in the run directory; running the same config again skips finished
-phases (a finished run is only read) and resumes an interrupted phase from its checkpoints.
+phases (a finished run is only read) and resumes an interrupted phase from its checkpoints. A
+config that differs only in phase-3 settings (evaluation split, languages) reuses the trained
+model and evaluates again, keeping the earlier evaluation. The run directory is owned by one
+process at a time (its lock file), and every input is checked before anything is trained.
 """
 
 from __future__ import annotations
@@ -27,10 +30,12 @@ from typing import Any
 
 from xstilts.errors import ConfigError, MissingDataError
 from xstilts.study.config import RunConfig
+from xstilts.study.locks import DirLock
 from xstilts.study.rundir import ENCODER_DIR, FINISHED_FILE, SCORES_FILE, RunDir
 from xstilts.tasks import Task, TaskKind, get_task
 from xstilts.train.checkpoint import write_json_atomic
 from xstilts.train.config import TrainConfig
+from xstilts.train.signals import stop_on_signal
 
 TRAIN_KEYS = (
     "learning_rate", "batch_size", "grad_accum", "epochs", "max_steps", "warmup_ratio", "warmup_steps",
@@ -219,8 +224,9 @@ def mixture_loss_eval(parts: Sequence[Any], batch_size: int):
 
 
 class Pipeline:
-    def __init__(self, config: RunConfig) -> None:
+    def __init__(self, config: RunConfig, *, wait_for_lock: bool = False) -> None:
         self.config = config
+        self.wait_for_lock = wait_for_lock
         self.rd = RunDir(config.out)
         self.log = None
         self.encoder_source: str = config.encoder_dir or config.model
@@ -625,20 +631,58 @@ class Pipeline:
     # all -----------------------------------------------------------------------------------
 
     def run(self) -> Path:
+        """Read a finished run, or run what is left of it, holding the run directory's lock.
+
+        Before anything is written, every input of the phases still to run is read
+        (:func:`~xstilts.study.preflight.check_run`): a missing or malformed file is one error
+        listing every problem, not a failure after hours of training. SIGTERM stops the run
+        cleanly (:mod:`xstilts.train.signals`): inside training at a checkpoint of the current
+        step, elsewhere at once; the same command resumes.
+        """
         cfg = self.config
         config_dict = json.loads(cfg.model_dump_json())
-        if self.rd.finished and self.rd.check_config(config_dict):
-            return self.rd.path  # finished: read, never retrained
-        if cfg.torch_threads is None:
-            return self._run(config_dict)
-        import torch  # e.g. the demo's 2 threads on a 2-core CPU, only for this run
+        with stop_on_signal():
+            state = self.rd.compare(config_dict)
+            if self.rd.finished and state == "same":
+                return self.rd.path  # finished: read, never retrained
+            self.preflight()
+            self.rd.path.mkdir(parents=True, exist_ok=True)
+            with DirLock(self.rd.path, label="run directory").hold(wait=self.wait_for_lock) as waited:
+                if waited:  # the other process may have finished it, or started another config
+                    state = self.rd.compare(config_dict)
+                    if self.rd.finished and state == "same":
+                        return self.rd.path
+                if state == "re-evaluate":
+                    self.reuse_for_new_evaluation()
+                if cfg.torch_threads is None:
+                    return self._run(config_dict)
+                import torch  # e.g. the demo's 2 threads on a 2-core CPU, only for this run
 
-        threads = torch.get_num_threads()
-        torch.set_num_threads(cfg.torch_threads)
-        try:
-            return self._run(config_dict)
-        finally:
-            torch.set_num_threads(threads)
+                threads = torch.get_num_threads()
+                torch.set_num_threads(cfg.torch_threads)
+                try:
+                    return self._run(config_dict)
+                finally:
+                    torch.set_num_threads(threads)
+
+    def phases_done(self) -> list[str]:
+        return [p for p in ("phase0", "phase1", "phase2") if self.rd.phase_done(p)]
+
+    def preflight(self) -> None:
+        """Every input the phases still to run will read exists and parses (else exit 2)."""
+        from xstilts.study.preflight import check_run
+
+        check_run(self.config, self.phases_done())
+
+    def reuse_for_new_evaluation(self) -> None:
+        """Only phase-3 settings changed: keep the trained model, move the earlier evaluation
+        to ``evaluations/`` (see :meth:`RunDir.archive_evaluation`); phase 3 then runs anew."""
+        import sys
+
+        kept = self.rd.archive_evaluation()
+        if kept is not None:
+            print(f"[xstilts] {self.rd.path}: evaluation settings changed; the trained model is reused and "
+                  f"the earlier evaluation kept in {kept}", file=sys.stderr)
 
     def _run(self, config_dict: dict[str, Any]) -> Path:
         cfg = self.config
@@ -687,6 +731,8 @@ def _len(feature: Any) -> int:
     return feature_length(feature) if isinstance(feature, dict) else len(feature)
 
 
-def run_pipeline(config: RunConfig) -> Path:
-    """Run (or resume, or just read) one pipeline; returns the run directory."""
-    return Pipeline(config).run()
+def run_pipeline(config: RunConfig, *, wait_for_lock: bool = False) -> Path:
+    """Run (or resume, or just read) one pipeline; returns the run directory. Another process
+    working in the same run directory is an error naming it, or with ``wait_for_lock`` is
+    waited for."""
+    return Pipeline(config, wait_for_lock=wait_for_lock).run()

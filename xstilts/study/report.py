@@ -412,7 +412,7 @@ def build_report(study_dir: str | Path, *, task: str | None = None, figures: boo
     cells = data.cells
     n_done = int((cells.status == "done").sum()) if len(cells) else 0
     n_failed = int((cells.status == "failed").sum()) if len(cells) else 0
-    n_running = int((cells.status == "running").sum()) if len(cells) else 0
+    n_running = int(cells.status.isin(["running", "interrupted"]).sum()) if len(cells) else 0
     versions = sorted(set(data.scores.code_version.dropna())) if len(data.scores) else []
     doc.items([
         f"encoders: {', '.join(data.encoders)}",
@@ -420,7 +420,8 @@ def build_report(study_dir: str | Path, *, task: str | None = None, figures: boo
         f"targets: {', '.join(data.targets)}",
         f"seeds: {', '.join(str(s) for s in data.seeds)}",
         f"phase runs done: {n_done}, failed: {n_failed}"
-        + (f", started but not finished (running, or killed: re-run the study to finish): {n_running}" if n_running else ""),
+        + (f", started but not finished (running, interrupted or killed: re-run the study to finish): {n_running}"
+           if n_running else ""),
         f"code version(s): {', '.join(versions) or 'n/a'}",
         "every number below is read from `results.sqlite` (metric `score`: accuracy, F1, or (EM+F1)/2 for QA)",
     ])

@@ -14,6 +14,12 @@ Layout (``RunConfig.out``)::
     metrics.json         metrics per phase (training results, dev metrics, timings)
     scores.json          final scores, the shape of ``xstilts score --json``
     run.json             written last: the run finished (a re-run reads it instead of training)
+    xstilts.lock         held by the process working in the folder (see xstilts.study.locks)
+    evaluations/SPLIT-WHEN/  an earlier phase 3 (other split or languages) of the same trained
+                         model: its predictions, labels, scores.json, run.json and config.yaml
+
+The run's config may change in what phase 3 alone reads (:data:`PHASE3_FIELDS`): the trained
+model is then reused and phase 3 runs again, the earlier evaluation moved to ``evaluations/``.
 """
 
 from __future__ import annotations
@@ -40,6 +46,19 @@ ENCODER_DIR = "encoder"
 # Fields that may differ between the first start of a run and a restart without changing
 # what the run computes.
 COSMETIC_FIELDS = ("progress", "predict_batch_size", "predict_max_tokens", "cache_dir", "torch_threads")
+# Fields that only phase 3 reads: a finished run re-evaluates its trained model when they change.
+# ``eval_max_examples`` joins them in runs without phase 1, whose quality evaluation it also caps.
+PHASE3_FIELDS = ("eval_split", "languages")
+EVALUATIONS_DIR = "evaluations"
+# What one phase 3 writes (besides its metrics.json entry), moved together to evaluations/
+EVALUATION_OUTPUTS = ("predictions", "labels", SCORES_FILE, FINISHED_FILE)
+
+
+def phase3_fields(config_dict: dict[str, Any]) -> tuple[str, ...]:
+    """The fields of this config that only phase 3 reads (see :data:`PHASE3_FIELDS`)."""
+    if config_dict.get("intermediate") is None:
+        return PHASE3_FIELDS + ("eval_max_examples",)
+    return PHASE3_FIELDS
 
 
 def git_commit(repo: Path | None = None) -> dict[str, Any]:
@@ -98,31 +117,48 @@ class RunDir:
     def finished(self) -> bool:
         return (self.path / FINISHED_FILE).is_file()
 
-    def check_config(self, config_dict: dict[str, Any]) -> bool:
-        """True if the folder already holds this config; a ConfigError if it holds another."""
+    def stored_config(self) -> dict[str, Any] | None:
         import yaml
 
         stored_path = self.path / CONFIG_FILE
         if not stored_path.is_file():
-            return False
-        stored = yaml.safe_load(stored_path.read_text()) or {}
+            return None
+        return yaml.safe_load(stored_path.read_text()) or {}
+
+    def compare(self, config_dict: dict[str, Any]) -> str:
+        """How ``config_dict`` relates to the config the folder holds: ``new`` (none yet),
+        ``same`` (equal but for cosmetic fields), ``re-evaluate`` (it differs only in what phase
+        3 reads: the trained model is reused); a ConfigError when training would differ."""
+        stored = self.stored_config()
+        if stored is None:
+            return "new"
         a = {k: v for k, v in stored.items() if k not in COSMETIC_FIELDS}
         b = {k: v for k, v in config_dict.items() if k not in COSMETIC_FIELDS}
-        if a != b:
-            diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        if a == b:
+            return "same"
+        diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        training = [k for k in diff if k not in phase3_fields(config_dict)]
+        if training:
             raise ConfigError(
                 f"{self.path} holds a run with a different configuration (differs in: "
-                f"{', '.join(diff)}); give another --out, or delete the folder to start over"
+                f"{', '.join(training)}); give another --out, or delete the folder to start over"
             )
-        return True
+        return "re-evaluate"
+
+    def check_config(self, config_dict: dict[str, Any]) -> bool:
+        """True if the folder already holds this config; a ConfigError if it holds one that
+        trains differently; False if none, or one that differs only in phase-3 fields."""
+        return self.compare(config_dict) == "same"
 
     def open(self, config_dict: dict[str, Any]) -> None:
-        """Create the folder, or check that an existing one belongs to the same config."""
+        """Create the folder, or check that an existing one belongs to the same config (its
+        config file is rewritten when only phase-3 fields changed: it describes the latest
+        scores; the earlier one is kept with the earlier evaluation)."""
         import yaml
 
         self.path.mkdir(parents=True, exist_ok=True)
         stored_path = self.path / CONFIG_FILE
-        if not self.check_config(config_dict):
+        if self.compare(config_dict) != "same":
             tmp = stored_path.with_name(stored_path.name + ".tmp")
             tmp.write_text(yaml.safe_dump(config_dict, sort_keys=False, allow_unicode=True))
             tmp.replace(stored_path)
@@ -137,6 +173,51 @@ class RunDir:
             except ValueError:
                 pass
         write_json_atomic(history_path, record)
+
+    def evaluation_outputs(self) -> list[Path]:
+        """What the latest phase 3 wrote: predictions[-SPLIT]/, labels[-SPLIT]/, scores, run.json."""
+        out = []
+        for entry in sorted(self.path.iterdir()) if self.path.is_dir() else []:
+            for name in EVALUATION_OUTPUTS:
+                if entry.name == name or (entry.is_dir() and entry.name.startswith(name + "-")):
+                    out.append(entry)
+                    break
+        return out
+
+    def archive_evaluation(self) -> Path | None:
+        """Move the latest evaluation (and the config it was made with) to
+        ``evaluations/SPLIT-WHEN/`` so that the next phase 3 overwrites nothing; returns the
+        folder, or None when there was no evaluation to keep."""
+        import shutil
+        import time
+
+        outputs = self.evaluation_outputs()
+        if not outputs:
+            return None
+        stored = self.stored_config() or {}
+        metrics = self.read_metrics().get("phase3") or {}
+        split = metrics.get("split") or stored.get("eval_split") or "default"
+        when = max(p.stat().st_mtime for p in outputs)
+        root = self.path / EVALUATIONS_DIR
+        folder = root / f"{split}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(when))}"
+        n = 2
+        while folder.exists():
+            folder = root / f"{split}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(when))}-{n}"
+            n += 1
+        staging = root / f".tmp-{folder.name}"
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True)
+        if (self.path / CONFIG_FILE).is_file():
+            shutil.copy2(self.path / CONFIG_FILE, staging / CONFIG_FILE)
+        write_json_atomic(staging / "evaluation.json", {
+            "phase3": metrics, **{k: stored.get(k) for k in PHASE3_FIELDS + ("eval_max_examples",)}})
+        # the run dir's files move in last, each by one rename: a kill leaves them either here
+        # (and the next start moves them) or there, never lost
+        staging.rename(folder)
+        for entry in outputs:
+            entry.rename(folder / entry.name)
+        return folder
 
     def logger(self, name: str = "xstilts.run") -> logging.Logger:
         log = logging.getLogger(f"{name}.{id(self)}")

@@ -56,6 +56,16 @@ def _hparam_keys() -> tuple[str, ...]:
     return tuple(PhaseHyperparameters.model_fields)
 
 
+# RunConfig fields that every cell gets from the study itself; ``pipeline:`` may set the others.
+PIPELINE_SET_BY_STUDY = {
+    "model": "use encoders:", "encoder_dir": "each cell starts from its phase-1 node's encoder",
+    "target": "use targets:", "intermediate": "use intermediate:", "data_dir": "use data_dir: or --data-dir",
+    "out": "each cell has its run directory", "seed": "use seeds:", "hyperparameters": "use hyperparameters:",
+    "languages": "use languages:", "eval_split": "use eval_splits:",
+    "eval_max_examples": "use budgets.eval_max_examples",
+}
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -278,6 +288,22 @@ class StudyConfig(_Strict):
     pipeline: dict[str, Any] = Field(
         default_factory=dict, description="extra RunConfig fields passed to every run as they are"
     )
+
+    @field_validator("pipeline")
+    @classmethod
+    def _pipeline_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """Only RunConfig fields that the study does not set itself: a typo here would otherwise
+        be found by the first cell, after the study has started (and fail every cell)."""
+        from xstilts.study.config import RunConfig
+
+        bad = sorted(k for k in value if k not in RunConfig.model_fields)
+        if bad:
+            allowed = sorted(k for k in RunConfig.model_fields if k not in PIPELINE_SET_BY_STUDY)
+            raise ValueError(f"unknown key(s) {', '.join(bad)}; allowed: {', '.join(allowed)}")
+        managed = sorted(k for k in value if k in PIPELINE_SET_BY_STUDY)
+        if managed:
+            raise ValueError("; ".join(f"{k} is set by the study ({PIPELINE_SET_BY_STUDY[k]})" for k in managed))
+        return value
 
     @field_validator("intermediate", mode="before")
     @classmethod

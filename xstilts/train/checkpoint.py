@@ -4,7 +4,9 @@ A checkpoint is written into a hidden temporary folder, every file is flushed an
 folder is renamed to ``step-NNNNNNNN`` (an atomic rename on one file system), and only then is
 the ``latest`` pointer replaced, itself by writing ``latest.tmp`` and renaming it. A process
 killed at any moment therefore leaves ``latest`` pointing at a complete checkpoint (or absent);
-half-written temporary folders are removed the next time the folder is opened.
+half-written temporary folders are removed the next time the folder is opened. A write that
+fails (a full disk: ENOSPC) leaves the previous checkpoint as it was, and becomes a
+:class:`CheckpointWriteError` (one line, exit status 2) that says so.
 """
 
 from __future__ import annotations
@@ -16,9 +18,24 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from xstilts.errors import XstiltsError
+
 LATEST = "latest"
 STATE_FILE = "state.json"  # written last inside a checkpoint: its presence marks completeness
 TMP_PREFIX = ".tmp-"
+
+
+class CheckpointWriteError(XstiltsError):
+    """A checkpoint (or best / final weights) could not be written, typically a full disk; what
+    was written before is intact, so the same command resumes once there is room."""
+
+    @classmethod
+    def of(cls, target: Path, exc: OSError, previous: Path | None = None) -> CheckpointWriteError:
+        reason = exc.strerror or str(exc)
+        kept = (f"the previous checkpoint {previous.name} is intact" if previous is not None
+                else "nothing written before was changed")
+        return cls(f"could not write {target}: {reason}; {kept}: free some space and re-run the same "
+                   f"command to resume")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -170,9 +187,13 @@ def save_weights_atomic(state_dict: dict[str, Any], folder: Path, meta: dict[str
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    torch_save_durably(state_dict, tmp / "model.pt")
-    write_bytes_durably(tmp / "meta.json", (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
-    _fsync_dir(tmp)
+    try:
+        torch_save_durably(state_dict, tmp / "model.pt")
+        write_bytes_durably(tmp / "meta.json", (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+        _fsync_dir(tmp)
+    except OSError as exc:  # e.g. the disk is full: the folder in place is untouched
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointWriteError.of(folder, exc) from None
     old = parent / f"{TMP_PREFIX}{folder.name}-old"
     if folder.exists():
         os.replace(folder, old)

@@ -22,6 +22,7 @@ import contextlib
 import json
 import math
 import shutil
+import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -38,6 +39,11 @@ from xstilts.train.batching import (
 from xstilts.train.config import TrainConfig, TrainResult
 from xstilts.train.embedding_grads import KeptEmbeddingGrads
 from xstilts.train.schedule import build_scheduler, warmup_steps_for
+from xstilts.train.signals import StoppedBySignal, StopRequest, graceful_stop
+
+# With several processes, ranks agree on a stop every this many steps (an all-reduce, which
+# waits for the device; one process reads its flag every step, for free).
+STOP_CHECK_EVERY_DDP = 10
 
 EvalFn = Callable[[Any], Mapping[str, float]]
 
@@ -189,7 +195,33 @@ def train(
     ``eval_fn(model) -> {metric: value}`` is called with the unwrapped model in eval mode (on
     the main process; the result is shared with the others). ``planner`` decides the batches
     of each epoch (default: length-grouped batches of ``config.batch_size``).
+
+    SIGTERM (a scheduler's "time is up") or Ctrl-C ends the optimizer step in progress, writes a
+    checkpoint at that step and raises :class:`~xstilts.train.signals.StoppedBySignal`; calling
+    ``train`` again resumes there and ends with the weights of an uninterrupted run. A
+    checkpoint that cannot be written (a full disk) is a :class:`CheckpointWriteError`; the
+    previous checkpoint is left intact.
     """
+    with graceful_stop() as stop:
+        return _train(model, train_features, collate_fn, config, eval_fn, out_dir, planner=planner,
+                      accelerator=accelerator, find_unused_parameters=find_unused_parameters,
+                      description=description, stop=stop)
+
+
+def _train(
+    model,
+    train_features: Sequence[Any],
+    collate_fn: Callable[[list[Any]], Mapping[str, Any]],
+    config: TrainConfig,
+    eval_fn: EvalFn | None,
+    out_dir: str | Path,
+    *,
+    planner: BatchPlanner | None,
+    accelerator,
+    find_unused_parameters: bool,
+    description: str,
+    stop: StopRequest,
+) -> TrainResult:
     import torch
     from accelerate.utils import broadcast_object_list, set_seed
 
@@ -333,25 +365,53 @@ def train(
             state["stopped_early"] = True
         return metrics
 
+    last_checkpoint_step: int | None = None
+
     def save_checkpoint() -> None:
+        """A checkpoint of this step, written to a temporary folder and renamed into place: if
+        the write fails (a full disk), the folder is removed and the previous one is intact."""
+        nonlocal last_checkpoint_step
         step = state["global_step"]
-        tmp = ck.begin_checkpoint(ckpt_root, step) if is_main else ckpt_root / f"{ck.TMP_PREFIX}{ck.step_dir_name(step)}"
+        state["log_window"] = [log_loss_sum, log_loss_n]  # a log line's partial window, for exact logs
+        tmp = ckpt_root / f"{ck.TMP_PREFIX}{ck.step_dir_name(step)}"
+        try:
+            if is_main:
+                ck.begin_checkpoint(ckpt_root, step)
+            accelerator.wait_for_everyone()
+            ck.torch_save_durably(ck.capture_rng_state(), tmp / f"rng-{accelerator.process_index}.pt")
+            if is_main:
+                ck.torch_save_durably(raw_model.state_dict(), tmp / "model.pt")
+                ck.torch_save_durably(optimizer.state_dict(), tmp / "optimizer.pt")
+                ck.torch_save_durably(scheduler.state_dict(), tmp / "scheduler.pt")
+                if accelerator.scaler is not None:
+                    ck.torch_save_durably(accelerator.scaler.state_dict(), tmp / "scaler.pt")
+            accelerator.wait_for_everyone()
+            if is_main:
+                ck.commit_checkpoint(
+                    ckpt_root, tmp, step,
+                    {"signature": run_signature, "trainer": state, "config": config.to_dict()},
+                    keep=config.keep_checkpoints,
+                )
+        except OSError as exc:
+            if is_main:
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise ck.CheckpointWriteError.of(ckpt_root / ck.step_dir_name(step), exc,
+                                             ck.latest_checkpoint(ckpt_root, clean=False)) from None
         accelerator.wait_for_everyone()
-        ck.torch_save_durably(ck.capture_rng_state(), tmp / f"rng-{accelerator.process_index}.pt")
-        if is_main:
-            ck.torch_save_durably(raw_model.state_dict(), tmp / "model.pt")
-            ck.torch_save_durably(optimizer.state_dict(), tmp / "optimizer.pt")
-            ck.torch_save_durably(scheduler.state_dict(), tmp / "scheduler.pt")
-            if accelerator.scaler is not None:
-                ck.torch_save_durably(accelerator.scaler.state_dict(), tmp / "scaler.pt")
-        accelerator.wait_for_everyone()
-        if is_main:
-            ck.commit_checkpoint(
-                ckpt_root, tmp, step,
-                {"signature": run_signature, "trainer": state, "config": config.to_dict()},
-                keep=config.keep_checkpoints,
-            )
-        accelerator.wait_for_everyone()
+        last_checkpoint_step = step
+
+    def stop_requested(force: bool = False) -> bool:
+        """Whether to stop now: this process's flag, or with several processes their agreement
+        (every STOP_CHECK_EVERY_DDP steps, or when ``force``d), so that all ranks stop together."""
+        if accelerator.num_processes == 1:
+            return bool(stop)
+        if not force and state["global_step"] % STOP_CHECK_EVERY_DDP:
+            return False
+        flag = torch.tensor([1.0 if stop else 0.0], device=device)
+        return bool(accelerator.reduce(flag, reduction="sum").item() > 0)
+
+    def stop_signal() -> StoppedBySignal:
+        return StoppedBySignal(stop.signum or signal.SIGTERM, state["global_step"])
 
     progress = None
     if is_main and config.progress:
@@ -363,7 +423,7 @@ def train(
     model.train()
     t_start = time.perf_counter()
     examples_seen = 0
-    log_loss_sum, log_loss_n = 0.0, 0
+    log_loss_sum, log_loss_n = state.pop("log_window", None) or (0.0, 0)
     # Each step's micro-batch losses stay on the device until they are needed (a log line, the
     # end of an epoch, a checkpoint): reading a loss waits for the GPU, and waiting every step
     # stops the host from queueing the next step's kernels while the current one runs. The
@@ -388,6 +448,7 @@ def train(
         return window_loss
 
     done = state["global_step"] >= total_steps or state["stopped_early"]
+    interrupted = False
 
     for epoch in range(state["epoch"], num_epochs):
         if done:
@@ -456,8 +517,20 @@ def train(
             if finished:
                 done = True
                 break
+            if stop_requested():
+                interrupted = done = True
+                break
 
     read_losses()  # steps since the last read (an early stop between reads)
+    if interrupted:  # SIGTERM / Ctrl-C: a checkpoint of this very step, then stop
+        if last_checkpoint_step != state["global_step"]:
+            save_checkpoint()
+        if kept_grads is not None:
+            kept_grads.close()
+        if progress is not None:
+            progress.close()
+        logger.close()
+        raise stop_signal()
     if kept_grads is not None:
         kept_grads.close()
     if state["last_epoch_loss"] is None and state["epoch_loss_steps"]:
@@ -492,6 +565,8 @@ def train(
         shutil.rmtree(ckpt_root, ignore_errors=True)  # finished: the resume state is no longer needed
     logger.close()
     accelerator.wait_for_everyone()
+    if stop_requested(force=True):  # asked to stop while finishing: finished, so stop here
+        raise stop_signal()
     return result
 
 
