@@ -34,7 +34,8 @@ def register(app: typer.Typer) -> None:
         with status 0 (sys.exit, os._exit, atexit) is a failure, with the reason in --results.
         """
         from xstilts.data.code_readers import read_code_examples
-        from xstilts.errors import ConfigError
+        from xstilts.errors import ConfigError, OutputError
+        from xstilts.fileio import check_output_dir, write_text_atomic
         from xstilts.evaluation.code_metrics import evaluate_samples, read_samples
         from xstilts.evaluation.execution import Sandbox, SandboxConfig
 
@@ -58,12 +59,14 @@ def register(app: typer.Typer) -> None:
             wanted = {tid for tid, _ in pairs}
             mbpp_split = {s for s in splits for ex_id in wanted if _mbpp_split(int(ex_id)) == s}
             problems = {pid: ex for pid, ex in problems.items() if _mbpp_split(int(pid)) in mbpp_split}
+        if results is not None:  # refused before minutes of execution, not after
+            if results.is_dir():
+                raise OutputError(f"{results}: expected a file for the per-sample results (--results), found a folder")
+            check_output_dir(results.parent, "the per-sample results (--results)")
         sandbox = Sandbox(SandboxConfig(timeout_s=timeout, memory_mb=memory_mb))
         table = evaluate_samples(problems, pairs, ks, sandbox=sandbox, workers=workers, require_all=not partial)
-        if results is not None:
-            with open(results, "w", encoding="utf-8") as handle:
-                for row in table["results"]:
-                    handle.write(json.dumps(row) + "\n")
+        if results is not None:  # atomic: a full disk leaves no half-written file and names the path
+            write_text_atomic(results, "".join(json.dumps(row) + "\n" for row in table["results"]))
         summary = {
             "dataset": dataset,
             "samples": str(samples),

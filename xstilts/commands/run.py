@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -95,13 +94,15 @@ def run(
     cfg = load_run_config(config, **overrides)
 
     from xstilts.study.pipeline import run_pipeline
+    from xstilts.study.rundir import SCORES_FILE, RunDir
 
     run_dir = run_stoppably(lambda: run_pipeline(cfg, wait_for_lock=wait))
-    scores_path = run_dir / "scores.json"
-    if as_json and scores_path.is_file():
-        typer.echo(scores_path.read_text().rstrip())
+    finished_dir = RunDir(run_dir)  # its files are checked: a damaged one says how to recover
+    if as_json and (run_dir / SCORES_FILE).is_file():
+        finished_dir.read_scores()
+        typer.echo((run_dir / SCORES_FILE).read_text(encoding="utf-8").rstrip())
         return
-    finished = json.loads((run_dir / "run.json").read_text())
+    finished = finished_dir.read_finished()
     typer.echo(f"run directory: {run_dir}")
     for task, entry in (finished.get("scores") or {}).get("tasks", {}).items():
         langs = entry.get("languages", {})

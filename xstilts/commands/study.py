@@ -93,12 +93,13 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
 
         from xstilts.errors import MissingDataError
+        from xstilts.fileio import check_output_dir
         from xstilts.study.preflight import check_study
         from xstilts.study.study_config import load_study
 
         console = Console(highlight=False, soft_wrap=True, width=max(Console().width, 110))
         study = load_study(config)
-        study_dir = (out or default_out(config, study.name)).resolve()
+        study_dir = check_output_dir((out or default_out(config, study.name)).resolve(), "the study directory (--out)")
         data = data_dir or (Path(study.data_dir) if study.data_dir else None)
         if dry_run:
             print_plan(study, study_dir, console)

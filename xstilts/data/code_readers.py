@@ -22,16 +22,17 @@ not NL → code pairs, and the count dropped is logged).
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import logging
 import re
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from xstilts.data.examples import GenerationExample
 from xstilts.errors import ConfigError, DataFormatError, MissingDataError
+from xstilts.fileio import decode_utf8, input_error, open_input, read_input_bytes
 from xstilts.tasks import Task, get_task
 
 log = logging.getLogger(__name__)
@@ -69,25 +70,45 @@ def find_code_files(task: Task | str, data_dir: str | Path, split: str, lang: st
 # --------------------------------------------------------------------------- low-level parsing
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8")
+def _binary_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(1-based line, raw bytes) of a plain or (name ending in ``.gz``) gzip-compressed file.
+
+    A missing file or a folder, a ``.gz`` file that is not gzip and one that ends early (a cut
+    download) are DataFormatErrors naming the file (and the line reached), not tracebacks.
+    """
+    number = 0
+    handle = open_input(path)
+    try:
+        with handle:
+            stream: IO[bytes] = gzip.GzipFile(fileobj=handle, mode="rb") if path.suffix == ".gz" else handle
+            for number, raw in enumerate(stream, start=1):
+                yield number, raw
+    except gzip.BadGzipFile:
+        raise DataFormatError(path, None, "gzip-compressed data (the name ends in .gz)",
+                              "a file that is not gzip") from None
+    except (EOFError, zlib.error):
+        raise DataFormatError(path, number + 1, "the rest of the gzip stream",
+                              "the end of the data (a truncated file?)",
+                              hint="download the file again") from None
+    except OSError as exc:
+        raise input_error(path, exc) from None
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(1-based line, object) for each non-blank line; a bad line is a DataFormatError."""
-    with _open_text(path) as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataFormatError(path, lineno, "one JSON object per line", f"{exc.msg}: {line.strip()}") from None
-            if not isinstance(obj, dict):
-                raise DataFormatError(path, lineno, "a JSON object", type(obj).__name__)
-            yield lineno, obj
+    """(1-based line, object) for each non-blank line; a bad line is a DataFormatError.
+
+    Lines are UTF-8 (a BOM on the first one is dropped, CRLF ends are fine); plain or gzip."""
+    for lineno, raw in _binary_lines(path):
+        line = decode_utf8(raw, path, first_line=lineno)
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataFormatError(path, lineno, "one JSON object per line", f"{exc.msg}: {line.strip()}") from None
+        if not isinstance(obj, dict):
+            raise DataFormatError(path, lineno, "a JSON object", type(obj).__name__)
+        yield lineno, obj
 
 
 def iter_json_array(path: Path) -> Iterator[tuple[int, Any]]:
@@ -96,7 +117,7 @@ def iter_json_array(path: Path) -> Iterator[tuple[int, Any]]:
     Decodes element by element so that a record with a missing field can be reported at its own
     line rather than at line 1 of the file.
     """
-    text = path.read_text(encoding="utf-8")
+    text = decode_utf8(read_input_bytes(path), path)
     decoder = json.JSONDecoder()
     ws = re.compile(r"\s*")
 
@@ -246,8 +267,8 @@ def _read_django(task: Task, files: list[Path], split: str, lang: str) -> list[G
     code = anno.with_name("all.code")
     if not code.is_file():
         raise MissingDataError(f"{code}: Django's all.code is missing next to {anno}")
-    anno_lines = anno.read_text(encoding="utf-8").split("\n")
-    code_lines = code.read_text(encoding="utf-8").split("\n")
+    anno_lines = decode_utf8(read_input_bytes(anno), anno).split("\n")
+    code_lines = decode_utf8(read_input_bytes(code), code).split("\n")
     # A trailing newline leaves one empty string at the end; drop it (both files end with one).
     for lines in (anno_lines, code_lines):
         if lines and lines[-1] == "":
@@ -345,7 +366,17 @@ def read_code_examples(task: Task | str, data_dir: str | Path, split: str, lang:
     if not files:
         patterns = ", ".join(p.format(lang=lang, split=split) for p in task.files[split])
         raise MissingDataError(f"{task.name} {split}/{lang}: no file below {data_dir} matches {patterns}")
-    return READERS[task.reader](task, files, split, lang)
+    examples = READERS[task.reader](task, files, split, lang)
+    if not examples and all(_holds_nothing(f) for f in files):
+        # An empty file would otherwise score 0 or train on nothing. (A split may select no
+        # record of a file that has some: MBPP's ranges of task ids in a partial file.)
+        raise DataFormatError(files[0], None, f"at least one {task.name} record", "an empty file")
+    return examples
+
+
+def _holds_nothing(path: Path) -> bool:
+    """True for a file with nothing but blanks in it (after decompression)."""
+    return all(not raw.strip() for _, raw in _binary_lines(path))
 
 
 # Hub configs per task ("{lang}" is filled in); hub split names are the release's, with

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
@@ -39,6 +39,7 @@ from xstilts.data.examples import (
     TaggingExample,
 )
 from xstilts.errors import ConfigError, DataFormatError, MissingDataError
+from xstilts.fileio import decode_utf8, read_input_bytes
 from xstilts.languages import TATOEBA_ISO3
 from xstilts.tasks import get_task
 from xstilts.tasks.base import Task, TaskKind
@@ -51,6 +52,7 @@ __all__ = [
     "available",
     "find_file",
     "find_files",
+    "prevailing_width",
     "read_examples",
     "read_path",
     "count_unit",
@@ -286,6 +288,12 @@ def _report(
     sink.add(DataFormatError(path, line, expected, found))
 
 
+def _report_at(
+    sink: ProblemSink, path: Path, line: int | None, at: str, expected: str, found: str | None
+) -> None:
+    sink.add(DataFormatError(path, line, expected, found, at=at))
+
+
 class _FatalFileError(Exception):
     """A problem after which the rest of a file cannot be read (bad JSON, bad encoding)."""
 
@@ -296,17 +304,50 @@ def _fatal(sink: ProblemSink, error: DataFormatError) -> _FatalFileError:
 
 
 def _read_text(path: Path, sink: ProblemSink) -> str:
-    """The whole file as text; a byte that is not UTF-8 is reported with its line number."""
-    data = path.read_bytes()
+    """The whole file as text (a UTF-8 BOM dropped); a file that cannot be read (absent, a
+    folder) or a byte that is not UTF-8 (with its line number) is reported, fatally."""
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        bad = data[exc.start : exc.start + 4]
-        raise _fatal(
-            sink,
-            DataFormatError(path, line, "UTF-8 text", f"byte {bad[:1].hex(' ')} ({exc.reason})"),
-        ) from None
+        return decode_utf8(read_input_bytes(path), path)
+    except DataFormatError as error:
+        raise _fatal(sink, error) from None
+
+
+def _require_records(
+    path: Path,
+    records: int,
+    unit: str,
+    sink: ProblemSink,
+    text: str | None = None,
+    *,
+    found: str | None = None,
+) -> None:
+    """An input with no record at all (an empty file, only blank lines) is a problem: read for
+    evaluation it would score a language at 0 inside the average instead of failing."""
+    if records:
+        return
+    if found is None:
+        found = "an empty file (only blank lines)" if text and text.strip() == "" else "an empty file"
+    _report(sink, path, None, f"at least one {unit}", found)
+
+
+def prevailing_width(
+    widths: Iterable[tuple[int, int]], allowed: Collection[int]
+) -> tuple[int | None, int]:
+    """The field count that most lines of a file have among ``allowed`` (on a tie, the one that
+    comes first) and the first line with it; ``(None, 0)`` when no line has an allowed count.
+
+    ``widths`` holds (line number, field count). A file's format is what most of its lines
+    say, so the odd line out is blamed, not every line after a bad first one."""
+    counts: dict[int, int] = {}
+    first: dict[int, int] = {}
+    for number, width in widths:
+        if width in allowed:
+            counts[width] = counts.get(width, 0) + 1
+            first.setdefault(width, number)
+    if not counts:
+        return None, 0
+    best = max(counts, key=lambda w: (counts[w], -first[w]))
+    return best, first[best]
 
 
 def _lines(text: str) -> Iterator[tuple[int, str]]:
@@ -340,7 +381,10 @@ def _read_pair_tsv(
     examples: list[SentencePairExample] = []
     width: int | None = 3 if split in ("train", "dev") else None
     width_line = 0
-    for number, line in _lines(_read_text(path, sink)):
+    text = _read_text(path, sink)
+    lines = list(_lines(text))
+    _require_records(path, len(lines), "sentence pair (text_a<TAB>text_b[<TAB>label])", sink, text)
+    for number, line in lines:
         if not line.strip():
             _report(sink, path, number, "text_a<TAB>text_b<TAB>label", "an empty line")
             continue
@@ -395,8 +439,18 @@ def _read_tag_tsv(
     examples: list[TaggingExample] = []
     tokens: list[str] = []
     tags: list[str] = []
-    width: int | None = None
-    width_line = 0
+
+    def separates(line: str) -> bool:
+        # Only ASCII blanks make a separator line: a token may be U+3000 or another Unicode space.
+        return not line.strip(" \t") or line.startswith("-DOCSTART-")
+
+    text = _read_text(path, sink)
+    lines = list(_lines(text))
+    records = [(number, line) for number, line in lines if not separates(line)]
+    _require_records(path, len(records), "sentence (token<TAB>tag lines)", sink, text)
+    # Labelled (token<TAB>tag) or not (a token alone) is what most lines say: a first line that
+    # lost its tag is the one blamed, not every line after it.
+    width, width_line = prevailing_width(((n, len(line.split("\t"))) for n, line in records), (1, 2))
 
     def flush() -> None:
         if tokens:
@@ -410,14 +464,11 @@ def _read_tag_tsv(
         tokens.clear()
         tags.clear()
 
-    for number, line in _lines(_read_text(path, sink)):
-        # Only ASCII blanks make a separator line: a token may be U+3000 or another Unicode space.
-        if not line.strip(" \t") or line.startswith("-DOCSTART-"):
+    for number, line in lines:
+        if separates(line):
             flush()
             continue
         fields = line.split("\t")
-        if width is None and len(fields) in (1, 2):
-            width, width_line = len(fields), number
         if len(fields) != width:
             expected = (
                 f"{width} tab-separated field{'s' if width == 2 else ''} "
@@ -425,7 +476,8 @@ def _read_tag_tsv(
                 if width
                 else "token<TAB>tag (or a token alone in an unlabelled file)"
             )
-            _report(sink, path, number, expected, f"{len(fields)} fields: {line!r}")
+            shown = f"{len(fields)} field{'s' if len(fields) != 1 else ''}: {line!r}"
+            _report(sink, path, number, expected, shown)
             continue
         token = fields[0]  # kept as written, as XTREME's utils_tag.py reads it
         if not token.strip(" "):
@@ -467,7 +519,13 @@ def _read_conllu(
         tokens.clear()
         tags.clear()
 
-    for number, line in _lines(_read_text(path, sink)):
+    text = _read_text(path, sink)
+    lines = list(_lines(text))
+    # A treebank without its text (every form "_") gives no sentence and is fine; a file
+    # without a single word or comment line is not.
+    records = sum(1 for _, line in lines if line.strip())
+    _require_records(path, records, "sentence (CoNLL-U word lines)", sink, text)
+    for number, line in lines:
         if not line.strip():
             flush()
             continue
@@ -502,7 +560,7 @@ def _read_conllu(
 # --------------------------------------------------------------------------------------------
 
 
-class _LineFinder:
+class JsonLineFinder:
     """Maps a question id to the line where it appears in the raw JSON text, so structural
     problems (an answer that does not match its context) still name a line. Only called for a
     problem: a search per question would make reading SQuAD's 87k questions quadratic."""
@@ -529,12 +587,13 @@ def _read_squad(
             sink,
             DataFormatError(path, exc.lineno, "valid JSON", f"{exc.msg} at column {exc.colno}"),
         ) from None
-    finder = _LineFinder(text)
+    finder = JsonLineFinder(text)
     articles = data.get("data") if isinstance(data, dict) else None
     if not isinstance(articles, list):
         expected = 'a SQuAD JSON object with a "data" list'
         raise _fatal(sink, DataFormatError(path, 1, expected, type(data).__name__))
     examples: list[QAExample] = []
+    questions = 0
     for a_index, article in enumerate(articles):
         paragraphs = article.get("paragraphs") if isinstance(article, dict) else None
         if not isinstance(paragraphs, list):
@@ -552,9 +611,11 @@ def _read_squad(
                 continue
             context = paragraph["context"]
             for qa in qas:
+                questions += 1
                 example = _qa_example(qa, context, title, path, where, finder, sink)
                 if example is not None:
                     examples.append(example)
+    _require_records(path, questions, "question", sink, found='no question in "data"')
     return examples
 
 
@@ -564,7 +625,7 @@ def _qa_example(
     title: str,
     path: Path,
     where: str,
-    finder: _LineFinder,
+    finder: JsonLineFinder,
     sink: ProblemSink,
 ) -> QAExample | None:
     if not isinstance(qa, dict) or "id" not in qa or not isinstance(qa.get("question"), str):
@@ -572,7 +633,10 @@ def _qa_example(
         return None
     qid = str(qa["id"])
     answers: list[QAAnswer] = []
-    raw_answers = qa.get("answers", [])
+    if "answers" not in qa:  # SQuAD v1.1 and v2.0 both give every question a list (maybe [])
+        _report_at(sink, path, finder.line_of(qid), f"question {qid}", "answers", "none")
+        return None
+    raw_answers = qa["answers"]
     if not isinstance(raw_answers, list):
         found = type(raw_answers).__name__
         _report(sink, path, finder.line_of(qid), f'an "answers" list for question {qid}', found)
@@ -615,7 +679,10 @@ _BUCC_NAME = re.compile(r"^(?P<stem>(?P<src>[a-z]{2})-en\.(?P<part>[a-z]+))\.(?P
 
 def _read_id_sentences(path: Path, sink: ProblemSink) -> dict[str, str]:
     sentences: dict[str, str] = {}
-    for number, line in _lines(_read_text(path, sink)):
+    text = _read_text(path, sink)
+    lines = list(_lines(text))
+    _require_records(path, sum(1 for _, line in lines if line.strip()), "id<TAB>sentence line", sink, text)
+    for number, line in lines:
         fields = line.split("\t", 1)
         if len(fields) != 2 or not fields[0].strip():
             _report(sink, path, number, "id<TAB>sentence", repr(line))
@@ -690,6 +757,8 @@ def _read_tatoeba(
         raise MissingDataError(f"Tatoeba English side not found: {english} (next to {path})")
     source_lines = _plain_lines(path, sink)
     target_lines = _plain_lines(english, sink)
+    for side, side_lines in ((path, source_lines), (english, target_lines)):
+        _require_records(side, sum(1 for line in side_lines if line), "sentence", sink)
     source = {str(i): s for i, s in enumerate(source_lines)}
     target = {str(i): s for i, s in enumerate(target_lines)}
     gold: set[tuple[str, str]] = set()

@@ -25,8 +25,12 @@ index      ``list[int]``                               ``list[int]``
 
 Reading replicates ``evaluate.py`` (lines are stripped; in tag files every blank line closes a
 sentence, so two blank lines make an empty sentence) but refuses what it would silently
-mis-score: blank label lines, BUCC lines without exactly two fields, Tatoeba lines that are not
-plain integers. Every refusal is a :class:`~xstilts.errors.DataFormatError` naming file and line.
+mis-score: blank label lines, labels and tags outside the task's label set (in gold and in
+predictions), tag files that mix ``tag`` and ``token<TAB>tag`` lines, BUCC lines without exactly
+two fields, Tatoeba lines that are not plain integers, NaN/Infinity in JSON, empty gold files,
+questions without answers. Every refusal is a :class:`~xstilts.errors.DataFormatError` naming
+file and line (QA JSON: the line of the question id and the id). Files are written whole or not
+at all (:func:`xstilts.fileio.write_text_atomic`).
 """
 
 from __future__ import annotations
@@ -37,7 +41,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from xstilts.data.readers import JsonLineFinder, prevailing_width
 from xstilts.errors import DataFormatError
+from xstilts.fileio import decode_utf8, read_input_bytes, write_text_atomic
 from xstilts.tasks import Task, TaskKind, get_task
 
 LABEL = "label"
@@ -103,52 +109,76 @@ def languages_in(root: str | Path, task: Task | str) -> list[str]:
 # Reading
 # --------------------------------------------------------------------------------------------
 
+_ASCII_SPACE = " \t\r\n\f\v"
 
-def _read_lines(path: Path) -> list[str]:
-    """The file's lines, stripped as evaluate.py strips them; encoding errors name the line."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataFormatError(path, None, "an existing file", "no such file") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DataFormatError(
-            path, line, "UTF-8 text", f"undecodable byte {raw[exc.start]:#04x}"
-        ) from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
+
+def _text_lines(path: Path) -> list[str]:
+    """The file's lines, unstripped (a UTF-8 BOM dropped); an unreadable file or a byte that is
+    not UTF-8 is a DataFormatError naming the file (and the line)."""
+    text = decode_utf8(read_input_bytes(path), path)
     # evaluate.py iterates open(...) in text mode: universal newlines (\n, \r\n and a lone \r).
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     if lines and lines[-1] == "":
         lines.pop()
-    return [line.strip() for line in lines]
+    return lines
 
 
-def _read_labels_tsv(path: Path) -> list[str]:
+def _read_lines(path: Path) -> list[str]:
+    """The file's lines, stripped as evaluate.py strips them."""
+    return [line.strip() for line in _text_lines(path)]
+
+
+def _label_set(task: Task) -> str:
+    return "{" + ", ".join(sorted(task.labels or ())) + "}"
+
+
+def _check_label(value: str, task: Task, path: Path, line: int, what: str) -> None:
+    """A label or tag outside the task's label set would be scored as a plain miss (or, for
+    gold, silently lower every score): it is an error naming the allowed ones."""
+    if task.labels and value not in task.labels:
+        expected = f"a {what} in {_label_set(task)} (the {task.name} {what}s)"
+        raise DataFormatError(path, line, expected, repr(value))
+
+
+def _read_labels_tsv(path: Path, task: Task) -> list[str]:
     out = []
     for i, line in enumerate(_read_lines(path), 1):
         if not line:
             raise DataFormatError(path, i, "one label per line", "an empty line")
+        _check_label(line, task, path, i, "label")
         out.append(line)
     return out
 
 
-def _tag_of(line: str) -> str:
-    # XTREME's download files carry "token<TAB>tag"; label/prediction files carry the tag alone.
-    return line.rsplit("\t", 1)[-1].strip() if "\t" in line else line
-
-
-def _read_tags(path: Path) -> list[list[str]]:
+def _read_tags(path: Path, task: Task) -> list[list[str]]:
+    """Sentences of tags. A line holds a tag alone (XTREME's label and prediction files) or
+    ``token<TAB>tag`` (its download files), one or the other in the whole file: what most of
+    its lines hold, so that the odd line out is the one named."""
+    lines = _text_lines(path)
+    # evaluate.py's strip() decides what is blank; fields are split after stripping only ASCII
+    # blanks, so that a token such as U+3000 (Japanese UD) stays a token.
+    fields_of = [line.strip(_ASCII_SPACE).split("\t") if line.strip() else None for line in lines]
+    width, width_line = prevailing_width(
+        ((i, len(fields)) for i, fields in enumerate(fields_of, 1) if fields is not None), (1, 2)
+    )
     sentences: list[list[str]] = []
     current: list[str] = []
-    for line in _read_lines(path):
-        if line:
-            current.append(_tag_of(line))
-        else:
-            sentences.append(current)
+    for i, fields in enumerate(fields_of, 1):
+        if fields is None:
+            sentences.append(current)  # every blank line closes a sentence, as in evaluate.py
             current = []
+            continue
+        if len(fields) != width:
+            if width is None:
+                expected = "a tag, or token<TAB>tag"
+            else:
+                shape = "token<TAB>tag" if width == 2 else "a tag alone"
+                expected = f"{shape} as on line {width_line} (and most lines of the file)"
+            found = f"{len(fields)} tab-separated field{'s' if len(fields) != 1 else ''}"
+            raise DataFormatError(path, i, expected, f"{found}: {lines[i - 1].strip()!r}")
+        tag = fields[-1].strip()
+        _check_label(tag, task, path, i, "tag")
+        current.append(tag)
     if current:
         sentences.append(current)
     return sentences
@@ -175,31 +205,37 @@ def _read_indices(path: Path) -> list[int]:
     return out
 
 
-def _load_json(path: Path) -> Any:
+class _NotJson(ValueError):
+    """NaN, Infinity or -Infinity: Python's json accepts them, JSON does not."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotJson(name)
+
+
+def _load_json(path: Path) -> tuple[Any, str]:
+    """The parsed file and its text (for line look-ups)."""
+    text = decode_utf8(read_input_bytes(path), path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise DataFormatError(path, None, "an existing file", "no such file") from None
-    except UnicodeDecodeError as exc:
-        raise DataFormatError(
-            path, None, "UTF-8 JSON", f"undecodable byte at offset {exc.start}"
-        ) from None
-    try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_refuse_constant), text
     except json.JSONDecodeError as exc:
         raise DataFormatError(path, exc.lineno, "valid JSON", exc.msg) from None
+    except _NotJson as exc:
+        line = text.count("\n", 0, max(text.find(str(exc)), 0)) + 1
+        raise DataFormatError(path, line, "valid JSON (a number or a string)", str(exc)) from None
 
 
 def _read_qa_predictions(path: Path) -> dict[str, str]:
-    data = _load_json(path)
+    data, text = _load_json(path)
     if not isinstance(data, dict):
         raise DataFormatError(
             path, None, "a JSON object {question id: answer text}", type(data).__name__
         )
+    finder = JsonLineFinder(text)
     for qid, answer in data.items():
         if not isinstance(answer, str):
             raise DataFormatError(
-                path, None, f"a string answer for question {qid!r}", type(answer).__name__
+                path, finder.line_of(qid), "a string answer", _short(answer), at=f"question {qid}"
             )
     return data
 
@@ -209,7 +245,8 @@ def _read_qa_gold(path: Path) -> QAGold:
 
     Like evaluate.py's ``read_squad`` it takes ``{"data": [...]}`` or the bare article list.
     """
-    data = _load_json(path)
+    data, text = _load_json(path)
+    finder = JsonLineFinder(text)
     articles = data.get("data") if isinstance(data, dict) else data
     if not isinstance(articles, list):
         raise DataFormatError(
@@ -230,29 +267,24 @@ def _read_qa_gold(path: Path) -> QAGold:
                 )
             for qa in qas:
                 qid = qa.get("id") if isinstance(qa, dict) else None
-                answers = qa.get("answers") if isinstance(qa, dict) else None
-                if not isinstance(qid, str) or not isinstance(answers, list):
+                if not isinstance(qid, str):
                     raise DataFormatError(
-                        path,
-                        None,
-                        f"a question with 'id' and 'answers' in article {a} paragraph {p}",
-                        _short(qa),
+                        path, None, f"a question with an 'id' in article {a} paragraph {p}", _short(qa)
                     )
+                at, line = f"question {qid}", finder.line_of(qid)
+                answers = qa.get("answers")
+                if answers is None:
+                    raise DataFormatError(path, line, "answers", "none", at=at)
+                if not isinstance(answers, list):
+                    raise DataFormatError(path, line, "an answers list", _short(answers), at=at)
                 texts = []
                 for ans in answers:
                     if not isinstance(ans, dict) or not isinstance(ans.get("text"), str):
-                        raise DataFormatError(
-                            path,
-                            None,
-                            f"answers with a 'text' string for question {qid}",
-                            _short(ans),
-                        )
+                        raise DataFormatError(path, line, "answers with a 'text' string", _short(ans), at=at)
                     texts.append(ans["text"])
                 if not texts:
                     # evaluate.py would crash on max([]): a test question needs at least one answer.
-                    raise DataFormatError(
-                        path, None, f"at least one gold answer for question {qid}", "none"
-                    )
+                    raise DataFormatError(path, line, "at least one gold answer", "none", at=at)
                 gold.append((qid, texts))
     return gold
 
@@ -262,13 +294,15 @@ def _short(value: Any) -> str:
 
 
 def read_predictions(path: str | Path, task: Task | str) -> Any:
-    """Read one prediction file in the task's format (see the module docstring)."""
+    """Read one prediction file in the task's format (see the module docstring). Labels and
+    tags outside the task's label set are errors naming the file, the line and the allowed set."""
     path = Path(path)
-    fmt = file_format(task)
+    t = _task(task)
+    fmt = file_format(t)
     if fmt == LABEL:
-        return _read_labels_tsv(path)
+        return _read_labels_tsv(path, t)
     if fmt == TAGS:
-        return _read_tags(path)
+        return _read_tags(path, t)
     if fmt == QA:
         return _read_qa_predictions(path)
     if fmt == PAIRS:
@@ -276,12 +310,20 @@ def read_predictions(path: str | Path, task: Task | str) -> Any:
     return _read_indices(path)
 
 
+_GOLD_UNIT = {LABEL: "label", TAGS: "sentence", QA: "question", PAIRS: "gold pair", INDEX: "target index"}
+
+
 def read_labels(path: str | Path, task: Task | str) -> Any:
-    """Read one XTREME gold-label file into the scorer's in-memory gold form."""
+    """Read one XTREME gold-label file into the scorer's in-memory gold form, validated as a
+    reader validates data: the task's label set, and at least one item (an empty gold file
+    would score its language 0 inside the task's average)."""
     path = Path(path)
-    if file_format(task) == QA:
-        return _read_qa_gold(path)
-    return read_predictions(path, task)
+    t = _task(task)
+    fmt = file_format(t)
+    gold = _read_qa_gold(path) if fmt == QA else read_predictions(path, t)
+    if not (any(gold) if fmt == TAGS else gold):  # no item, or only empty sentences
+        raise DataFormatError(path, None, f"at least one {_GOLD_UNIT[fmt]}", "an empty file")
+    return gold
 
 
 # --------------------------------------------------------------------------------------------
@@ -290,10 +332,8 @@ def read_labels(path: str | Path, task: Task | str) -> Any:
 
 
 def _write_text(path: Path, lines: Iterable[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8", newline="\n") as f:
-        for line in lines:
-            f.write(line + "\n")
+    # Complete or not at all: a full disk leaves an earlier file as it was (OutputError).
+    write_text_atomic(path, "".join(line + "\n" for line in lines))
 
 
 def _check_field(value: str, what: str) -> str:
@@ -322,14 +362,8 @@ def write_predictions(root: str | Path, task: Task | str, lang: str, predictions
     elif fmt == QA:
         if not isinstance(predictions, dict):
             raise TypeError("QA predictions must be a dict {question id: answer text}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(
-            json.dumps(
-                {str(k): str(v) for k, v in predictions.items()}, ensure_ascii=False, indent=1
-            )
-            + "\n",
-            encoding="utf-8",
-        )
+        answers = {str(k): str(v) for k, v in predictions.items()}
+        write_text_atomic(path, json.dumps(answers, ensure_ascii=False, indent=1) + "\n")
     elif fmt == PAIRS:
         _write_text(
             path, (f"{_check_field(s, 'id')}\t{_check_field(g, 'id')}" for s, g in predictions)
@@ -423,11 +457,7 @@ def write_labels(root: str | Path, task: Task | str, lang: str, examples: Sequen
                 "answers": [{"text": a.text, "answer_start": a.answer_start} for a in ex.answers],
             }
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        json.dumps({"version": "1.1", "data": articles}, ensure_ascii=False) + "\n",
-        encoding="utf-8",
-    )
+    write_text_atomic(path, json.dumps({"version": "1.1", "data": articles}, ensure_ascii=False) + "\n")
     return path
 
 

@@ -349,7 +349,14 @@ def predict_examples(
 
 def _load_for_task(task: Task, model_or_path: Any, tokenizer: Any, device: Any):
     """(model, tokenizer) for a task with a head; a path is a folder from ``TaskModel.save``."""
-    from xstilts.models.heads import TaskModel, is_task_model_dir, load_task_model
+    from xstilts.models.heads import (
+        HEAD_CONFIG,
+        TaskModel,
+        check_head_fits,
+        is_task_model_dir,
+        load_task_model,
+        read_head_config,
+    )
 
     if isinstance(model_or_path, (str, os.PathLike)):
         path = Path(model_or_path)
@@ -359,6 +366,8 @@ def _load_for_task(task: Task, model_or_path: Any, tokenizer: Any, device: Any):
                 f"encoder/); {task.name} needs a model fine-tuned on its training data "
                 f"(`xstilts run`), only bucc2018 and tatoeba run on a plain encoder"
             )
+        head = read_head_config(path)  # checked before the weights are loaded
+        check_head_fits(task, head["kind"], head.get("labels"), path / HEAD_CONFIG)
         model, tok = load_task_model(path, device=device)
         return model, tokenizer or tok
     if isinstance(model_or_path, tuple):
@@ -367,10 +376,7 @@ def _load_for_task(task: Task, model_or_path: Any, tokenizer: Any, device: Any):
         raise ConfigError(f"{task.name}: expected a TaskModel or a task model folder")
     if tokenizer is None:
         raise ConfigError("a tokenizer is needed with an in-memory model")
-    if model_or_path.kind != task.kind:
-        raise ConfigError(
-            f"the model has a {model_or_path.kind.value} head but {task.name} is a {task.kind.value} task"
-        )
+    check_head_fits(task, model_or_path.kind, model_or_path.labels, "the model")
     return model_or_path, tokenizer
 
 
@@ -445,8 +451,11 @@ def predict_task(
     language → written file. ``precision``: autocast for the forward passes (:func:`autocast_for`;
     ``auto``: bf16 on GPUs), retrieval's embeddings included (``no``: float32).
     """
+    from xstilts.fileio import check_output_dir
+
     task = _as_task(task)
     split = split or task.score_split
+    check_output_dir(out_dir, "the predictions")  # before any model is loaded or run
     if task.kind == TaskKind.RETRIEVAL:
         from xstilts.evaluation.retrieval import predict_retrieval
 

@@ -19,6 +19,7 @@ returns the JSON that ``xstilts score --json`` prints::
 from __future__ import annotations
 
 import logging
+from numbers import Integral
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +70,18 @@ def _check_tag_lengths(
         line += len(p) + 1
 
 
+def _check_indices(predictions: Any, pool_size: int, prediction_file: Path | None) -> None:
+    where = prediction_file if prediction_file is not None else Path("<predictions>")
+    for line, index in enumerate(predictions, 1):
+        if isinstance(index, bool) or not isinstance(index, Integral) or not 0 <= index < pool_size:
+            raise DataFormatError(
+                where,
+                line,
+                f"a target index in 0..{pool_size - 1} (the pool holds {pool_size} English sentences)",
+                repr(index),
+            )
+
+
 def _looks_like_examples(gold: Any) -> bool:
     if hasattr(gold, "source") and hasattr(gold, "gold"):  # a bare BitextExample
         return True
@@ -87,8 +100,12 @@ def score_language(
     seqeval_mode: str = DEFAULT_SEQEVAL_MODE,
     prediction_file: str | Path | None = None,
     label_file: str | Path | None = None,
+    pool_size: int | None = None,
 ) -> dict[str, float]:
     """Metric name → value ×100 for one language, as evaluate.py computes it.
+
+    Tatoeba predictions index a pool of ``pool_size`` English sentences (default: as many as
+    there are gold items, XTREME's one English sentence per source); one outside it is an error.
 
     A different number of predictions and gold items (sentences, tags of a sentence, labels,
     Tatoeba sources) is a :class:`DataFormatError` naming the prediction file and both counts.
@@ -105,6 +122,7 @@ def score_language(
         return classification.accuracy(gold, predictions)
     if t.metric == "tatoeba_accuracy":
         _check_count("target indices", len(gold), len(predictions), pfile, lfile)
+        _check_indices(predictions, len(gold) if pool_size is None else pool_size, pfile)
         return tatoeba.tatoeba_accuracy(gold, predictions)
     if t.metric == "seqeval_f1":
         if seqeval_mode not in SEQEVAL_MODES:
@@ -231,9 +249,24 @@ class _DataTree:
         from xstilts.data import readers
 
         examples = readers.read_examples(task, self.root, task.score_split, lang)
-        return layout.gold_from_examples(task, examples), readers.find_file(
-            task, self.root, task.score_split, lang
-        )
+        path = readers.find_file(task, self.root, task.score_split, lang)
+        if layout.file_format(task) == layout.QA:
+            # Readable for prediction, but not gold: XTREME blanks hidden test answers ("text": "").
+            for ex in examples:
+                if not ex.answers:
+                    raise DataFormatError(
+                        path or self.root, None, "at least one gold answer", "none",
+                        at=f"question {ex.id}",
+                        hint="a test file with hidden answers cannot be scored",
+                    )
+        return layout.gold_from_examples(task, examples), path
+
+
+def _require_folder(root: Path, what: str) -> None:
+    if root.exists() and not root.is_dir():
+        raise MissingDataError(f"{root}: expected a {what} folder, found a file")
+    if not root.is_dir():
+        raise MissingDataError(f"{what} folder {root} does not exist")
 
 
 def _gold_source(
@@ -242,10 +275,7 @@ def _gold_source(
     if (label_dir is None) == (data_dir is None):
         raise ConfigError("give exactly one gold source: a label folder or a data folder")
     root = Path(label_dir if label_dir is not None else data_dir)  # type: ignore[arg-type]
-    if not root.is_dir():
-        raise MissingDataError(
-            f"{'label' if label_dir is not None else 'data'} folder {root} does not exist"
-        )
+    _require_folder(root, "label" if label_dir is not None else "data")
     return _LabelTree(root) if label_dir is not None else _DataTree(root)
 
 
@@ -336,8 +366,7 @@ def score_tree(
     Gold comes from ``label_dir`` (XTREME label files) or ``data_dir`` (through the readers).
     """
     pred_dir = Path(pred_dir)
-    if not pred_dir.is_dir():
-        raise MissingDataError(f"prediction folder {pred_dir} does not exist")
+    _require_folder(pred_dir, "prediction")
     source = _gold_source(label_dir, data_dir)
     return [
         _score_task(pred_dir, source, t, seqeval_mode)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,8 +39,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from xstilts.errors import ConfigError, MissingDataError
-from xstilts.tasks import Task, TaskKind, get_task
+from xstilts.errors import ConfigError, DataFormatError, MissingDataError
+from xstilts.tasks import REGISTRY, Task, TaskKind, get_task
 
 # Heads with one output per token; the others read a sequence's first token.
 TOKEN_LEVEL_KINDS = frozenset({TaskKind.TAGGING, TaskKind.QA})
@@ -326,7 +327,7 @@ class TaskModel(nn.Module):
             raise MissingDataError(
                 f"{directory} is not a task model folder (needs {HEAD_CONFIG}, {HEAD_WEIGHTS}, {ENCODER_DIR}/)"
             )
-        config = json.loads(config_path.read_text())
+        config = read_head_config(directory)
         if config.get("format_version") != HEAD_FORMAT_VERSION:
             raise ConfigError(
                 f"{config_path}: head format version {config.get('format_version')!r}, expected {HEAD_FORMAT_VERSION}"
@@ -369,6 +370,64 @@ def build_model(
     if labels is None and num_labels is None and task is not None and task.labels:
         labels = list(task.labels)
     return TaskModel(encoder, kind, num_labels=num_labels, labels=labels, dropout=dropout)
+
+
+def read_head_config(directory: str | Path) -> dict[str, Any]:
+    """``DIR/head.json``, checked: a JSON object naming one of the head kinds (and its labels)."""
+    from xstilts.fileio import decode_utf8, read_input_bytes
+
+    path = Path(directory) / HEAD_CONFIG
+    text = decode_utf8(read_input_bytes(path), path)
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataFormatError(
+            path, exc.lineno, "valid JSON (a task model's head description)", exc.msg,
+            hint="the model folder is incomplete or was edited: restore the file or train the model again",
+        ) from None
+    kinds = ", ".join(k.value for k in HEAD_KINDS)
+    if not isinstance(config, dict) or config.get("kind") not in {k.value for k in HEAD_KINDS}:
+        found = repr(config.get("kind")) if isinstance(config, dict) else type(config).__name__
+        raise DataFormatError(path, None, f'a "kind" among {kinds}', found)
+    labels = config.get("labels")
+    if labels is not None and (
+        not isinstance(labels, list) or not all(isinstance(x, str) for x in labels)
+    ):
+        raise DataFormatError(path, None, '"labels" as a list of strings', repr(labels)[:80])
+    return config
+
+
+def _describe_head(kind: TaskKind, labels: Sequence[str] | None, owner: str | None = None) -> str:
+    """"a tagging head with 17 labels (ADJ ... X) (a udpos model)"; ``owner`` names the task whose
+    labels they are, else the registry's tasks with that label set are named."""
+    text = f"a {kind.value} head"
+    if not labels:
+        return text
+    shown = " ".join(labels) if len(labels) <= 20 else " ".join(labels[:20]) + " ..."
+    if owner is not None:
+        return f"{text} with {owner}'s {len(labels)} labels ({shown})"
+    text += f" with {len(labels)} labels ({shown})"
+    same = [t.name for t in REGISTRY if t.kind is kind and t.labels and set(t.labels) == set(labels)]
+    return text + (f" (a {'/'.join(same)} model)" if same else "")
+
+
+def check_head_fits(
+    task: Task, kind: TaskKind | str, labels: Sequence[str] | None, where: str | Path
+) -> None:
+    """A model predicts ``task`` only with a head of the task's kind whose labels are the
+    task's: a UDPOS tagger asked for PAN-X would write POS tags as entity predictions. Else a
+    ConfigError naming the model's head (kind, labels) and the task's."""
+    kind = TaskKind(kind)
+    fits = kind is task.kind
+    if fits and task.labels and labels is not None:
+        fits = set(labels) <= set(task.labels)
+    if fits:
+        return
+    wanted = _describe_head(task.kind, task.labels, owner=task.name)
+    raise ConfigError(
+        f"{where}: expected {wanted} to predict {task.name}, found {_describe_head(kind, labels)}; "
+        f"give a model fine-tuned on {task.name}"
+    )
 
 
 def _has_pooler_weights(folder: Path) -> bool | None:

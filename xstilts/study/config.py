@@ -41,7 +41,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from xstilts.data.batching import PREDICT_BATCH_SIZE
-from xstilts.errors import ConfigError
+from xstilts.errors import ConfigError, DataFormatError
+from xstilts.fileio import decode_utf8, read_input_bytes
 
 SAMPLING = ("uniform", "proportional", "temperature")
 
@@ -382,12 +383,18 @@ def load_run_config(source: str | Path | dict[str, Any] | None = None, **overrid
     if isinstance(source, (str, Path)):
         path = Path(source)
         label = str(path)
+        if path.is_dir():
+            raise ConfigError(f"{path}: expected a config file (YAML), found a directory")
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
+        text = decode_utf8(read_input_bytes(path), path)
         try:
-            loaded = yaml.safe_load(path.read_text())
+            loaded = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+            mark = getattr(exc, "problem_mark", None)
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            line = mark.line + 1 if mark is not None else None
+            raise DataFormatError(path, line, "valid YAML", problem) from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

@@ -32,7 +32,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from xstilts.errors import ConfigError
+from xstilts.errors import ConfigError, DataFormatError
+from xstilts.fileio import check_output_dir, decode_utf8, read_input_bytes
 from xstilts.train.checkpoint import write_json_atomic
 
 CONFIG_FILE = "config.yaml"
@@ -115,15 +116,86 @@ class RunDir:
 
     @property
     def finished(self) -> bool:
-        return (self.path / FINISHED_FILE).is_file()
+        """True when the run finished (``run.json`` is there). What a finished run is read for,
+        ``run.json``, ``scores.json`` and ``metrics.json``, must parse: a damaged one is an error
+        saying how to recover, never a silently accepted result."""
+        if not (self.path / FINISHED_FILE).is_file():
+            return False
+        self.read_finished()
+        if (self.path / SCORES_FILE).exists():
+            self.read_scores()
+        self.read_metrics()  # read with the scores by whoever collects a finished run
+        return True
+
+    def check_location(self) -> None:
+        """The run directory is a folder, or can become one (not a file, not below a file)."""
+        check_output_dir(self.path, "the run directory (--out)")
+
+    def _read_json(self, name: str, what: str, hint: str) -> Any:
+        """``name`` parsed, or a DataFormatError naming the file, what it should hold and how
+        to recover (``hint``); nothing is deleted."""
+        path = self.path / name
+        text = decode_utf8(read_input_bytes(path), path)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            found = (
+                "an empty file"
+                if not text.strip()
+                else f"invalid JSON: {exc.msg} at column {exc.colno} (a truncated file?)"
+            )
+            raise DataFormatError(path, exc.lineno, what, found, hint=hint) from None
+        if not isinstance(data, dict):
+            raise DataFormatError(path, None, what, f"a JSON {type(data).__name__}", hint=hint)
+        return data
+
+    def read_finished(self) -> dict[str, Any]:
+        """``run.json``, the summary written when the run finished."""
+        return self._read_json(
+            FINISHED_FILE, "the finished run's summary (a JSON object)",
+            f"delete {self.path / FINISHED_FILE} and run the same command again: what was trained "
+            "is reused and only the unfinished steps (evaluation) run again",
+        )
+
+    def read_scores(self) -> dict[str, Any]:
+        """``scores.json``, the shape of ``xstilts score --json``."""
+        scores_path, finished_path = self.path / SCORES_FILE, self.path / FINISHED_FILE
+        scores = self._read_json(
+            SCORES_FILE, 'the run\'s scores (a JSON object with "tasks")',
+            f"delete {scores_path} and {finished_path} and run the same command again to recompute "
+            "them from the trained model",
+        )
+        if not isinstance(scores.get("tasks"), dict):
+            raise DataFormatError(scores_path, None, 'a "tasks" object', repr(scores.get("tasks"))[:60],
+                                  hint=f"delete {scores_path} and {finished_path} and run the same "
+                                  "command again to recompute them")
+        return scores
 
     def stored_config(self) -> dict[str, Any] | None:
+        """The config the folder holds (None when there is none yet). One that does not parse is
+        an error: without it the folder's trained models cannot be matched to a config."""
         import yaml
 
+        self.check_location()
         stored_path = self.path / CONFIG_FILE
         if not stored_path.is_file():
             return None
-        return yaml.safe_load(stored_path.read_text()) or {}
+        hint = (f"restore {stored_path}, or run with a fresh --out (the folder is left as it is: "
+                "its models cannot be matched to a config without the file)")
+        text = decode_utf8(read_input_bytes(stored_path), stored_path)
+        try:
+            stored = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = mark.line + 1 if mark is not None else None
+            problem = getattr(exc, "problem", None) or type(exc).__name__
+            raise DataFormatError(stored_path, line, "the run's configuration (YAML)",
+                                  f"{problem} (a truncated file?)", hint=hint) from None
+        if not isinstance(stored, dict) or not stored:
+            found = "an empty file" if not text.strip() else f"a YAML {type(stored).__name__}"
+            raise DataFormatError(stored_path, None, "the run's configuration (a YAML mapping)", found,
+                                  hint=hint)
+        return stored
 
     def compare(self, config_dict: dict[str, Any]) -> str:
         """How ``config_dict`` relates to the config the folder holds: ``new`` (none yet),
@@ -132,6 +204,17 @@ class RunDir:
         stored = self.stored_config()
         if stored is None:
             return "new"
+        # A cut-off file often still parses: its last fields are simply gone. (A field that is
+        # None compares equal to an absent one, as for a config written before it existed.)
+        lacking = [k for k, v in config_dict.items()
+                   if k not in stored and k not in COSMETIC_FIELDS and v is not None]
+        if lacking:
+            stored_path = self.path / CONFIG_FILE
+            raise DataFormatError(
+                stored_path, None, "the run's configuration with all its fields",
+                f"none for {', '.join(lacking)} (a truncated file?)",
+                hint=f"restore {stored_path}, or run with a fresh --out (the folder is left as it is)",
+            )
         a = {k: v for k, v in stored.items() if k not in COSMETIC_FIELDS}
         b = {k: v for k, v in config_dict.items() if k not in COSMETIC_FIELDS}
         if a == b:
@@ -241,7 +324,13 @@ class RunDir:
 
     def read_metrics(self) -> dict[str, Any]:
         path = self.path / METRICS_FILE
-        return json.loads(path.read_text()) if path.is_file() else {}
+        if not path.is_file():
+            return {}
+        return self._read_json(
+            METRICS_FILE, "the run's metrics per phase (a JSON object)",
+            f"delete {path} (its per-phase metrics are lost; trained models and scores are kept) "
+            "or run with a fresh --out",
+        )
 
     def write_phase_metrics(self, phase: str, metrics: dict[str, Any]) -> None:
         data = self.read_metrics()
