@@ -285,3 +285,20 @@ def test_cpu_workers_split_the_cores_and_run_cells_at_once(tmp_path):
     assert run.exit_status == 0 and len(calls(tmp_path)) == 2 + 6
     with pytest.raises(Exception, match="workers must be >= 1"):
         LocalExecutor(workers=0)
+
+
+def test_a_ray_task_stopped_by_sigterm_is_interrupted_not_failed():
+    """Ray wraps a task's exception (RayTaskError with .cause): a SIGTERM-stopped task is found
+    inside and re-raised, so the study records the cell as interrupted, not as a dead worker."""
+    from xstilts.study.executors import _stopped_cause
+    from xstilts.train.signals import StoppedBySignal
+
+    class FakeRayTaskError(Exception):
+        def __init__(self, cause):
+            super().__init__("task failed")
+            self.cause = cause
+
+    stop = StoppedBySignal(signal.SIGTERM, step=7)
+    assert _stopped_cause(FakeRayTaskError(stop)) is stop
+    assert _stopped_cause(FakeRayTaskError(RuntimeError("boom"))) is None
+    assert _stopped_cause(RuntimeError("boom")) is None

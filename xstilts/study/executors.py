@@ -489,13 +489,28 @@ class RayExecutor:
                     node = by_ref[ref]
                     try:
                         outcome = ray.get(ref)
-                    except Exception as exc:  # worker crash
+                    except Exception as exc:  # worker crash, or a worker stopped by SIGTERM
+                        stopped = _stopped_cause(exc)
+                        if stopped is not None:  # not failed: the run_study caller records it as interrupted
+                            raise stopped from None
                         outcome = NodeOutcome(node.id, "failed", 0.0, f"ray worker died: {one_line(exc)}")
                     _finish(ctx, node, outcome, outcomes, progress)
             return outcomes
         finally:
             if started_here:
                 ray.shutdown()
+
+
+def _stopped_cause(exc: BaseException) -> StoppedBySignal | None:
+    """The StoppedBySignal inside a Ray task error (Ray wraps a task's exception in RayTaskError,
+    whose ``cause`` is the original), if that is what ended the task."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, StoppedBySignal):
+            return exc
+        exc = getattr(exc, "cause", None) or exc.__cause__
+        seen += 1
+    return None
 
 
 def _ray_execute(work: WorkFn, request: WorkRequest, dependency: NodeOutcome | None) -> NodeOutcome:
