@@ -258,6 +258,13 @@ def available(task: Task | str, data_dir: str | Path) -> dict[str, list[str]]:
     return present
 
 
+def has_split(task: Task | str, data_dir: str | Path, split: str, lang: str) -> bool:
+    """Whether (split, lang) of ``task`` has a file below ``data_dir`` (the rule for optional
+    inputs such as English dev, and for translated copies that keep the English file name)."""
+    task = _as_task(task)
+    return split in task.splits and lang in available(task, data_dir).get(split, [])
+
+
 # --------------------------------------------------------------------------------------------
 # Problems: raise at the first one (reading) or collect them all (``xstilts data check``)
 # --------------------------------------------------------------------------------------------

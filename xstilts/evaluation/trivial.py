@@ -34,6 +34,15 @@ from xstilts.evaluation.scorer import score_language, task_score
 from xstilts.tasks import Task, TaskKind, get_task
 
 
+# kinds whose trivial predictor learns from the English training data (the majority label or
+# tag; for multiple choice the number of choices, where the task does not declare it)
+READS_TRAINING_KINDS = frozenset({TaskKind.TAGGING, TaskKind.SENTENCE_PAIR, TaskKind.MULTIPLE_CHOICE})
+
+
+def reads_training_data(task: Task) -> bool:
+    return task.has_training_data and task.kind in READS_TRAINING_KINDS
+
+
 def majority_label(task: Task, train_examples: Iterable[Any]) -> str | None:
     """The most frequent label (sentence pair) or tag (tagging) of the training examples."""
     counts: Counter[str] = Counter()

@@ -34,14 +34,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xstilts.fileio import write_text_atomic
 from xstilts.study.locks import DirLock, LockHeldError
 from xstilts.study.plan import DONE_FILE, ERROR_FILE, Plan, PlanNode
-from xstilts.study.store import UNTRAINED_SUFFIX, ResultStore, ScoreRow
+from xstilts.study.store import BUDGET_TASK, TRIVIAL_METRIC, UNTRAINED_SUFFIX, ResultStore, ScoreRow
 from xstilts.train.signals import StoppedBySignal, stop_on_signal
 
 WorkFn = Callable[["WorkRequest"], dict[str, Any]]
-TRIVIAL_METRIC = "trivial"  # a target's trivial reference, stored per language and as ``avg``
-BUDGET_TASK = "(budget)"  # phase-1 rows of the budget a run used: steps, examples_seen, train_features
 MAX_EXIT = 125
 NODE_FILE = "node.json"  # written when a node starts: which config hash its run dir holds
 
@@ -72,9 +71,7 @@ class NodeOutcome:
 
 
 def _atomic_write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
 def read_done(run_dir: Path) -> dict[str, Any] | None:
@@ -597,24 +594,31 @@ def _digest(spec: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+def _chained_hashes(plan: Plan, spec_of: Callable[[PlanNode, str | None], dict[str, Any]]) -> dict[str, str]:
+    """A digest per node of ``spec_of(node, parent digest)``, phase-1 nodes first so that a
+    target's hash carries its phase-1 node's."""
+    out: dict[str, str] = {}
+    for node in sorted(plan.nodes, key=lambda n: n.depends_on is not None):
+        out[node.id] = _digest(spec_of(node, out.get(node.depends_on) if node.depends_on else None))
+    return out
+
+
 def node_config_hashes(plan: Plan) -> dict[str, str]:
     """A hash per node of everything that decides its result (chained through its phase-1 node):
     the study's settings for it and the code's defaults (:func:`_defaults_for`)."""
-    out: dict[str, str] = {}
-    for node in sorted(plan.nodes, key=lambda n: n.depends_on is not None):
-        out[node.id] = _digest(_node_spec(plan, node, out.get(node.depends_on) if node.depends_on else None))
-    return out
+    return _chained_hashes(plan, lambda node, parent: _node_spec(plan, node, parent))
 
 
 def node_legacy_hashes(plan: Plan) -> dict[str, str]:
     """:func:`node_config_hashes` as computed before the evaluation split counted (the same spec
     without ``eval_split``), by which :func:`reuse_state` recognises runs recorded then."""
-    out: dict[str, str] = {}
-    for node in sorted(plan.nodes, key=lambda n: n.depends_on is not None):
-        spec = _node_spec(plan, node, out.get(node.depends_on) if node.depends_on else None)
+
+    def spec_of(node: PlanNode, parent: str | None) -> dict[str, Any]:
+        spec = _node_spec(plan, node, parent)
         spec.pop("eval_split", None)
-        out[node.id] = _digest(spec)
-    return out
+        return spec
+
+    return _chained_hashes(plan, spec_of)
 
 
 def node_training_hashes(plan: Plan) -> dict[str, str]:
@@ -627,16 +631,17 @@ def node_training_hashes(plan: Plan) -> dict[str, str]:
     from xstilts.study.rundir import COSMETIC_FIELDS, PHASE3_FIELDS
 
     skip_pipeline = set(COSMETIC_FIELDS) | set(PHASE3_FIELDS) | {"eval_max_examples"}
-    out: dict[str, str] = {}
-    for node in sorted(plan.nodes, key=lambda n: n.depends_on is not None):
-        spec = _node_spec(plan, node, out.get(node.depends_on) if node.depends_on else None)
+
+    def spec_of(node: PlanNode, parent: str | None) -> dict[str, Any]:
+        spec = _node_spec(plan, node, parent)
         spec.pop("languages")
         spec.pop("eval_split", None)
         if node.phase != "intermediate":
             spec.pop("eval_max_examples")
         spec["pipeline"] = {k: v for k, v in spec["pipeline"].items() if k not in skip_pipeline}
-        out[node.id] = _digest(spec)
-    return out
+        return spec
+
+    return _chained_hashes(plan, spec_of)
 
 
 @dataclass
@@ -835,9 +840,9 @@ def phase1_budget(metrics: dict[str, Any]) -> dict[str, float]:
     if isinstance(steps, int):
         out["steps"] = float(steps)
         if isinstance(settings.get("batch_size"), int):
-            world = (entry.get("planner") or {}).get("world_size", 1) if isinstance(entry.get("planner"), dict) else 1
+            planner = entry.get("planner") if isinstance(entry.get("planner"), dict) else {}
             out["examples_seen"] = float(steps * settings["batch_size"] * int(settings.get("grad_accum") or 1)
-                                         * int(world or 1))
+                                         * int(planner.get("world_size") or 1))
     sizes = entry.get("sizes")
     if isinstance(sizes, dict) and sizes:
         out["train_features"] = float(sum(int(v) for v in sizes.values()))
@@ -847,15 +852,14 @@ def phase1_budget(metrics: dict[str, Any]) -> dict[str, float]:
 def target_trivial(run_dir: Path, target: str, data_dir: str | None, metrics: dict[str, Any]) -> dict[str, Any]:
     """The trivial reference on the gold files this run was scored on (see xstilts.evaluation.trivial)."""
     from xstilts.data.readers import read_examples
-    from xstilts.evaluation.trivial import trivial_scores
-    from xstilts.tasks import TaskKind, get_task
+    from xstilts.evaluation.trivial import reads_training_data, trivial_scores
+    from xstilts.tasks import get_task
 
     task = get_task(target)
     split = (metrics.get("phase3") or {}).get("split") or task.score_split
     label_root = run_dir / ("labels" if split == "test" else f"labels-{split}")
     train: list[Any] = []
-    if data_dir and task.has_training_data and task.kind in (TaskKind.TAGGING, TaskKind.SENTENCE_PAIR,
-                                                             TaskKind.MULTIPLE_CHOICE):
+    if data_dir and reads_training_data(task):
         train = list(read_examples(task, data_dir, "train", "en"))
     return {target: trivial_scores(task, label_root, train)}
 
@@ -864,16 +868,16 @@ def pipeline_work(request: WorkRequest) -> dict[str, Any]:
     """One node = one ``run_pipeline`` call in the node's run dir (which resumes if it was killed)."""
     from xstilts.study.config import load_run_config
     from xstilts.study.pipeline import run_pipeline
+    from xstilts.study.rundir import METRICS_FILE, SCORES_FILE, RunDir
 
     config = load_run_config(run_config_for(request))
     run_dir = Path(run_pipeline(config))
+    rd = RunDir(run_dir)  # its readers say which file is damaged and how to recover
     out: dict[str, Any] = {"run_dir": str(run_dir)}
-    scores = run_dir / "scores.json"
-    if scores.is_file():
-        out["scores"] = json.loads(scores.read_text(encoding="utf-8"))
-    metrics_path = run_dir / "metrics.json"
-    if metrics_path.is_file():
-        metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+    if (run_dir / SCORES_FILE).is_file():
+        out["scores"] = rd.read_scores()
+    if (run_dir / METRICS_FILE).is_file():
+        metrics = rd.read_metrics()
         out["metrics"] = phase1_quality(metrics) if request.node.phase == "intermediate" else {}
         out["phase_metrics"] = metrics
         if request.node.target and "scores" in out:

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from xstilts.data.readers import has_split
 from xstilts.errors import ConfigError, MissingDataError
 from xstilts.study.config import RunConfig
 from xstilts.study.locks import DirLock
@@ -138,14 +139,6 @@ def _read(task: Task, data_dir: str | Path, split: str, lang: str) -> list[Any]:
     from xstilts.data.readers import read_examples
 
     return list(read_examples(task, data_dir, split, lang))
-
-
-def _has_split(task: Task, data_dir: str | Path, split: str, lang: str) -> bool:
-    from xstilts.data.readers import available
-
-    if split not in task.splits:
-        return False
-    return lang in available(task, data_dir).get(split, [])
 
 
 def _tag_ids(examples: list[Any], prefix: str) -> list[Any]:
@@ -316,7 +309,7 @@ class Pipeline:
         if max_examples is not None:
             train = train[:max_examples]
         for lang, path in sorted((spec.translated or {}).items()):
-            copy = _read(task, path, "train", "en" if _has_split(task, path, "train", "en") else lang)
+            copy = _read(task, path, "train", "en" if has_split(task, path, "train", "en") else lang)
             if max_examples is not None:
                 copy = copy[:max_examples]
             self.log.info("phase 1: %s: %d machine-translated examples (%s) from %s", task.name, len(copy), lang, path)
@@ -326,7 +319,7 @@ class Pipeline:
             dev = heldout[:DEV_SUBSET] if self.config.dev_eval else None
         elif spec.train_split == "dev":
             dev = None  # never evaluate on the examples it trains on
-        elif self.config.dev_eval and _has_split(task, data_dir, "dev", "en"):
+        elif self.config.dev_eval and has_split(task, data_dir, "dev", "en"):
             dev = _read(task, data_dir, "dev", "en")[:DEV_SUBSET]
         return train, dev
 
@@ -500,7 +493,7 @@ class Pipeline:
             fkw["doc_stride"] = settings.get("doc_stride", 128)
         feats = cached_featurize(task, train_ex, tokenizer, cache_dir=cfg.cache_dir, for_training=True, **fkw)
         eval_fn = None
-        if cfg.dev_eval and _has_split(task, cfg.data_dir, "dev", "en"):
+        if cfg.dev_eval and has_split(task, cfg.data_dir, "dev", "en"):
             dev = _read(task, cfg.data_dir, "dev", "en")[:DEV_SUBSET]
             eval_fn = dev_metric_eval(task, tokenizer, dev, settings, cfg.prediction_batches)
             self.log.info("phase 2: %d English dev examples for model selection", len(dev))

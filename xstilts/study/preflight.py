@@ -21,12 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from xstilts.data.readers import available, has_split
 from xstilts.errors import MissingDataError, XstiltsError
+from xstilts.evaluation.trivial import reads_training_data
 from xstilts.tasks import Task, TaskKind, get_task
-
-# Target kinds whose trivial reference (a study's "learnt nothing" baseline) reads English train.
-TRIVIAL_READS_TRAIN = (TaskKind.TAGGING, TaskKind.SENTENCE_PAIR, TaskKind.MULTIPLE_CHOICE)
-
 
 @dataclass(frozen=True)
 class Need:
@@ -61,20 +59,9 @@ class PreflightError(MissingDataError):
 # -- what a run will read ------------------------------------------------------------------
 
 
-def _present(task: Task, data_dir: str | Path, split: str, lang: str) -> bool:
-    """The pipeline's own rule for optional inputs (English dev): the file is there."""
-    from xstilts.data.readers import available
-
-    if split not in task.splits:
-        return False
-    return lang in available(task, data_dir).get(split, [])
-
-
 def run_needs(config: Any, done: Collection[str] = ()) -> tuple[list[Need], list[str]]:
     """The inputs of every phase of ``config`` (a RunConfig) not in ``done`` ("phase0", ...),
     and the problems found without reading anything (no data folder, no file for a language)."""
-    from xstilts.data.readers import available
-
     needs: list[Need] = []
     problems: list[str] = []
     data_dir = config.data_dir
@@ -89,7 +76,7 @@ def run_needs(config: Any, done: Collection[str] = ()) -> tuple[list[Need], list
             where = item.data_dir or data_dir
             needs.append(Need("phase 1", task.name, where, item.train_split or "train", "en"))
             for lang, path in sorted((item.translated or {}).items()):
-                lang_read = "en" if _present(task, path, "train", "en") else lang
+                lang_read = "en" if has_split(task, path, "train", "en") else lang
                 needs.append(Need("phase 1", task.name, path, "train", lang_read))
             if config.dev_eval and item.heldout is None and item.train_split != "dev":
                 needs.append(Need("phase 1", task.name, where, "dev", "en", optional=True))
@@ -169,7 +156,7 @@ def check_need(need: Need) -> str | None:
     from xstilts.data.readers import read_examples
 
     task = get_task(need.task)
-    if need.optional and not _present(task, need.location, need.split, need.lang):
+    if need.optional and not has_split(task, need.location, need.split, need.lang):
         return None
     fingerprint = _fingerprint(_files(task, need.location, need.split, need.lang))
     if fingerprint and _VERIFIED.get(need.key) == fingerprint:
@@ -257,7 +244,7 @@ def check_study(study: Any, study_dir: str | Path, data_dir: str | Path | None) 
             done = [p for p in ("phase0", "phase1", "phase2") if (run_dir / p / "DONE").is_file()]
         needs, problems = run_needs(config, done)
         task = get_task(node.target) if node.target else None
-        if task is not None and task.has_training_data and task.kind in TRIVIAL_READS_TRAIN:
+        if task is not None and reads_training_data(task):  # the trivial reference's majority
             needs.append(Need("phase 3 (trivial reference)", task.name, str(data_dir), "train", "en"))
         for problem in problems:
             by_problem.setdefault(problem, []).append(node.id)

@@ -31,11 +31,9 @@ from xstilts.study.stats import (
     LEARNT_FRACTION, MIN_SEEDS, SeedComparison, adjust_family, compare_over_seeds, is_learnt,
     learnt_threshold, per_seed_deltas,
 )
-from xstilts.study.store import UNTRAINED_SUFFIX
+from xstilts.study.store import BUDGET_TASK, TRIVIAL_METRIC, UNTRAINED_SUFFIX
 
 XTREME_TARGETS = ("xnli", "pawsx", "udpos", "panx", "xquad", "mlqa", "tydiqa", "bucc2018", "tatoeba")
-TRIVIAL_METRIC = "trivial"  # as xstilts.study.executors stores it
-BUDGET_TASK = "(budget)"
 
 
 # -- formatting ----------------------------------------------------------------------------

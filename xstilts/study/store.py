@@ -56,6 +56,11 @@ CREATE TABLE IF NOT EXISTS cells (
 # A phase-1 metric measured before any phase-1 step (fresh head or decoder) is stored as
 # METRIC + this suffix, beside the metric after phase 1.
 UNTRAINED_SUFFIX = "_untrained"
+# A target's trivial reference (what a predictor that learnt nothing scores on the same gold) is
+# stored as this metric, per language and as ``avg``.
+TRIVIAL_METRIC = "trivial"
+# Phase-1 rows of the budget a run used (steps, examples_seen, train_features) carry this task.
+BUDGET_TASK = "(budget)"
 
 
 @dataclass(frozen=True)
