@@ -314,3 +314,33 @@ def test_reported_losses_equal_per_step_reads(tmp_path, log_every):
                   if json.loads(x)["kind"] == "train"]
         expected = [sum(step_losses[i : i + 5]) / 5 for i in (0, 5)]
         assert logged == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
+    """From step 7 the loss is NaN: training stops with one clear error naming the step, no
+    checkpoint or final weights are written after it, and the step-5 checkpoint is intact."""
+    import torch
+
+    from xstilts.errors import NonFiniteLossError
+
+    class GoesNaN(torch.nn.Module):
+        def __init__(self, inner, from_call: int) -> None:
+            super().__init__()
+            self.inner, self.calls, self.from_call = inner, 0, from_call
+
+        def forward(self, **batch):
+            self.calls += 1
+            out = self.inner(**batch)
+            if self.calls >= self.from_call:
+                out.loss = out.loss * float("nan")
+            return out
+
+    model = GoesNaN(tiny_classifier(seed=0), from_call=7)
+    cfg = quiet(learning_rate=1e-3, batch_size=8, epochs=4, seed=1, checkpoint_every=5)
+    with pytest.raises(NonFiniteLossError, match=r"the training loss is nan at step 7 \(of 20\)") as info:
+        train(model, synthetic_features(40, seed=1), collate, cfg, out_dir=tmp_path)
+    assert "the last checkpoint (step-00000005) is intact" in str(info.value)
+    steps = sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.startswith("step-"))
+    assert steps == ["step-00000005"] and not (tmp_path / "final").exists()
+    state = json.loads((tmp_path / "checkpoints" / "step-00000005" / ck.STATE_FILE).read_text())
+    assert state["trainer"]["global_step"] == 5

@@ -49,6 +49,11 @@ class ConfigError(XstiltsError):
     """An invalid configuration value; the message says what is allowed."""
 
 
+class NonFiniteLossError(XstiltsError):
+    """The training loss became NaN or infinite: the weights after it are garbage, so training
+    stops at once and nothing after the last good checkpoint is saved."""
+
+
 class MissingDataError(XstiltsError):
     """Data that a command needs is not present; the message says what is missing and how to get it."""
 

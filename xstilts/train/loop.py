@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from xstilts.errors import ConfigError
+from xstilts.errors import ConfigError, NonFiniteLossError
 from xstilts.train import checkpoint as ck
 from xstilts.train.batching import (
     BatchPlanner,
@@ -410,6 +410,15 @@ def _train(
         flag = torch.tensor([1.0 if stop else 0.0], device=device)
         return bool(accelerator.reduce(flag, reduction="sum").item() > 0)
 
+    def non_finite_loss(value: float, step: int) -> NonFiniteLossError:
+        kept = ck.latest_checkpoint(ckpt_root, clean=False)
+        where = (f"the last checkpoint ({kept.name}) is intact, but re-running the same command resumes "
+                 f"from it into the same {value}" if kept is not None else "no checkpoint was written")
+        return NonFiniteLossError(
+            f"{description}: the training loss is {value} at step {step} (of {total_steps}); training "
+            f"stopped and nothing after it was saved; {where}. Lower the learning rate, or use bf16 "
+            f"instead of fp16, and run with a fresh --out")
+
     def stop_signal() -> StoppedBySignal:
         return StoppedBySignal(stop.signum or signal.SIGTERM, state["global_step"])
 
@@ -436,10 +445,13 @@ def _train(
         if not pending:
             return None
         values = iter(torch.stack([x for step in pending for x in step]).float().tolist())
-        for step_losses in pending:
+        first_step = state["global_step"] - len(pending) + 1
+        for n, step_losses in enumerate(pending):
             window_loss = 0.0
             for _ in step_losses:
                 window_loss += next(values)
+            if not math.isfinite(window_loss):  # read before any checkpoint of these steps is written
+                raise non_finite_loss(window_loss, first_step + n)
             state["epoch_loss_sum"] += window_loss
             state["epoch_loss_steps"] += 1
             log_loss_sum += window_loss
