@@ -4,6 +4,7 @@ and the report; tokenised training features are cached and shared across runs.""
 from __future__ import annotations
 
 import json
+import os
 import pickle
 from pathlib import Path
 
@@ -248,3 +249,86 @@ def test_cpu_workers_give_the_sequential_scores_with_budgets_and_trivial_referen
 
     expected = trivial_scores("udpos", run_dir, read_examples("udpos", world["data"], "train", "en"))
     assert set(trivial.value) == {expected["languages"]["fr"]}
+
+
+def test_ray_and_submitit_jobs_run_the_real_pipeline_to_the_local_scores(world, tmp_path, monkeypatch):
+    """The same small study (tiny model, real pipeline) through the local executor, submitit's
+    local jobs (the SLURM executor's code path) and a local Ray cluster: identical result stores."""
+    import sqlite3
+
+    import pandas as pd
+
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("submitit")
+    from xstilts.study.executors import LocalExecutor, RayExecutor, run_study
+    from xstilts.study.slurm import SlurmExecutor
+    from xstilts.study.study_config import parse_study
+
+    spec = {
+        "name": "executors", "encoders": [str(world["model"])],
+        "intermediate": ["none", {"name": "csqa", "tasks": [
+            {"task": "commonsenseqa", "train_split": "dev", "heldout": 6}]}],
+        "targets": ["udpos"], "languages": {"udpos": ["fr"]}, "seeds": [1],
+        "budgets": {"eval_max_examples": 4}, "hyperparameters": HP,
+    }
+    study = parse_study(spec)
+    # job processes and Ray workers import xstilts from this checkout
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                      os.environ.get("PYTHONPATH", "")]))
+    executors = {
+        "local": lambda: LocalExecutor(),
+        "submitit": lambda: SlurmExecutor(cluster="local", cpus_per_cell=1, poll_s=0.5, time_min=30),
+        "ray": lambda: RayExecutor(init_kwargs={"num_cpus": 2, "include_dashboard": False,
+                                                "log_to_driver": False}),
+    }
+    frames = {}
+    for name, make in executors.items():
+        if name == "ray" and ray.is_initialized():
+            ray.shutdown()
+        run = run_study(study, tmp_path / name, data_dir=world["data"], executor=make())
+        assert not run.failed, (name, [o.error for o in run.failed])
+        con = sqlite3.connect(tmp_path / name / "results.sqlite")
+        frames[name] = pd.read_sql("SELECT cell, task, language, metric, value FROM scores", con).sort_values(
+            ["cell", "task", "language", "metric"]).reset_index(drop=True)
+        con.close()
+    assert len(frames["local"]) > 10 and set(frames["local"].task) >= {"udpos", "commonsenseqa"}
+    pd.testing.assert_frame_equal(frames["local"], frames["submitit"])
+    pd.testing.assert_frame_equal(frames["local"], frames["ray"])
+
+
+@pytest.mark.slow
+def test_a_cell_on_two_processes_trains_with_ddp_and_counts_both_in_its_budget(world, tmp_path, monkeypatch):
+    """processes_per_cell: 2 launches each training cell as two DDP processes (torchrun, gloo on
+    the CPU): phase 1 and phase 2 train on both, rank 0 writes and scores; examples_seen counts
+    both processes' batches, so the same budget means half the steps."""
+    import sqlite3
+
+    import pandas as pd
+
+    from xstilts.study.executors import LAUNCH_LOG, LocalExecutor, run_study
+    from xstilts.study.study_config import parse_study
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                      os.environ.get("PYTHONPATH", "")]))
+    hp = {"intermediate": {k: v for k, v in HP["intermediate"].items() if k != "max_steps"},
+          "target": HP["target"]}
+    spec = {
+        "name": "ddp", "encoders": [str(world["model"])],
+        "intermediate": [{"name": "csqa", "tasks": [{"task": "commonsenseqa", "train_split": "dev", "heldout": 6}]}],
+        "targets": ["udpos"], "languages": {"udpos": ["fr"]}, "seeds": [1],
+        "budgets": {"eval_max_examples": 4, "intermediate": {"examples_seen": 18}}, "hyperparameters": hp,
+        "executor": {"processes_per_cell": 2},
+    }
+    run = run_study(parse_study(spec), tmp_path, data_dir=world["data"], executor=LocalExecutor())
+    assert not run.failed, [o.error for o in run.failed]
+    con = sqlite3.connect(tmp_path / "results.sqlite")
+    df = pd.read_sql("SELECT cell, task, language, metric, value FROM scores", con)
+    con.close()
+    budget = dict(zip(df[df.task == "(budget)"].metric, df[df.task == "(budget)"].value))
+    assert budget == {"steps": 3, "examples_seen": 24, "train_features": 14}  # ceil(18 / (4 x 2)) steps
+    fr = df[(df.task == "udpos") & (df.language == "fr") & (df.metric == "f1")]
+    assert len(fr) == 1 and 0 <= fr.value.iloc[0] <= 100
+    logs = sorted(tmp_path.rglob(LAUNCH_LOG))
+    assert len(logs) == 2  # phase 1 and the target cell, each a torchrun launch
+    metrics = json.loads((tmp_path / "runs" / "tiny" / "csqa" / "s1" / "phase1" / "metrics.json").read_text())
+    assert metrics["phase1"]["planner"]["world_size"] == 2

@@ -44,7 +44,7 @@ def test_shorthand_and_mixture_settings_parse_with_families():
         ({"bogus": 1}, "bogus: unknown key; allowed keys: name,"),
         ({"languages": {"udpos": ["xx"]}}, "languages xx are not udpos languages; allowed: af ar"),
         ({"hyperparameters": {"target": {"lr": 1e-5}}}, "unknown hyperparameter(s) lr; allowed: learning_rate"),
-        ({"executor": {"kind": "slurm"}}, "executor.kind"),
+        ({"executor": {"kind": "kubernetes"}}, "executor.kind"),
         ({"seeds": [1, 1]}, "seeds lists 1 more than once"),
         ({"intermediate": ["none", "none"]}, "names must be unique; repeated: none"),
         ({"budgets": {"target": {"max_steps": 0}}}, "budgets.target.max_steps"),

@@ -93,10 +93,12 @@ def run(
         overrides["mlm.data"] = mlm_data
     cfg = load_run_config(config, **overrides)
 
-    from xstilts.study.pipeline import run_pipeline
+    from xstilts.study.pipeline import is_rank_zero, run_pipeline
     from xstilts.study.rundir import SCORES_FILE, RunDir
 
     run_dir = run_stoppably(lambda: run_pipeline(cfg, wait_for_lock=wait))
+    if not is_rank_zero():  # the other processes of a multi-process run: rank 0 reports
+        return
     finished_dir = RunDir(run_dir)  # its files are checked: a damaged one says how to recover
     if as_json and (run_dir / SCORES_FILE).is_file():
         finished_dir.read_scores()

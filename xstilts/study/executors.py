@@ -27,12 +27,17 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
+import subprocess
+import sys
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from xstilts.fileio import write_text_atomic
 from xstilts.study.locks import DirLock, LockHeldError
@@ -159,17 +164,39 @@ def execute_node(work: WorkFn, request: WorkRequest, dependency: NodeOutcome | N
         lock.release()
 
 
-def _execute_locked(work: WorkFn, request: WorkRequest, dependency: NodeOutcome | None) -> NodeOutcome:
+def _settle_run_dir(request: WorkRequest) -> dict[str, Any] | None:
+    """Make a node's run dir ready to run in (see :func:`reuse_state`): an old run whose training
+    changed is moved aside, a finished one whose evaluation changed loses its DONE.json. Returns
+    the DONE record when the node is finished under this config (nothing to run)."""
     run_dir = Path(request.run_dir)
     state = reuse_state(run_dir, request.config_hash, request.training_hash, request.legacy_hash)
     done = read_done(run_dir)
     if state == "done" and done is not None:
-        return NodeOutcome(request.node.id, "skipped-done", float(done.get("seconds", 0.0)), None, done)
+        return done
     if state == "aside":  # what decides this node changed (study settings or code defaults)
         record = done if done is not None else (_read_json(run_dir / NODE_FILE) or {})
         _move_aside(run_dir, record.get("config_hash"))
     elif done is not None:  # only evaluation settings changed: the pipeline re-evaluates in place
         (run_dir / DONE_FILE).unlink()
+    return None
+
+
+def prepare_run_dir(request: WorkRequest) -> bool:
+    """For executors that start a node elsewhere (a SLURM job): settle its run dir under the
+    node's lock, before the job's log folder is made in it. False: finished, nothing to run."""
+    lock = node_lock(Path(request.run_dir))
+    lock.acquire()
+    try:
+        return _settle_run_dir(request) is None
+    finally:
+        lock.release()
+
+
+def _execute_locked(work: WorkFn, request: WorkRequest, dependency: NodeOutcome | None) -> NodeOutcome:
+    run_dir = Path(request.run_dir)
+    done = _settle_run_dir(request)
+    if done is not None:
+        return NodeOutcome(request.node.id, "skipped-done", float(done.get("seconds", 0.0)), None, done)
     started = run_dir / NODE_FILE
     run_dir.mkdir(parents=True, exist_ok=True)
     _atomic_write_json(started, {"node": request.node.id, "config_hash": request.config_hash,
@@ -346,19 +373,23 @@ class LocalExecutor:
     the scores equal the sequential run's.
     """
 
-    def __init__(self, gpus: int = 0, workers: int = 1, threads: int | None = None) -> None:
+    def __init__(self, gpus: int = 0, workers: int = 1, threads: int | None = None,
+                 processes_per_cell: int = 1) -> None:
         if workers < 1:
             from xstilts.errors import ConfigError
 
             raise ConfigError(f"executor workers must be >= 1, got {workers}")
         self.gpus = gpus
         self.workers = workers
+        self.processes_per_cell = processes_per_cell
         self.threads = threads or max(1, (os.cpu_count() or 1) // workers)
 
     @property
     def slots(self) -> int:
-        """Nodes run at once."""
-        return self.gpus if self.gpus > 1 else (self.workers if self.gpus == 0 else 1)
+        """Nodes run at once: one per group of ``processes_per_cell`` GPUs, or ``workers`` on the CPU."""
+        if self.gpus > 1:
+            return max(1, self.gpus // self.processes_per_cell)
+        return self.workers if self.gpus == 0 else 1
 
     def run(self, ctx: StudyContext, work: WorkFn, progress: ProgressFn | None = None) -> dict[str, NodeOutcome]:
         if self.slots <= 1:
@@ -383,8 +414,9 @@ class LocalExecutor:
         slots = self.slots
         if self.gpus > 1:
             gpu_queue = spawn.Queue()
-            for i in range(self.gpus):
-                gpu_queue.put(i)
+            per_cell = self.processes_per_cell
+            for slot in range(slots):  # each worker its own group of GPUs ("0,1", "2,3", ...)
+                gpu_queue.put(",".join(str(slot * per_cell + i) for i in range(per_cell)))
             initializer, initargs = _bind_gpu, (gpu_queue,)
         else:
             initializer, initargs = _bind_threads, (self.threads,)
@@ -447,9 +479,11 @@ class RayExecutor:
     Ray object reference, so Ray starts it only after the checkpoint exists.
     """
 
-    def __init__(self, address: str | None = None, gpus: int = 0, init_kwargs: dict[str, Any] | None = None) -> None:
+    def __init__(self, address: str | None = None, gpus: int = 0, init_kwargs: dict[str, Any] | None = None,
+                 processes_per_cell: int = 1) -> None:
         self.address = address
         self.gpus = gpus
+        self.processes_per_cell = processes_per_cell
         self.init_kwargs = init_kwargs or {}
 
     def run(self, ctx: StudyContext, work: WorkFn, progress: ProgressFn | None = None) -> dict[str, NodeOutcome]:
@@ -467,7 +501,8 @@ class RayExecutor:
             ray.init(**kwargs)
             started_here = True
         try:
-            resources = {"num_gpus": 1} if self.gpus > 0 else {"num_cpus": 1}
+            per_cell = self.processes_per_cell
+            resources = {"num_gpus": per_cell} if self.gpus > 0 else {"num_cpus": per_cell}
             remote = ray.remote(**resources)(_ray_execute)
             refs: dict[str, Any] = {}
             by_ref: dict[Any, PlanNode] = {}
@@ -515,11 +550,20 @@ def _ray_execute(work: WorkFn, request: WorkRequest, dependency: NodeOutcome | N
     return execute_node(work, request, dependency)
 
 
-def make_executor(study) -> LocalExecutor | RayExecutor:
+def make_executor(study) -> Any:
+    """The executor the study's ``executor:`` entry names (local, Ray, or SLURM via submitit)."""
     ex = study.executor
     if ex.kind == "ray":
-        return RayExecutor(address=ex.address, gpus=ex.gpus)
-    return LocalExecutor(gpus=ex.gpus, workers=ex.workers if ex.gpus == 0 else 1)
+        return RayExecutor(address=ex.address, gpus=ex.gpus, processes_per_cell=ex.processes_per_cell)
+    if ex.kind == "slurm":
+        from xstilts.study.slurm import SlurmExecutor  # it imports this module
+
+        return SlurmExecutor(cluster=ex.cluster, gpus=ex.gpus, cpus_per_cell=ex.cpus_per_cell,
+                             time_min=ex.time_min, partition=ex.partition, mem_gb=ex.mem_gb,
+                             slurm_args=ex.slurm_args, max_parallel=ex.max_parallel, poll_s=ex.poll_s,
+                             signal_delay_s=ex.signal_delay_s)
+    return LocalExecutor(gpus=ex.gpus, workers=ex.workers if ex.gpus == 0 else 1,
+                         processes_per_cell=ex.processes_per_cell)
 
 
 # -- the whole study -----------------------------------------------------------------------
@@ -585,6 +629,8 @@ def _node_spec(plan: Plan, node: PlanNode, parent: str | None) -> dict[str, Any]
     }
     if node.target in study.eval_splits:  # only where set, so that other nodes keep their hashes
         spec["eval_split"] = study.eval_splits[node.target]
+    if study.executor.processes_per_cell > 1 and node.phase != "retrieval":  # DDP: other batches
+        spec["processes"] = study.executor.processes_per_cell
     return spec
 
 
@@ -719,12 +765,13 @@ def run_study(
 # -- the real unit of work: one pipeline run per node ---------------------------------------
 
 
-def _capped(hp: dict[str, Any], budget, defaults: dict[str, Any]) -> dict[str, Any]:
+def _capped(hp: dict[str, Any], budget, defaults: dict[str, Any], processes: int = 1) -> dict[str, Any]:
     """Study hyperparameters with the phase budget applied as caps (the smaller value wins).
 
-    ``examples_seen`` fixes the number of optimizer steps, ceil(N / (batch_size x grad_accum)),
-    with the batch shape of these hyperparameters or the phase's ``defaults``; a step count
-    wins over epochs in the training loop, so every setting sees the same number of examples."""
+    ``examples_seen`` fixes the number of optimizer steps, ceil(N / (batch_size x grad_accum x
+    processes)), with the batch shape of these hyperparameters or the phase's ``defaults`` (each
+    of a cell's DDP processes takes its own batch per step); a step count wins over epochs in
+    the training loop, so every setting sees the same number of examples."""
     out = dict(hp)
     for key in ("max_steps", "epochs", "max_examples"):
         cap = getattr(budget, key)
@@ -732,7 +779,7 @@ def _capped(hp: dict[str, Any], budget, defaults: dict[str, Any]) -> dict[str, A
             out[key] = min(int(out[key]), cap) if out.get(key) is not None else cap
     if budget.examples_seen is not None:
         per_step = int(out.get("batch_size") or defaults["batch_size"]) * int(
-            out.get("grad_accum") or defaults.get("grad_accum", 1))
+            out.get("grad_accum") or defaults.get("grad_accum", 1)) * processes
         steps = max(1, math.ceil(budget.examples_seen / per_step))
         out["max_steps"] = min(int(out["max_steps"]), steps) if out.get("max_steps") is not None else steps
     return out
@@ -759,7 +806,7 @@ def run_config_for(request: WorkRequest) -> dict[str, Any]:
         "progress": False,
         "hyperparameters": {
             "intermediate": _capped(study.hyperparameters.intermediate, study.budgets.intermediate,
-                                    defaults.INTERMEDIATE_DEFAULTS),
+                                    defaults.INTERMEDIATE_DEFAULTS, study.executor.processes_per_cell),
             "target": _capped(study.hyperparameters.target, study.budgets.target,
                               defaults.TARGET_DEFAULTS.get(target_kind, defaults.TARGET_DEFAULTS["tagging"])),
         },
@@ -869,9 +916,14 @@ def pipeline_work(request: WorkRequest) -> dict[str, Any]:
     from xstilts.study.config import load_run_config
     from xstilts.study.pipeline import run_pipeline
     from xstilts.study.rundir import METRICS_FILE, SCORES_FILE, RunDir
+    from xstilts.study.study_config import StudyConfig
 
     config = load_run_config(run_config_for(request))
-    run_dir = Path(run_pipeline(config))
+    processes = StudyConfig(**request.study).executor.processes_per_cell
+    if processes > 1 and request.node.phase != "retrieval":  # retrieval trains nothing: one process
+        run_dir = run_multiprocess(config, processes)
+    else:
+        run_dir = Path(run_pipeline(config))
     rd = RunDir(run_dir)  # its readers say which file is damaged and how to recover
     out: dict[str, Any] = {"run_dir": str(run_dir)}
     if (run_dir / SCORES_FILE).is_file():
@@ -888,3 +940,39 @@ def pipeline_work(request: WorkRequest) -> dict[str, Any]:
     if request.node.phase == "intermediate" and not (run_dir / "encoder").is_dir():
         raise RuntimeError(f"phase 1 finished without an encoder checkpoint in {run_dir / 'encoder'}")
     return out
+
+
+LAUNCH_CONFIG = "launch.yaml"  # in the run dir: the config a multi-process cell was started with
+LAUNCH_LOG = "launch.log"
+
+
+def run_multiprocess(config, processes: int) -> Path:
+    """One pipeline run as ``processes`` DDP processes: ``torchrun --standalone`` (a free port of
+    this machine) runs ``xstilts run`` on the node's config; every rank trains, rank 0 writes the
+    run dir and evaluates. Each process gets an equal share of this worker's threads; on GPUs
+    torchrun gives rank i the i-th visible GPU. Its output goes to RUN_DIR/launch.log. SIGTERM
+    is passed on (the ranks checkpoint together and stop); a failure raises with the log's tail."""
+    run_dir = Path(config.out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    launch = run_dir / LAUNCH_CONFIG
+    write_text_atomic(launch, yaml.safe_dump(json.loads(config.model_dump_json()), sort_keys=False))
+    threads = max(1, int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1) // processes)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+               "-m", "xstilts.cli", "run", str(launch)]
+    log_path = run_dir / LAUNCH_LOG
+    with open(log_path, "a", encoding="utf-8") as log:
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            code = proc.wait()
+        except BaseException:  # stopped: the ranks checkpoint and stop before we go
+            proc.send_signal(signal.SIGTERM)
+            proc.wait()
+            raise
+    if code == 0:
+        return run_dir
+    tail = [line for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+            if line.strip()][-1:] or ["(no output)"]
+    if code in (128 + signal.SIGTERM, -signal.SIGTERM):
+        raise StoppedBySignal(signal.SIGTERM)
+    raise RuntimeError(f"{processes}-process run failed (exit status {code}): {tail[0][:300]} (log: {log_path})")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -224,6 +225,17 @@ class Pipeline:
         self.log = None
         self.encoder_source: str = config.encoder_dir or config.model
         self.timings: dict[str, float] = {}
+        # Several processes (torchrun / accelerate launch: one cell on N GPUs): every rank trains
+        # in lockstep; only rank 0 writes the run directory and runs phase 3.
+        self.main = is_rank_zero()
+
+    def finish_phase(self, phase: str, metrics: dict[str, Any], train_dir: Path) -> None:
+        """A phase's metrics, its DONE marker, and its training folder pruned (rank 0 only)."""
+        if not self.main:
+            return
+        self.rd.write_phase_metrics(phase, metrics)
+        self.rd.mark_phase_done(phase)
+        prune_training_weights(train_dir)
 
     # encoder -------------------------------------------------------------------------------
 
@@ -287,13 +299,13 @@ class Pipeline:
         result = train(mlm, feats, MLMCollator(tokenizer, cfg.mlm.mask_probability),
                        train_config(settings, cfg), out_dir=out / "train", description="phase0-mlm",
                        find_unused_parameters=True)
-        save_encoder(encoder, tokenizer, enc_dir)
+        if self.main:
+            save_encoder(encoder, tokenizer, enc_dir)
+        barrier()
         self.timings["phase0"] = time.perf_counter() - t0
-        self.rd.write_phase_metrics("phase0", {"train": result.to_dict(), "lm_head_loaded": head_loaded,
-                                               "texts": len(feats), "settings": settings,
-                                               "seconds": round(self.timings["phase0"], 2)})
-        self.rd.mark_phase_done("phase0")
-        prune_training_weights(out / "train")
+        self.finish_phase("phase0", {"train": result.to_dict(), "lm_head_loaded": head_loaded,
+                                     "texts": len(feats), "settings": settings,
+                                     "seconds": round(self.timings["phase0"], 2)}, out / "train")
         self.encoder_source = str(enc_dir)
 
     # phase 1 -------------------------------------------------------------------------------
@@ -423,7 +435,7 @@ class Pipeline:
             save_encoder(encoder, tokenizer, enc_dir)
         accelerator.wait_for_everyone()
         self.timings["phase1"] = time.perf_counter() - t0
-        self.rd.write_phase_metrics("phase1", {
+        self.finish_phase("phase1", {
             "train": result.to_dict(), "probabilities": probs, "sizes": sizes, "planner": planner.describe(),
             "tasks": {p.name: p.info for p in parts}, "settings": settings_by_task,
             "seconds": round(self.timings["phase1"], 2),
@@ -432,9 +444,7 @@ class Pipeline:
                         for h in result.eval_history[-1:]} if result.eval_history else {},
             "quality_before": quality_before,
             "quality": self.part_quality(task_parts),
-        })
-        self.rd.mark_phase_done("phase1")
-        prune_training_weights(out / "train")
+        }, out / "train")
         self.encoder_source = str(enc_dir)
 
     def part_quality(self, parts) -> dict[str, dict[str, float]]:
@@ -506,15 +516,14 @@ class Pipeline:
             self.log.info("phase 2: sequences not packed: %s", packed)
         result = train(model, feats, collate, tconf, eval_fn=eval_fn, out_dir=out / "train",
                        description=f"phase2-{task.name}", find_unused_parameters=True)
-        model.save(model_dir, tokenizer=tokenizer)
+        if self.main:
+            model.save(model_dir, tokenizer=tokenizer)
         self.timings["phase2"] = time.perf_counter() - t0
-        self.rd.write_phase_metrics("phase2", {
+        self.finish_phase("phase2", {
             "train": result.to_dict(), "settings": settings, "train_examples": len(train_ex), "packed": packed is True,
             "train_features": len(feats), "encoder_check": carried, "encoder_source": self.encoder_source,
             "seconds": round(self.timings["phase2"], 2),
-        })
-        self.rd.mark_phase_done("phase2")
-        prune_training_weights(out / "train")
+        }, out / "train")
         model.eval()
         return model, tokenizer
 
@@ -639,6 +648,8 @@ class Pipeline:
             if self.rd.finished and state == "same":
                 return self.rd.path  # finished: read, never retrained
             self.preflight()
+            if not self.main:  # rank 0 holds the lock and writes; the others train alongside
+                return self._run(config_dict)
             self.rd.path.mkdir(parents=True, exist_ok=True)
             with DirLock(self.rd.path, label="run directory").hold(wait=self.wait_for_lock) as waited:
                 if waited:  # the other process may have finished it, or started another config
@@ -679,8 +690,9 @@ class Pipeline:
 
     def _run(self, config_dict: dict[str, Any]) -> Path:
         cfg = self.config
-        self.rd.open(config_dict)
-        self.log = self.rd.logger()
+        if self.main:
+            self.rd.open(config_dict)
+        self.log = self.rd.logger(to_file=self.main)
         try:
             self.log.info("run %s: model=%s target=%s intermediate=%s seed=%d", self.rd.path, cfg.model,
                           cfg.target, cfg.intermediate.label if cfg.intermediate else "none", cfg.seed)
@@ -692,19 +704,38 @@ class Pipeline:
             if cfg.target is not None:
                 task = get_task(cfg.target)
                 if task.kind == TaskKind.RETRIEVAL:
+                    if not self.main:
+                        return self.rd.path
                     scores = self.phase3(task)
                 else:
                     if not task.has_training_data:
                         raise ConfigError(f"{task.name} has no training data to fine-tune on")
-                    scores = self.phase3(task, self.phase2(task))
+                    trained = self.phase2(task)
+                    if not self.main:  # evaluation is rank 0's
+                        return self.rd.path
+                    scores = self.phase3(task, trained)
                 summary["scores"] = scores
                 tasks = scores.get("tasks", {})
                 self.log.info("scores: %s", {t: v.get("score") for t, v in tasks.items()})
             summary["seconds"] = {k: round(v, 2) for k, v in self.timings.items()}
-            write_json_atomic(self.rd.path / FINISHED_FILE, summary)
+            if self.main:
+                write_json_atomic(self.rd.path / FINISHED_FILE, summary)
         finally:
             self.rd.close_logger(self.log)
         return self.rd.path
+
+
+def is_rank_zero() -> bool:
+    """This process is the run's first (or only) one: RANK as torchrun and accelerate set it."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def barrier() -> None:
+    """Wait for every process of a multi-process run (nothing to wait for in one process)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
 
 
 def cap_bitext(bitext: Any, n: int) -> Any:

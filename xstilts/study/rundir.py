@@ -302,14 +302,17 @@ class RunDir:
             entry.rename(folder / entry.name)
         return folder
 
-    def logger(self, name: str = "xstilts.run") -> logging.Logger:
+    def logger(self, name: str = "xstilts.run", *, to_file: bool = True) -> logging.Logger:
+        """The run's logger: run.log and stderr (stderr only with ``to_file`` False: the other
+        processes of a multi-process run, whose rank 0 writes the log)."""
         log = logging.getLogger(f"{name}.{id(self)}")
         log.setLevel(logging.INFO)
         log.propagate = False
         if not log.handlers:
-            handler = logging.FileHandler(self.path / LOG_FILE, encoding="utf-8")
-            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-            log.addHandler(handler)
+            if to_file:
+                handler = logging.FileHandler(self.path / LOG_FILE, encoding="utf-8")
+                handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+                log.addHandler(handler)
             stream = logging.StreamHandler(sys.stderr)
             stream.setFormatter(logging.Formatter("[xstilts] %(message)s"))
             log.addHandler(stream)

@@ -256,14 +256,42 @@ class Hyperparameters(_Strict):
 
 
 class ExecutorConfig(_Strict):
-    kind: Literal["local", "ray"] = "local"
-    gpus: int = Field(0, ge=0, description="GPUs to use; 0 = CPU; local with >1 runs one cell per GPU")
+    """Where the cells run: ``local`` (this machine), ``ray`` (a Ray cluster) or ``slurm`` (one
+    submitit job per cell; the keys below ``address`` apply to it)."""
+
+    kind: Literal["local", "ray", "slurm"] = "local"
+    gpus: int = Field(0, ge=0, description="GPUs: local, the machine's (0 = CPU; >1 runs one cell per GPU); "
+                                           "ray, per cell (0 = one CPU per cell); slurm, per cell's job")
     workers: int = Field(
         1, ge=1,
         description="CPU only (gpus: 0): cells run at once, each in its own process with its share of the "
                     "cores as its thread budget (OMP_NUM_THREADS and torch threads)",
     )
+    processes_per_cell: int = Field(
+        1, ge=1,
+        description="processes that train one cell together (DDP, launched with torchrun): one per GPU of the "
+                    "cell; local with gpus G runs G / N cells at once; on the CPU, N processes over gloo")
     address: str | None = Field(None, description="Ray cluster address (None: start or join a local one)")
+    cluster: Literal["slurm", "local", "debug"] | None = Field(
+        None, description="slurm: submitit's executor (None: SLURM where sbatch exists, else local processes)")
+    partition: str | None = Field(None, description="slurm: the partition (sbatch --partition)")
+    cpus_per_cell: int = Field(4, ge=1, description="slurm: CPUs per cell's job (its thread budget on a CPU job)")
+    mem_gb: float | None = Field(None, gt=0, description="slurm: memory per cell's job")
+    time_min: int = Field(24 * 60, ge=1, description="slurm: a job's time limit; a longer cell is requeued "
+                                                     "and resumes from its last checkpoint")
+    signal_delay_s: int = Field(120, ge=1, description="slurm: seconds before the limit at which a job "
+                                                       "checkpoints and requeues")
+    max_parallel: int = Field(0, ge=0, description="slurm: cells queued or running at once (0: no cap)")
+    poll_s: float = Field(15.0, gt=0, description="slurm: seconds between checks of the jobs")
+    slurm_args: dict[str, Any] = Field(
+        default_factory=dict, description="slurm: other sbatch options, e.g. {account: A, qos: Q, constraint: a100}")
+
+    @model_validator(mode="after")
+    def _processes_fit(self) -> "ExecutorConfig":
+        if self.gpus and self.processes_per_cell > self.gpus:
+            raise ValueError(f"processes_per_cell {self.processes_per_cell} needs as many GPUs per cell; gpus is "
+                             f"{self.gpus}")
+        return self
 
 
 class StudyConfig(_Strict):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import shutil
 import signal
 import time
@@ -104,15 +105,19 @@ def parameter_groups(model, weight_decay: float, lr: float | None = None) -> lis
 
 
 def build_accelerator(config: TrainConfig, find_unused_parameters: bool = False):
+    import torch
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
 
     handlers = []
     if find_unused_parameters:
         handlers.append(DistributedDataParallelKwargs(find_unused_parameters=True))
+    # Several processes on a machine without a GPU: Accelerate joins them (gloo) only when told
+    # cpu=True; otherwise every process would train alone, all of them "rank 0".
+    cpu = config.cpu or (int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available())
     return Accelerator(
-        mixed_precision=resolve_mixed_precision(config.mixed_precision, config.cpu),
-        cpu=config.cpu,
+        mixed_precision=resolve_mixed_precision(config.mixed_precision, cpu),
+        cpu=cpu,
         kwargs_handlers=handlers,
     )
 
