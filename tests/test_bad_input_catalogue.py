@@ -506,9 +506,9 @@ def test_predict_full_disk_keeps_the_earlier_predictions(tmp_path, capsys, tiny_
 def finished_run(tmp_path) -> tuple[list[str], Path]:
     """A run directory as a finished `xstilts run` leaves it (config, versions, metrics, scores,
     run.json), and the command that made it. Made without training: only reading is tested."""
+    from xstilts.fileio import write_json_atomic
     from xstilts.study.config import load_run_config
     from xstilts.study.rundir import RunDir
-    from xstilts.train.checkpoint import write_json_atomic
 
     data = tmp_path / "data"
     copy_real(f"{UDPOS}/test-fr.tsv", data / "udpos/test-fr.tsv")

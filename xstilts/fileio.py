@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from xstilts.errors import DataFormatError, OutputError
 
@@ -125,6 +126,8 @@ def output_error(path: str | Path, exc: OSError) -> OutputError:
 def _write_temp(temp: Path, text: str) -> None:
     with open(temp, "w", encoding="utf-8", newline="\n") as handle:
         handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())  # on disk before the rename makes it the file
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
@@ -144,3 +147,9 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
             temp.unlink()
         raise output_error(path, exc) from None
     return path
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> Path:
+    """``obj`` as indented, key-sorted JSON through :func:`write_text_atomic` (readers see the
+    old file or the new one, never a part; failures are :func:`output_error`)."""
+    return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")

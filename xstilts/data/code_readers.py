@@ -48,7 +48,7 @@ def find_code_files(task: Task | str, data_dir: str | Path, split: str, lang: st
     shell wildcards (CodeSearchNet's original release splits a split into numbered shards, which
     are returned sorted, all of them).
     """
-    task = get_task(task) if isinstance(task, str) else task
+    task = get_task(task)
     root = Path(data_dir)
     if split not in task.files:
         raise ConfigError(f"task {task.name!r} has no split {split!r}; splits: {', '.join(task.files)}")
@@ -353,7 +353,7 @@ READERS = {
 
 def read_code_examples(task: Task | str, data_dir: str | Path, split: str, lang: str) -> list[GenerationExample]:
     """Read one (split, language) of a code task from its official files below ``data_dir``."""
-    task = get_task(task) if isinstance(task, str) else task
+    task = get_task(task)
     if task.family != "code" or task.reader not in READERS:
         raise ConfigError(f"task {task.name!r} is not a code task with a known reader")
     if split not in task.splits:
@@ -407,7 +407,7 @@ def read_code_hub(
     """
     from datasets import load_dataset
 
-    task = get_task(task) if isinstance(task, str) else task
+    task = get_task(task)
     if task.family != "code" or task.reader not in READERS:
         raise ConfigError(f"task {task.name!r} is not a code task")
     hub_split = {"dev": "validation"}.get(split, split)

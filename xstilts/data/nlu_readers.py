@@ -104,10 +104,6 @@ class _Sink:
         self.sink.add(error)
 
 
-def _as_task(task: Task | str) -> Task:
-    return task if isinstance(task, Task) else get_task(task)
-
-
 # --------------------------------------------------------------------------- low-level text
 def _read_text(path: Path) -> str:
     data = path.read_bytes()
@@ -656,7 +652,7 @@ def map_unknown_tags(
 def nlu_label_set(task: Task | str, data_dir: str | Path | None = None) -> list[str]:
     """The label set a head needs: the registry's, or for CCG the training file's tags
     (``extra["top_k"]``/``extra["min_count"]`` applied, plus the unknown tag when some are cut)."""
-    task = _as_task(task)
+    task = get_task(task)
     if task.labels is not None:
         return list(task.labels)
     if task.reader == "ccg_auto":
@@ -682,7 +678,7 @@ def read_nlu_path(
     task: Task | str, path: str | Path, split: str = "train", *, sink: Any = None
 ) -> list[NLUExample]:
     """Parse one file of an NLU task (the format follows ``task.reader`` and, for NLI, the suffix)."""
-    task = _as_task(task)
+    task = get_task(task)
     path = Path(path)
     if not path.is_file():
         raise MissingDataError(f"file not found: {path}")
@@ -721,7 +717,7 @@ def read_nlu_examples(
     """The examples of an NLU task's split below ``data_dir``, in file order (English only)."""
     from xstilts.data.readers import find_files
 
-    task = _as_task(task)
+    task = get_task(task)
     if lang != "en":
         raise ConfigError(f"{task.name} is an English intermediate task; no language {lang!r}")
     if split not in task.splits:
@@ -794,7 +790,7 @@ def nlu_examples_from_records(
     """
     from xstilts.data.examples import QAAnswer
 
-    task = _as_task(task)
+    task = get_task(task)
     path = Path(source)
     sink = _Sink()
     out: list[NLUExample] = []
@@ -891,7 +887,7 @@ def read_nlu_hub(
 ) -> list[NLUExample]:
     """A task's split from the Hugging Face hub (network or a filled cache), or from local
     parquet ``data_files`` holding the hub's columns (how the tests read it offline)."""
-    task = _as_task(task)
+    task = get_task(task)
     if task.reader == "anli_plus":
         if data_files is not None:
             raise ConfigError(

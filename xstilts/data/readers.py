@@ -94,7 +94,6 @@ class _Listing:
         return True
 
 
-
 @dataclass(frozen=True)
 class _Tree:
     """A cached listing seen from the data directory as the caller spelled it: returned paths
@@ -167,10 +166,6 @@ class _ListingCache:
 _LISTINGS = _ListingCache()
 
 
-def _as_task(task: Task | str) -> Task:
-    return task if isinstance(task, Task) else get_task(task)
-
-
 def _expand(pattern: str, split: str, lang: str) -> str | None:
     """Fill ``{lang}``, ``{lang3}`` and ``{split}``; None when a code is unknown for ``lang``."""
     values = {"lang": lang, "split": split}
@@ -234,7 +229,7 @@ def _is_multi_file(pattern: str) -> bool:
 
 def find_files(task: Task | str, data_dir: str | Path, split: str, lang: str) -> list[Path]:
     """All files that make up (task, split, lang): one, or several raw UD treebanks."""
-    task = _as_task(task)
+    task = get_task(task)
     return _locate(task, _LISTINGS.get(Path(data_dir)), split, lang)
 
 
@@ -246,7 +241,7 @@ def find_file(task: Task | str, data_dir: str | Path, split: str, lang: str) -> 
 
 def available(task: Task | str, data_dir: str | Path) -> dict[str, list[str]]:
     """Split → the registry's languages of that split whose files are below ``data_dir``."""
-    task = _as_task(task)
+    task = get_task(task)
     listing = _LISTINGS.get(Path(data_dir))
     present: dict[str, list[str]] = {}
     for split, langs in task.splits.items():
@@ -261,7 +256,7 @@ def available(task: Task | str, data_dir: str | Path) -> dict[str, list[str]]:
 def has_split(task: Task | str, data_dir: str | Path, split: str, lang: str) -> bool:
     """Whether (split, lang) of ``task`` has a file below ``data_dir`` (the rule for optional
     inputs such as English dev, and for translated copies that keep the English file name)."""
-    task = _as_task(task)
+    task = get_task(task)
     return split in task.splits and lang in available(task, data_dir).get(split, [])
 
 
@@ -831,7 +826,7 @@ def read_path(
     ``data_dir`` lets the retrieval readers find gold kept apart from the sentences (XTREME's
     Tatoeba labels); ``sink`` collects problems instead of raising at the first one.
     """
-    task = _as_task(task)
+    task = get_task(task)
     path = Path(path)
     if task.family == "nlu":
         from xstilts.data.nlu_readers import read_nlu_path
@@ -874,7 +869,7 @@ def read_examples(
     Raises :class:`MissingDataError` when no file matches and
     :class:`DataFormatError` (file, line, what was expected) at the first malformed record.
     """
-    task = _as_task(task)
+    task = get_task(task)
     if task.family == "nlu":  # the intermediate tasks' own formats
         from xstilts.data.nlu_readers import read_nlu_examples
 
@@ -908,7 +903,7 @@ def read_examples(
 
 def count_unit(task: Task | str) -> str:
     """What one example of the task counts as, for reports."""
-    kind = _as_task(task).kind
+    kind = get_task(task).kind
     return {
         TaskKind.SENTENCE_PAIR: "pairs",
         TaskKind.TAGGING: "sentences",

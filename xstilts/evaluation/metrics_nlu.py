@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from xstilts.errors import ConfigError
+from xstilts.evaluation.metrics import classification
 from xstilts.evaluation.metrics.squad import normalize_answer, squad_scores, token_f1
 
 if TYPE_CHECKING:
@@ -238,14 +239,6 @@ def squad_v1_scores(
 
 
 # --------------------------------------------------------------------------- labels and tags
-def accuracy(gold: Sequence[object], predictions: Sequence[object]) -> float:
-    """Percentage of positions where the prediction equals the gold value."""
-    _same_length(gold, predictions, "labels")
-    if not gold:
-        raise ConfigError("accuracy needs at least one gold label")
-    return 100.0 * sum(g == p for g, p in zip(gold, predictions)) / len(gold)
-
-
 def binary_f1(gold: Sequence[str], predictions: Sequence[str], positive: str = "1") -> float:
     """F1 of the positive class (GLUE reports it for QQP next to accuracy)."""
     _same_length(gold, predictions, "labels")
@@ -309,7 +302,7 @@ def score_intermediate(
     from xstilts.tasks import get_task
     from xstilts.tasks.base import TaskKind
 
-    task = get_task(task) if isinstance(task, str) else task
+    task = get_task(task)
     if task.kind is TaskKind.QA:
         if not isinstance(predictions, Mapping):
             raise ConfigError("QA predictions must be a mapping question id -> answer text")
@@ -329,7 +322,10 @@ def score_intermediate(
         pred = _aligned(gold_examples, predictions, "labels")
         if task.kind is TaskKind.MULTIPLE_CHOICE:
             pred = [int(p) for p in pred]  # type: ignore[call-overload]
-        out = {"accuracy": accuracy(gold, pred)}
+        _same_length(gold, pred, "labels")
+        if not gold:
+            raise ConfigError(f"{task.name}: accuracy needs at least one gold label")
+        out = classification.accuracy(gold, pred)  # the XNLI/PAWS-X definition
         if task.extra.get("report_f1"):
             out["f1"] = binary_f1(gold, pred, positive=str(task.extra.get("positive_label", "1")))  # type: ignore[arg-type]
         return out
@@ -351,6 +347,6 @@ def intermediate_quality(
     from xstilts.evaluation.predict import predict_examples
     from xstilts.tasks import get_task
 
-    task = get_task(task) if isinstance(task, str) else task
+    task = get_task(task)
     predictions = predict_examples(task, model, tokenizer, dev_examples, **predict_options)
     return score_intermediate(task, dev_examples, predictions)

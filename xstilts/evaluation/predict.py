@@ -24,10 +24,6 @@ from xstilts.errors import ConfigError, MissingDataError
 from xstilts.tasks import Task, TaskKind, get_task
 
 
-def _as_task(task: Task | str) -> Task:
-    return task if isinstance(task, Task) else get_task(task)
-
-
 def resolve_device(device: str | None = None):
     """``device`` as a torch device; ``None``/``"auto"``: the GPU when there is one."""
     import torch
@@ -280,7 +276,7 @@ def predict_examples(
 
     check_precision(precision)  # before featurizing: a typo should not cost the wait
     check_max_tokens(max_tokens)
-    task = _as_task(task)
+    task = get_task(task)
     kind = task.kind
     description = description or task.name
     features = featurize(
@@ -453,7 +449,7 @@ def predict_task(
     """
     from xstilts.fileio import check_output_dir
 
-    task = _as_task(task)
+    task = get_task(task)
     split = split or task.score_split
     check_output_dir(out_dir, "the predictions")  # before any model is loaded or run
     if task.kind == TaskKind.RETRIEVAL:

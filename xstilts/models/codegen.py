@@ -518,7 +518,7 @@ def evaluate_code_task(
     from xstilts.errors import MissingDataError
     from xstilts.tasks import get_task
 
-    task = get_task(task) if isinstance(task, str) else task
+    task = get_task(task)
     split = split or task.score_split
     out: dict[str, dict[str, float]] = {}
     for lang in languages or task.splits.get(split, ()):

@@ -41,6 +41,7 @@ from torch import nn
 
 from xstilts.errors import ConfigError, DataFormatError, MissingDataError
 from xstilts.tasks import REGISTRY, Task, TaskKind, get_task
+from xstilts.tasks.base import HEAD_KINDS
 
 # Heads with one output per token; the others read a sequence's first token.
 TOKEN_LEVEL_KINDS = frozenset({TaskKind.TAGGING, TaskKind.QA})
@@ -52,7 +53,6 @@ HEAD_FORMAT_VERSION = 1
 ENCODER_DIR = "encoder"
 HEAD_WEIGHTS = "head.safetensors"
 HEAD_CONFIG = "head.json"
-HEAD_KINDS = (TaskKind.SENTENCE_PAIR, TaskKind.TAGGING, TaskKind.QA, TaskKind.MULTIPLE_CHOICE)
 
 
 @dataclass

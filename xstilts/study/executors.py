@@ -39,7 +39,7 @@ from typing import Any
 
 import yaml
 
-from xstilts.fileio import write_text_atomic
+from xstilts.fileio import write_json_atomic, write_text_atomic
 from xstilts.study.locks import DirLock, LockHeldError
 from xstilts.study.plan import DONE_FILE, ERROR_FILE, Plan, PlanNode
 from xstilts.study.store import BUDGET_TASK, TRIVIAL_METRIC, UNTRAINED_SUFFIX, ResultStore, ScoreRow
@@ -73,10 +73,6 @@ class NodeOutcome:
     seconds: float = 0.0
     error: str | None = None
     result: dict[str, Any] = field(default_factory=dict)
-
-
-def _atomic_write_json(path: Path, data: dict[str, Any]) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
 def read_done(run_dir: Path) -> dict[str, Any] | None:
@@ -199,7 +195,7 @@ def _execute_locked(work: WorkFn, request: WorkRequest, dependency: NodeOutcome 
         return NodeOutcome(request.node.id, "skipped-done", float(done.get("seconds", 0.0)), None, done)
     started = run_dir / NODE_FILE
     run_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write_json(started, {"node": request.node.id, "config_hash": request.config_hash,
+    write_json_atomic(started, {"node": request.node.id, "config_hash": request.config_hash,
                                  "training_hash": request.training_hash})
     if dependency is not None and dependency.status == "failed":
         msg = f"phase-1 node {dependency.node_id} failed"
@@ -220,7 +216,7 @@ def _execute_locked(work: WorkFn, request: WorkRequest, dependency: NodeOutcome 
     result["node"] = request.node.id
     result["config_hash"] = request.config_hash
     result["training_hash"] = request.training_hash
-    _atomic_write_json(run_dir / DONE_FILE, result)
+    write_json_atomic(run_dir / DONE_FILE, result)
     return NodeOutcome(request.node.id, "done", seconds, None, result)
 
 
@@ -741,7 +737,7 @@ def run_study(
     study_dir.mkdir(parents=True, exist_ok=True)
     with DirLock(study_dir, label="study directory").hold(wait=wait), stop_on_signal(forward_to_children=True):
         (study_dir / "cache").mkdir(exist_ok=True)
-        _atomic_write_json(study_dir / STUDY_FILE, study.to_json_dict())
+        write_json_atomic(study_dir / STUDY_FILE, study.to_json_dict())
         plan = build_plan(study)
         (study_dir / "plan.json").write_text(plan.to_json(), encoding="utf-8")
         ctx = StudyContext(
@@ -788,9 +784,8 @@ def _capped(hp: dict[str, Any], budget, defaults: dict[str, Any], processes: int
 def run_config_for(request: WorkRequest) -> dict[str, Any]:
     """The RunConfig (as a mapping) that computes one node; validated by the pipeline."""
     from xstilts.errors import MissingDataError
-    from xstilts.study.study_config import StudyConfig
-
     from xstilts.study import config as defaults
+    from xstilts.study.study_config import StudyConfig
     from xstilts.tasks import get_task
 
     study = StudyConfig(**request.study)

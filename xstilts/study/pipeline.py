@@ -31,11 +31,11 @@ from typing import Any
 
 from xstilts.data.readers import has_split
 from xstilts.errors import ConfigError, MissingDataError
+from xstilts.fileio import write_json_atomic
 from xstilts.study.config import RunConfig
 from xstilts.study.locks import DirLock
 from xstilts.study.rundir import ENCODER_DIR, FINISHED_FILE, SCORES_FILE, RunDir
 from xstilts.tasks import Task, TaskKind, get_task
-from xstilts.train.checkpoint import write_json_atomic
 from xstilts.train.config import TrainConfig
 from xstilts.train.signals import stop_on_signal
 
@@ -346,7 +346,11 @@ class Pipeline:
         from xstilts.train.formulations import FormulationInput, get_builder
         from xstilts.train.loop import train
         from xstilts.train.mixing import (
-            MixturePlanner, build_multitask_model, mixture_collate, mixture_probabilities, tag_features,
+            MixturePlanner,
+            build_multitask_model,
+            mixture_collate,
+            mixture_probabilities,
+            tag_features,
         )
 
         t0 = time.perf_counter()

@@ -33,8 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from xstilts.errors import ConfigError, DataFormatError
-from xstilts.fileio import check_output_dir, decode_utf8, read_input_bytes
-from xstilts.train.checkpoint import write_json_atomic
+from xstilts.fileio import check_output_dir, decode_utf8, read_input_bytes, write_json_atomic
 
 CONFIG_FILE = "config.yaml"
 VERSIONS_FILE = "versions.json"

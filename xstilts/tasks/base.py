@@ -20,6 +20,10 @@ class TaskKind(str, Enum):
     MLM = "mlm"
 
 
+# The kinds whose model is the encoder plus a task head (xstilts.models.heads builds them).
+HEAD_KINDS = (TaskKind.SENTENCE_PAIR, TaskKind.TAGGING, TaskKind.QA, TaskKind.MULTIPLE_CHOICE)
+
+
 @dataclass(frozen=True)
 class Task:
     """A task: its kind, its languages per split, its labels, its metric and where its files are.
@@ -65,7 +69,10 @@ class TaskRegistry:
         self._tasks[task.name] = task
         return task
 
-    def get(self, name: str) -> Task:
+    def get(self, name: "str | Task") -> Task:
+        """The task of that name (a Task is returned as it is, so callers take either)."""
+        if isinstance(name, Task):
+            return name
         try:
             return self._tasks[name]
         except KeyError:

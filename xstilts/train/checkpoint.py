@@ -56,15 +56,6 @@ def write_bytes_durably(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to ``path`` so that readers see the old file or the new one, never a part."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    write_bytes_durably(tmp, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
 def torch_save_durably(obj: Any, path: Path) -> None:
     import torch
 

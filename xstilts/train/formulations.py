@@ -21,8 +21,7 @@ from typing import Any
 
 from xstilts.errors import ConfigError
 from xstilts.tasks import Task, TaskKind
-
-HEAD_KINDS = (TaskKind.SENTENCE_PAIR, TaskKind.TAGGING, TaskKind.QA, TaskKind.MULTIPLE_CHOICE)
+from xstilts.tasks.base import HEAD_KINDS
 
 # Modules that register more formulations when imported (missing ones are skipped).
 FORMULATION_MODULES = ("xstilts.models.code_formulations",)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from xstilts.errors import ConfigError, NonFiniteLossError
+from xstilts.fileio import write_json_atomic
 from xstilts.train import checkpoint as ck
 from xstilts.train.batching import (
     BatchPlanner,
@@ -578,7 +579,7 @@ def _train(
     if is_main:
         ck.save_weights_atomic(raw_model.state_dict(), out_dir / "final",
                                {"step": state["global_step"], "best_step": state["best_step"]})
-        ck.write_json_atomic(result_path, result.to_dict())
+        write_json_atomic(result_path, result.to_dict())
         shutil.rmtree(ckpt_root, ignore_errors=True)  # finished: the resume state is no longer needed
     logger.close()
     accelerator.wait_for_everyone()

@@ -60,7 +60,7 @@ class MLMCollator:
 
     def __init__(self, tokenizer: Any, mask_probability: float = 0.15) -> None:
         if tokenizer.mask_token_id is None:
-            raise ConfigError(f"the tokenizer of this encoder has no mask token: cannot do masked-LM training")
+            raise ConfigError("the tokenizer of this encoder has no mask token: cannot do masked-LM training")
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.mask_id = tokenizer.mask_token_id
         self.vocab_size = len(tokenizer)
