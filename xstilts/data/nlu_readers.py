@@ -32,7 +32,7 @@ format, chosen by ``Task.reader``:
   ``extra["sections"][split]`` lists (the usual 02-21 / 00 / 23).
 
 Every malformed record raises :class:`DataFormatError` (file, 1-based line, what was expected)
-or, in collecting mode, is reported to a :class:`~xstilts.data.readers.ProblemSink`.
+or, in collecting mode, is reported to a :class:`~xstilts.data.problems.ProblemSink`.
 
 Hub datasets: :data:`HUB_SPECS` says where each task lives on the Hugging Face hub and
 :func:`nlu_examples_from_records` turns the hub's records into the same examples.
@@ -57,6 +57,7 @@ from xstilts.data.examples import (
     SentencePairExample,
     TaggingExample,
 )
+from xstilts.data.problems import ProblemSink
 from xstilts.errors import ConfigError, DataFormatError, MissingDataError
 from xstilts.tasks import get_task
 from xstilts.tasks.base import Task
@@ -92,18 +93,6 @@ __all__ = [
 ]
 
 
-class _Sink:
-    """Strict by default; accepts the XTREME readers' ProblemSink to collect instead."""
-
-    def __init__(self, sink: Any = None) -> None:
-        self.sink = sink
-
-    def add(self, error: DataFormatError) -> None:
-        if self.sink is None:
-            raise error
-        self.sink.add(error)
-
-
 # --------------------------------------------------------------------------- low-level text
 def _read_text(path: Path) -> str:
     data = path.read_bytes()
@@ -125,7 +114,7 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
         yield number, line[:-1] if line.endswith("\r") else line
 
 
-def _jsonl(path: Path, sink: _Sink) -> Iterator[tuple[int, dict[str, Any]]]:
+def _jsonl(path: Path, sink: ProblemSink) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line, object) per non-blank line; a line that is not a JSON object is a format error."""
     for number, line in _lines(path):
         if not line.strip():
@@ -199,7 +188,7 @@ def _nli_record(
     return SentencePairExample(id=ident, text_a=a, text_b=b, label=label)
 
 
-def _read_nli_tsv(path: Path, split: str, sink: _Sink) -> tuple[list[SentencePairExample], int]:
+def _read_nli_tsv(path: Path, split: str, sink: ProblemSink) -> tuple[list[SentencePairExample], int]:
     """GLUE MNLI TSV / SNLI .txt: tab-separated, unquoted, with a header naming the columns."""
     examples: list[SentencePairExample] = []
     dropped = 0
@@ -248,7 +237,7 @@ def _read_nli_tsv(path: Path, split: str, sink: _Sink) -> tuple[list[SentencePai
     return examples, dropped
 
 
-def _read_nli(path: Path, task: Task, split: str, sink: _Sink) -> list[SentencePairExample]:
+def _read_nli(path: Path, task: Task, split: str, sink: ProblemSink) -> list[SentencePairExample]:
     if path.suffix in (".tsv", ".txt"):
         examples, dropped = _read_nli_tsv(path, split, sink)
     else:
@@ -286,7 +275,7 @@ def _anli_round_files(first: Path, rounds: Sequence[str]) -> list[Path]:
 _QQP_COLUMNS = ("id", "qid1", "qid2", "question1", "question2", "is_duplicate")
 
 
-def _read_qqp(path: Path, task: Task, split: str, sink: _Sink) -> list[SentencePairExample]:
+def _read_qqp(path: Path, task: Task, split: str, sink: ProblemSink) -> list[SentencePairExample]:
     """GLUE QQP TSV: unquoted tab-separated fields under a header; test has id, q1, q2 only."""
     examples: list[SentencePairExample] = []
     header: list[str] | None = None
@@ -325,9 +314,9 @@ def _read_qqp(path: Path, task: Task, split: str, sink: _Sink) -> list[SentenceP
 # --------------------------------------------------------------------------- SQuAD
 def _read_squad(path: Path, task: Task, split: str, sink: Any) -> list[QAExample]:
     """SQuAD JSON through the XTREME readers' parser, plus the v2.0 answerability checks."""
-    from xstilts.data.readers import ProblemSink, read_path
+    from xstilts.data.readers import read_path
 
-    problems = sink if sink is not None else ProblemSink(strict=True)
+    problems = ProblemSink.strict_unless(sink)
     # The SQuAD parser itself belongs to the XTREME readers; the family is set to "xtreme" so
     # that a dispatch of NLU tasks in read_path can never route this call back here.
     as_squad = replace(task, family="xtreme", reader="squad")
@@ -409,7 +398,7 @@ def _hellaswag_record(
 _COSMOS_COLUMNS = ("id", "context", "question", "answer0", "answer1", "answer2", "answer3", "label")
 
 
-def _read_cosmosqa(path: Path, task: Task, split: str, sink: _Sink) -> list[MultipleChoiceExample]:
+def _read_cosmosqa(path: Path, task: Task, split: str, sink: ProblemSink) -> list[MultipleChoiceExample]:
     """CosmosQA CSV. Quoted fields span lines, so a record's line is where it starts."""
     text = _read_text(path)
     reader = csv.reader(io.StringIO(text, newline=""))
@@ -513,7 +502,7 @@ def _csqa_record(
     )
 
 
-def _read_jsonl_mc(path: Path, task: Task, sink: _Sink, parse) -> list[MultipleChoiceExample]:
+def _read_jsonl_mc(path: Path, task: Task, sink: ProblemSink, parse) -> list[MultipleChoiceExample]:
     n = int(task.extra.get("num_choices", 4))  # type: ignore[call-overload]
     examples: list[MultipleChoiceExample] = []
     for number, record in _jsonl(path, sink):
@@ -561,7 +550,7 @@ def parse_auto_tree(
     return words, tags
 
 
-def _read_auto(path: Path, task: Task, split: str, sink: _Sink) -> list[TaggingExample]:
+def _read_auto(path: Path, task: Task, split: str, sink: ProblemSink) -> list[TaggingExample]:
     examples: list[TaggingExample] = []
     pending: tuple[int, str] | None = None  # (line, ID) waiting for its tree
     for number, line in _lines(path):
@@ -692,7 +681,7 @@ def read_nlu_path(
 
 
 def _read_one(task: Task, path: Path, split: str, sink: Any) -> list[NLUExample]:
-    strict = _Sink(sink)
+    strict = ProblemSink.strict_unless(sink)
     reader = task.reader
     if reader in ("nli", "anli"):
         return list(_read_nli(path, task, split, strict))
@@ -792,7 +781,7 @@ def nlu_examples_from_records(
 
     task = get_task(task)
     path = Path(source)
-    sink = _Sink()
+    sink = ProblemSink()
     out: list[NLUExample] = []
     for index, record in enumerate(records):
         line = index + 1

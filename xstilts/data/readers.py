@@ -38,6 +38,7 @@ from xstilts.data.examples import (
     SentencePairExample,
     TaggingExample,
 )
+from xstilts.data.problems import ProblemSink
 from xstilts.errors import ConfigError, DataFormatError, MissingDataError
 from xstilts.fileio import decode_utf8, read_input_bytes
 from xstilts.languages import TATOEBA_ISO3
@@ -263,25 +264,6 @@ def has_split(task: Task | str, data_dir: str | Path, split: str, lang: str) -> 
 # --------------------------------------------------------------------------------------------
 # Problems: raise at the first one (reading) or collect them all (``xstilts data check``)
 # --------------------------------------------------------------------------------------------
-
-
-class ProblemSink:
-    """Where readers report malformed records. Strict (the default for reading) raises the first
-    one; collecting mode keeps going past a bad record so a check can list every problem."""
-
-    def __init__(self, strict: bool = True, limit: int = 200) -> None:
-        self.strict = strict
-        self.limit = limit
-        self.problems: list[DataFormatError] = []
-        self.dropped = 0
-
-    def add(self, error: DataFormatError) -> None:
-        if self.strict:
-            raise error
-        if len(self.problems) < self.limit:
-            self.problems.append(error)
-        else:
-            self.dropped += 1
 
 
 def _report(
