@@ -41,15 +41,15 @@ def run_one(model_dir, on: bool, seed: int, args, train_ex, test_sets) -> dict:
         return name not in off
 
     import torch
+    from predict import plain_tagging
     from transformers import AutoModel
 
-    from predict import plain_tagging
     from xstilts.data.features import featurize, make_collate
     from xstilts.evaluation.predict import predict_examples
     from xstilts.evaluation.scorer import score_language
     from xstilts.models.heads import build_model
-    from xstilts.train.config import TrainConfig
     from xstilts.train.loop import train
+    from xstilts.train.train_config import TrainConfig
 
     encoder = AutoModel.from_pretrained(model_dir, attn_implementation="sdpa" if enabled("sdpa") else "eager")
     _, tokenizer = common.load_encoder(model_dir)

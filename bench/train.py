@@ -135,8 +135,8 @@ def run_xstilts(
     pack=False, **config_overrides,
 ) -> dict:
     from xstilts.data.features import make_collate
-    from xstilts.train.config import TrainConfig
     from xstilts.train.loop import train
+    from xstilts.train.train_config import TrainConfig
 
     config = TrainConfig(
         learning_rate=LEARNING_RATE,

@@ -507,7 +507,7 @@ def finished_run(tmp_path) -> tuple[list[str], Path]:
     """A run directory as a finished `xstilts run` leaves it (config, versions, metrics, scores,
     run.json), and the command that made it. Made without training: only reading is tested."""
     from xstilts.fileio import write_json_atomic
-    from xstilts.study.config import load_run_config
+    from xstilts.study.run_config import load_run_config
     from xstilts.study.rundir import RunDir
 
     data = tmp_path / "data"

@@ -9,14 +9,26 @@ import json
 import pytest
 import torch
 
+from tests.conftest import shared_file
 from xstilts.data.examples import GenerationExample
 from xstilts.models.codegen import (
-    CodeContrastive, CodeGenerator, ContrastiveCollator, GenerationCollator, GenerationFeaturizer, InfillCollator,
-    WhitespaceCodec, build_shortlist, contrastive_features, evaluate_generation, evaluate_retrieval, generate_code,
-    infill_features, match_features, tokenizer_keeps_whitespace,
+    CodeContrastive,
+    CodeGenerator,
+    ContrastiveCollator,
+    GenerationCollator,
+    GenerationFeaturizer,
+    InfillCollator,
+    WhitespaceCodec,
+    build_shortlist,
+    contrastive_features,
+    evaluate_generation,
+    evaluate_retrieval,
+    generate_code,
+    infill_features,
+    match_features,
+    tokenizer_keeps_whitespace,
 )  # fmt: skip
 from xstilts.models.tiny import build_tiny_model, build_tiny_tokenizer
-from tests.conftest import shared_file
 
 MULTILINE = [
     "def fib(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a\n",
@@ -169,9 +181,9 @@ def test_infill_masks_code_tokens_only(tiny):
 @pytest.mark.parametrize("formulation", ["generate", "contrastive", "match", "infill"])
 def test_formulations_train_with_the_loop(tiny, tmp_path, formulation):
     from xstilts.tasks import get_task
-    from xstilts.train.config import TrainConfig
     from xstilts.train.formulations import FormulationInput, available_formulations, get_builder
     from xstilts.train.loop import train
+    from xstilts.train.train_config import TrainConfig
 
     assert {"generate", "contrastive", "match", "infill"} <= set(available_formulations())
     encoder, tok = tiny

@@ -46,8 +46,8 @@ HP = {"intermediate": {"learning_rate": 1e-3, "batch_size": 4, "max_steps": 3, "
 
 def test_nlu_intermediate_quality_in_metrics_json(world, tmp_path, monkeypatch):
     from xstilts.evaluation import metrics_nlu
-    from xstilts.study.config import load_run_config
     from xstilts.study.pipeline import run_pipeline
+    from xstilts.study.run_config import load_run_config
 
     scored: dict = {}
     real = metrics_nlu.score_intermediate
@@ -148,8 +148,8 @@ def test_tatoeba_eval_cap_searches_the_first_pairs_only(world, tmp_path):
 
     from xstilts.evaluation.retrieval import embed
     from xstilts.models.loading import load_encoder
-    from xstilts.study.config import load_run_config
     from xstilts.study.pipeline import run_pipeline
+    from xstilts.study.run_config import load_run_config
 
     folder = _tatoeba_slice(world)
     cfg = load_run_config(None, model=str(world["model"]), data_dir=str(world["data"]), out=str(tmp_path / "run"),
@@ -172,7 +172,7 @@ def test_tatoeba_eval_cap_searches_the_first_pairs_only(world, tmp_path):
 
 def test_torch_threads_apply_to_the_run_only(world, tmp_path, monkeypatch):
     from xstilts.study import pipeline as P
-    from xstilts.study.config import load_run_config
+    from xstilts.study.run_config import load_run_config
 
     _tatoeba_slice(world)
     seen = []

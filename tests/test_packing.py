@@ -7,8 +7,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from xstilts.data.packing import ATTENTION, PackedCollator, packed_collator  # noqa: E402
-from xstilts.models.loading import position_offset  # noqa: E402
 from xstilts.errors import ConfigError  # noqa: E402
+from xstilts.models.loading import position_offset  # noqa: E402
 
 
 def _features(n: int, seed: int, vocab: int, num_labels: int = 5):
@@ -271,7 +271,7 @@ def test_phase1_head_parts_pack_unless_told_not_to():
 
     from xstilts.data.examples import MultipleChoiceExample
     from xstilts.models.tiny import build_tiny_model
-    from xstilts.study.config import RunConfig
+    from xstilts.study.run_config import RunConfig
     from xstilts.tasks import get_task
     from xstilts.train.formulations import FormulationInput, build_head_part
 

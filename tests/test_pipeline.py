@@ -105,7 +105,7 @@ def test_run_udpos_end_to_end_then_rerun_reads(small_world, tmp_path, capsys):
 
 
 def test_changed_config_in_unfinished_run_dir_is_refused(small_world, tmp_path):
-    from xstilts.study.config import load_run_config
+    from xstilts.study.run_config import load_run_config
     from xstilts.study.rundir import RunDir
 
     cfg = load_run_config(None, model=str(small_world["model"]), target="udpos",
@@ -121,8 +121,8 @@ def test_phase2_starts_from_phase1_encoder(small_world, tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
     import xstilts.train.loop as loop
-    from xstilts.study.config import load_run_config
     from xstilts.study.pipeline import run_pipeline
+    from xstilts.study.run_config import load_run_config
 
     seen: dict[str, dict] = {}
     real_train = loop.train
@@ -183,8 +183,8 @@ def test_retrieval_target_skips_fine_tuning(small_world, tmp_path, monkeypatch, 
     """Tatoeba goes straight from the (pretrained) encoder to phase 3, whole or capped; its
     embeddings take the target phase's `mixed_precision` (default `auto`)."""
     import xstilts.evaluation.retrieval as retrieval
-    from xstilts.study.config import load_run_config
     from xstilts.study.pipeline import run_pipeline
+    from xstilts.study.run_config import load_run_config
 
     precisions: list[str] = []
     real_embed_layers = retrieval.embed_layers
@@ -214,8 +214,8 @@ def test_retrieval_target_skips_fine_tuning(small_world, tmp_path, monkeypatch, 
 def test_mlm_phase0_and_cotraining_then_interrupted_run_resumes(small_world, tmp_path, monkeypatch):
     """Phase 0 MLM -> PAN-X with MLM co-training -> UDPOS; a crash in phase 2 resumes there."""
     import xstilts.train.loop as loop
-    from xstilts.study.config import load_run_config
     from xstilts.study.pipeline import run_pipeline
+    from xstilts.study.run_config import load_run_config
 
     raw = tmp_path / "raw.txt"
     lines = []
@@ -264,8 +264,8 @@ def test_mlm_phase0_and_cotraining_then_interrupted_run_resumes(small_world, tmp
 def test_random_init_control_uses_fresh_weights(small_world, tmp_path):
     from safetensors.torch import load_file
 
-    from xstilts.study.config import load_run_config
     from xstilts.study.pipeline import Pipeline
+    from xstilts.study.run_config import load_run_config
 
     base = dict(model=str(small_world["model"]), target="udpos", data_dir=str(small_world["data"]),
                 out=str(tmp_path / "r"))
@@ -284,8 +284,8 @@ def test_random_init_control_uses_fresh_weights(small_world, tmp_path):
 def test_machine_translated_copies_are_read_with_the_same_reader(small_world, tmp_path):
     import logging
 
-    from xstilts.study.config import load_run_config
     from xstilts.study.pipeline import Pipeline
+    from xstilts.study.run_config import load_run_config
     from xstilts.tasks import get_task
 
     # a "translated" copy: the same layout in its own folder (here: the German dev file's sentences)
@@ -328,8 +328,8 @@ def test_conala_generate_then_udpos_carries_the_encoder_and_scores_every_languag
     """Phase 1 CoNaLa (generate, formulation options from the config) -> UDPOS: the run completes,
     reports the code task's quality before and after phase 1, phase 2 starts from the phase-1
     encoder, and every UDPOS test language is scored."""
-    from xstilts.study.config import load_run_config
     from xstilts.study.pipeline import run_pipeline
+    from xstilts.study.run_config import load_run_config
 
     cfg = load_run_config(
         None, model=str(code_world["model"]), target="udpos", data_dir=str(code_world["data"]),
@@ -355,7 +355,7 @@ def test_conala_generate_then_udpos_carries_the_encoder_and_scores_every_languag
 
 
 def test_unknown_formulation_option_is_a_config_error():
-    from xstilts.study.config import load_run_config
+    from xstilts.study.run_config import load_run_config
 
     with pytest.raises(ConfigError, match="unknown option decoder_layer; allowed: max_target_length, decoder_layers"):
         load_run_config(None, model="m", target="udpos", data_dir="d", out="o",
@@ -368,8 +368,8 @@ def test_unknown_formulation_option_is_a_config_error():
 def test_dev_predictions_are_not_filed_as_test(small_world, tmp_path):
     """PAN-X scored on dev (its test labels are hidden): the XTREME-layout files go to
     predictions-dev/ and labels-dev/, never to predictions/, which holds test predictions."""
-    from xstilts.study.config import load_run_config
     from xstilts.study.pipeline import run_pipeline
+    from xstilts.study.run_config import load_run_config
 
     cfg = load_run_config(
         None, model=str(small_world["model"]), target="panx", eval_split="dev", languages=["de"],
@@ -422,8 +422,8 @@ def test_pack_sequences_switches_training_and_prediction(small_world, tmp_path, 
     zero-shot predictions take the target phase's `mixed_precision` (dev evaluation inside the
     training loop runs under the loop's own autocast and adds none) and the run's batch bounds."""
     import xstilts.evaluation.predict as predict
-    from xstilts.study.config import load_run_config
     from xstilts.study.pipeline import run_pipeline
+    from xstilts.study.run_config import load_run_config
 
     seen: list[tuple[bool, str]] = []
     bounds: set[tuple[int, int]] = set()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from xstilts.errors import ConfigError
-from xstilts.study.config import RunConfig, load_run_config
+from xstilts.study.run_config import RunConfig, load_run_config
 
 BASE = {"model": "m", "data_dir": "d", "out": "o"}
 

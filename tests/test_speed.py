@@ -83,8 +83,8 @@ def _train(folder, features, tmp_path, name, *, batches, collate_fn=None, pack=F
     """Train a fresh tiny tagger over ``batches``; ``pack``: on packed rows (its own collator)."""
     from xstilts.data.features import make_collate
     from xstilts.data.packing import packed_collator
-    from xstilts.train.config import TrainConfig
     from xstilts.train.loop import train
+    from xstilts.train.train_config import TrainConfig
 
     tokenizer = _tokenizer(folder)
     model = _model(folder)
@@ -342,8 +342,8 @@ def test_packed_training_gives_the_weights_of_padded_batches(setup, shared_data,
     from xstilts.data.packing import packed_collator
     from xstilts.data.readers import read_examples
     from xstilts.models.heads import build_model
-    from xstilts.train.config import TrainConfig
     from xstilts.train.loop import train
+    from xstilts.train.train_config import TrainConfig
 
     if form == "blocked":
         monkeypatch.setattr(packing, "per_sequence", lambda query: False)

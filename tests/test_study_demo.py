@@ -55,9 +55,9 @@ def test_demo_without_the_model_says_how_to_get_it(shared_data, tmp_path, monkey
 
 
 def test_run_config_for_a_node_caps_budgets_and_carries_the_phase1_encoder(tmp_path):
-    from xstilts.study.config import load_run_config
     from xstilts.study.executors import StudyContext, node_config_hashes, run_config_for
     from xstilts.study.plan import build_plan
+    from xstilts.study.run_config import load_run_config
 
     study = load_study(demo_config_path())
     plan = build_plan(study)

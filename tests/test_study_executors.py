@@ -77,8 +77,9 @@ def test_sequential_run_reuses_phase1_and_rerun_skips_everything(tmp_path):
     run2 = run_study(s, tmp_path, work=fake_work, executor=LocalExecutor())
     assert run2.exit_status == 0 and len(calls(tmp_path)) == 16
     assert {o.status for o in run2.outcomes.values()} == {"skipped-done"}
-    import pandas as pd
     import sqlite3
+
+    import pandas as pd
     con = sqlite3.connect(tmp_path / "results.sqlite")
     df = pd.read_sql("SELECT * FROM scores", con)
     cells = pd.read_sql("SELECT * FROM cells", con)
@@ -139,24 +140,24 @@ def test_changed_config_reruns_only_affected_nodes(tmp_path):
 def test_changed_code_default_reruns_only_affected_nodes(tmp_path, monkeypatch):
     """A default changed in the code (not in the study) is no reason to reuse a result computed
     under the old one: the nodes it decides rerun, the others are reused."""
-    from xstilts.study import config
+    from xstilts.study import run_config
 
     run_study(study(), tmp_path, work=fake_work, executor=LocalExecutor())
     n = len(calls(tmp_path))
-    monkeypatch.setitem(config.TARGET_DEFAULTS, "tagging", {**config.TARGET_DEFAULTS["tagging"], "epochs": 3})
+    monkeypatch.setitem(run_config.TARGET_DEFAULTS, "tagging", {**run_config.TARGET_DEFAULTS["tagging"], "epochs": 3})
     run_study(study(), tmp_path, work=fake_work, executor=LocalExecutor())
     new = calls(tmp_path)[n:]
     assert sorted(new) == sorted(c for c in calls(tmp_path)[:n] if c.endswith("/udpos"))  # 3 settings x 2 seeds
     assert len(new) == 6
     n = len(calls(tmp_path))
-    monkeypatch.setitem(config.INTERMEDIATE_DEFAULTS, "learning_rate", 3e-5)
+    monkeypatch.setitem(run_config.INTERMEDIATE_DEFAULTS, "learning_rate", 3e-5)
     run_study(study(), tmp_path, work=fake_work, executor=LocalExecutor())
     new = calls(tmp_path)[n:]
     assert new and all("/none/" not in c for c in new)  # no phase 1 behind them
     assert len([c for c in new if c.endswith("/phase1")]) == 4  # 2 code settings x 2 seeds
     assert len(new) == 4 * 3  # and every cell on those encoders, retrieval included
     n = len(calls(tmp_path))
-    monkeypatch.setitem(config.RETRIEVAL_DEFAULTS, "mixed_precision", "no")
+    monkeypatch.setitem(run_config.RETRIEVAL_DEFAULTS, "mixed_precision", "no")
     run_study(study(), tmp_path, work=fake_work, executor=LocalExecutor())
     new = calls(tmp_path)[n:]
     assert len(new) == 6 and all(c.endswith("/tatoeba") for c in new)  # 3 settings x 2 seeds

@@ -14,9 +14,9 @@ from train_helpers import accuracy_eval, collate, synthetic_features, tiny_class
 from xstilts.errors import ConfigError  # noqa: E402
 from xstilts.train import checkpoint as ck  # noqa: E402
 from xstilts.train.batching import LengthGroupedPlanner  # noqa: E402
-from xstilts.train.config import TrainConfig  # noqa: E402
 from xstilts.train.loop import train  # noqa: E402
 from xstilts.train.schedule import linear_factor, warmup_steps_for  # noqa: E402
+from xstilts.train.train_config import TrainConfig  # noqa: E402
 
 
 def quiet(**kw) -> TrainConfig:

@@ -16,7 +16,7 @@ SCRIPT = """
 import sys
 sys.path.insert(0, {tests!r})
 from train_helpers import accuracy_eval, collate, synthetic_features, tiny_classifier, weights_digest
-from xstilts.train.config import TrainConfig
+from xstilts.train.train_config import TrainConfig
 from xstilts.train.loop import train
 import os
 model = tiny_classifier(0)
@@ -63,7 +63,7 @@ from train_helpers import weights_digest
 from xstilts.data.packing import packed_collator
 from xstilts.models.heads import build_model
 from xstilts.models.tiny import build_tiny_model
-from xstilts.train.config import TrainConfig
+from xstilts.train.train_config import TrainConfig
 from xstilts.train.loop import train
 encoder, _ = build_tiny_model(hidden_size=32, num_layers=2, vocab_size=300, extra_text=["a b c d e f g"])
 torch.manual_seed(0)

@@ -85,8 +85,8 @@ def weights_digest(model) -> str:
 def main(argv: list[str]) -> int:
     import torch
 
-    from xstilts.train.config import TrainConfig
     from xstilts.train.loop import train
+    from xstilts.train.train_config import TrainConfig
 
     out = Path(argv[0])
     slow = float(argv[argv.index("--slow") + 1]) if "--slow" in argv else 0.0

@@ -62,7 +62,7 @@ def run(
     training. Exit status: 0 when done; 2 for an invalid config, missing data or a directory in
     use; 143 when stopped by SIGTERM (130 by Ctrl-C), after a checkpoint: the same command resumes.
     """
-    from xstilts.study.config import load_run_config
+    from xstilts.study.run_config import load_run_config
 
     overrides: dict[str, object] = {
         "model": model, "target": target, "encoder_dir": encoder_dir, "data_dir": data_dir, "out": out,

@@ -584,14 +584,14 @@ def code_version() -> str:
 
 def _defaults_for(node: PlanNode) -> dict[str, Any] | None:
     """The code's defaults that decide a node's result beyond what the study sets: the phase's
-    hyperparameter defaults (xstilts.study.config) and the training loop's (TrainConfig). Part of
+    hyperparameter defaults (xstilts.study.run_config) and the training loop's (TrainConfig). Part of
     the node's hash, so a changed default reruns the nodes it affects instead of reusing results
     computed under the old one."""
     from dataclasses import asdict
 
-    from xstilts.study import config as defaults
+    from xstilts.study import run_config as defaults
     from xstilts.tasks import get_task
-    from xstilts.train.config import TrainConfig
+    from xstilts.train.train_config import TrainConfig
 
     if node.phase == "retrieval":  # no training: the embeddings' precision and the evaluation cap
         return {"retrieval": defaults.RETRIEVAL_DEFAULTS}
@@ -784,7 +784,7 @@ def _capped(hp: dict[str, Any], budget, defaults: dict[str, Any], processes: int
 def run_config_for(request: WorkRequest) -> dict[str, Any]:
     """The RunConfig (as a mapping) that computes one node; validated by the pipeline."""
     from xstilts.errors import MissingDataError
-    from xstilts.study import config as defaults
+    from xstilts.study import run_config as defaults
     from xstilts.study.study_config import StudyConfig
     from xstilts.tasks import get_task
 
@@ -908,8 +908,8 @@ def target_trivial(run_dir: Path, target: str, data_dir: str | None, metrics: di
 
 def pipeline_work(request: WorkRequest) -> dict[str, Any]:
     """One node = one ``run_pipeline`` call in the node's run dir (which resumes if it was killed)."""
-    from xstilts.study.config import load_run_config
     from xstilts.study.pipeline import run_pipeline
+    from xstilts.study.run_config import load_run_config
     from xstilts.study.rundir import METRICS_FILE, SCORES_FILE, RunDir
     from xstilts.study.study_config import StudyConfig
 

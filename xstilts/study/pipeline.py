@@ -32,12 +32,12 @@ from typing import Any
 from xstilts.data.readers import has_split
 from xstilts.errors import ConfigError, MissingDataError
 from xstilts.fileio import write_json_atomic
-from xstilts.study.config import RunConfig
 from xstilts.study.locks import DirLock
+from xstilts.study.run_config import RunConfig
 from xstilts.study.rundir import ENCODER_DIR, FINISHED_FILE, SCORES_FILE, RunDir
 from xstilts.tasks import Task, TaskKind, get_task
-from xstilts.train.config import TrainConfig
 from xstilts.train.signals import stop_on_signal
+from xstilts.train.train_config import TrainConfig
 
 TRAIN_KEYS = (
     "learning_rate", "batch_size", "grad_accum", "epochs", "max_steps", "warmup_ratio", "warmup_steps",

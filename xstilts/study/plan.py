@@ -136,7 +136,7 @@ class Plan:
 def _pipeline_defaults(phase: str, kind: str) -> dict[str, Any]:
     """The pipeline's default hyperparameters of a phase and task kind (empty if unknown)."""
     try:
-        from xstilts.study import config as run_config
+        from xstilts.study import run_config
     except ImportError:
         return {}
     if phase == "intermediate":

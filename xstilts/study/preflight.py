@@ -26,6 +26,7 @@ from xstilts.errors import MissingDataError, XstiltsError
 from xstilts.evaluation.trivial import reads_training_data
 from xstilts.tasks import Task, TaskKind, get_task
 
+
 @dataclass(frozen=True)
 class Need:
     """One input that a phase will read: a task's (split, language) below a data folder, or the
@@ -205,12 +206,16 @@ def check_study(study: Any, study_dir: str | Path, data_dir: str | Path | None) 
     """Check every cell of a study that will run (not the ones already done): its config (the
     study's ``pipeline:`` values included) and the inputs of its phases still to run. Raises one
     error listing every problem (each with the cells it stops); returns the cells checked."""
-    from xstilts.study.config import load_run_config
     from xstilts.study.executors import (
-        make_request, node_config_hashes, node_legacy_hashes, node_training_hashes, reuse_state,
+        make_request,
+        node_config_hashes,
+        node_legacy_hashes,
+        node_training_hashes,
+        reuse_state,
         run_config_for,
     )
     from xstilts.study.plan import build_plan
+    from xstilts.study.run_config import load_run_config
 
     if data_dir is None:
         raise MissingDataError("the study needs a data folder: give --data-dir DIR "

@@ -1,4 +1,5 @@
-"""The study config: encoders × intermediate settings × target tasks × seeds, with budgets.
+"""The study config: encoders × intermediate settings × target tasks × seeds, with budgets
+(the outermost config; each cell becomes a :mod:`xstilts.study.run_config` run).
 
 A study is written as YAML and validated here (pydantic, unknown keys are errors). Every error
 names the offending key and what is allowed, and surfaces as :class:`ConfigError` so that the
@@ -34,7 +35,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from xstilts.errors import ConfigError
-from xstilts.study.config import IntermediateTaskSpec
+from xstilts.study.run_config import IntermediateTaskSpec
 
 # The ways an encoder can learn a code task (issue 5; xstilts.models.codegen implements them).
 CODE_FORMULATIONS = ("generate", "contrastive", "match", "infill")
@@ -50,7 +51,7 @@ HPARAM_KEYS = (
 def _hparam_keys() -> tuple[str, ...]:
     """The pipeline's per-phase hyperparameter names (its PhaseHyperparameters), else ours."""
     try:
-        from xstilts.study.config import PhaseHyperparameters
+        from xstilts.study.run_config import PhaseHyperparameters
     except ImportError:
         return HPARAM_KEYS
     return tuple(PhaseHyperparameters.model_fields)
@@ -244,7 +245,7 @@ class Hyperparameters(_Strict):
         if bad:
             raise ValueError(f"unknown hyperparameter(s) {', '.join(bad)}; allowed: {', '.join(allowed)}")
         try:  # the pipeline's own per-phase model checks the values (ranges, choices)
-            from xstilts.study.config import PhaseHyperparameters
+            from xstilts.study.run_config import PhaseHyperparameters
         except ImportError:
             return value
         try:
@@ -322,7 +323,7 @@ class StudyConfig(_Strict):
     def _pipeline_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
         """Only RunConfig fields that the study does not set itself: a typo here would otherwise
         be found by the first cell, after the study has started (and fail every cell)."""
-        from xstilts.study.config import RunConfig
+        from xstilts.study.run_config import RunConfig
 
         bad = sorted(k for k in value if k not in RunConfig.model_fields)
         if bad:

@@ -38,10 +38,10 @@ from xstilts.train.batching import (
     collated_batches,
     feature_length,
 )
-from xstilts.train.config import TrainConfig, TrainResult
 from xstilts.train.embedding_grads import KeptEmbeddingGrads
 from xstilts.train.schedule import build_scheduler, warmup_steps_for
 from xstilts.train.signals import StoppedBySignal, StopRequest, graceful_stop
+from xstilts.train.train_config import TrainConfig, TrainResult
 
 # With several processes, ranks agree on a stop every this many steps (an all-reduce, which
 # waits for the device; one process reads its flag every step, for free).

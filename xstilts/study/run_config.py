@@ -1,5 +1,8 @@
 """The configuration of one pipeline run (``xstilts run``) and the paper's default hyperparameters.
 
+(Three configs, one per level: :mod:`xstilts.study.study_config` a whole study, this module one
+run of the pipeline, :mod:`xstilts.train.train_config` one training phase inside a run.)
+
 A run is: an encoder, optionally masked-LM training on raw text (phase 0), optionally one or
 several English intermediate tasks (phase 1), optionally a target task (phase 2 fine-tuning on
 its English training data, then phase 3 zero-shot prediction and scoring in every language).

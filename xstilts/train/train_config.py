@@ -1,4 +1,5 @@
-"""Settings of one training phase and what a finished phase reports.
+"""Settings of one training phase and what a finished phase reports (the innermost of the three
+configs: a study, :mod:`xstilts.study.study_config`; a run, :mod:`xstilts.study.run_config`).
 
 Kept free of torch imports so that configs can be built and validated without loading torch.
 """
