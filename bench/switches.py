@@ -68,7 +68,7 @@ def run_one(model_dir, on: bool, seed: int, args, train_ex, test_sets) -> dict:
                     for k, v in b.items()}  # fmt: skip
 
     if on and args.pack:  # the on run packs its random batches instead of grouping by length
-        from xstilts.data.packing import packed_collator
+        from xstilts.models.packing import packed_collator
 
         collate = packed_collator(encoder)
         off = off | {"group_by_length"}
@@ -115,7 +115,7 @@ def main(argv=None) -> dict:
                    help="length groups are formed within windows of this many batches (TrainConfig's)")
     p.add_argument("--runs", default="on,off", help="which settings to run: on,off | on | off")
     p.add_argument("--pack", action="store_true", help="the on run packs each random batch into one "
-                   "padding-free row (xstilts.data.packing) instead of grouping by length")
+                   "padding-free row (xstilts.models.packing) instead of grouping by length")
     p.add_argument("--mixed-precision", default="no", choices=("no", "bf16"),
                    help="the on run's training precision (bf16: autocast on CPU; prediction stays fp32)")
     p.add_argument("--json", action="store_true")

@@ -6,7 +6,7 @@ xstilts), same number of optimizer steps and the same optimizer settings (AdamW 
 decay, no warm-up, no weight decay, gradient clipping at 1.0). Only the recipe differs:
 
 * **A** xstilts ``train()`` with the defaults ``xstilts run`` uses for the task: random batches,
-  each packed into one padding-free row (:mod:`xstilts.data.packing`; every task kind); fused
+  each packed into one padding-free row (:mod:`xstilts.models.packing`; every task kind); fused
   AdamW; sparse embedding gradients on CPU; bf16 autocast on GPUs.
   Variants: **Ar** random batches dynamically padded, not packed; **Ag** length-grouped batches
   (``group_by_length``), not packed; **Abf16** A with bf16 autocast (opt-in on CPU);
@@ -151,7 +151,7 @@ def run_xstilts(
         **config_overrides,
     )
     if pack:
-        from xstilts.data.packing import packed_collator
+        from xstilts.models.packing import packed_collator
 
         inner = packed_collator(model.encoder)
     else:

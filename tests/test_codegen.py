@@ -21,13 +21,12 @@ from xstilts.models.codegen import (
     WhitespaceCodec,
     build_shortlist,
     contrastive_features,
-    evaluate_generation,
-    evaluate_retrieval,
     generate_code,
     infill_features,
     match_features,
     tokenizer_keeps_whitespace,
 )  # fmt: skip
+from xstilts.evaluation.code_quality import evaluate_generation, evaluate_retrieval
 from xstilts.models.tiny import build_tiny_model, build_tiny_tokenizer
 
 MULTILINE = [
@@ -226,7 +225,7 @@ def test_formulations_train_with_the_loop(tiny, tmp_path, formulation):
 
 def test_generation_quality_includes_pass_at_1_by_execution(tiny):
     from xstilts.evaluation.execution import Sandbox, SandboxConfig
-    from xstilts.models.codegen import execution_pass_at_1
+    from xstilts.evaluation.code_quality import execution_pass_at_1
 
     problems = [
         GenerationExample(id="1", source="double", target="def f(x):\n    return 2 * x", tests="assert f(2) == 4\n",
@@ -245,7 +244,7 @@ def test_generation_quality_includes_pass_at_1_by_execution(tiny):
 
 
 def test_mconala_probe_per_language(tiny, shared_data):
-    from xstilts.models.codegen import evaluate_code_task
+    from xstilts.evaluation.code_quality import evaluate_code_task
 
     shared_file("mconala/es_test.json")
     encoder, tok = tiny

@@ -165,7 +165,7 @@ def test_ccg_token_accuracy():
 def test_decode_answers_v2_predicts_the_null_answer_when_cls_wins():
     import numpy as np
 
-    from xstilts.evaluation.metrics_nlu import decode_answers_v2
+    from xstilts.evaluation.qa_decode import decode_answers_v2
 
     context = "Paris is nice"
     # positions: 0 <s> (null), 1 question, 2 "Paris", 3 "is", 4 "nice"

@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from xstilts.data.packing import ATTENTION, PackedCollator, packed_collator  # noqa: E402
+from xstilts.models.packing import ATTENTION, PackedCollator, packed_collator  # noqa: E402
 from xstilts.errors import ConfigError  # noqa: E402
 from xstilts.models.loading import position_offset  # noqa: E402
 
@@ -147,7 +147,7 @@ def test_blocked_attention_equals_per_sequence_attention():
     """The accelerator path (one padded block) and the CPU path (one call per sequence) agree."""
     from torch.nn.functional import scaled_dot_product_attention
 
-    from xstilts.data.packing import _blocked_attention, packed_attention
+    from xstilts.models.packing import _blocked_attention, packed_attention
 
     torch.manual_seed(0)
     lengths = [5, 1, 9, 3]
@@ -170,7 +170,7 @@ def test_blocked_layout_is_computed_once_per_batch(monkeypatch):
     """The blocked form's slots and key mask are computed once per batch, not once per layer, and
     a new batch gets its own (a stale layout would misplace every token: checked against the
     per-sequence form, batch after batch)."""
-    from xstilts.data import packing
+    from xstilts.models import packing
     from xstilts.models.heads import build_model
 
     model = build_model("udpos", _encoder("xlm-roberta"), num_labels=5).eval()

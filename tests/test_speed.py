@@ -82,7 +82,7 @@ def _padded_collate(tokenizer, length=128):
 def _train(folder, features, tmp_path, name, *, batches, collate_fn=None, pack=False, **overrides):
     """Train a fresh tiny tagger over ``batches``; ``pack``: on packed rows (its own collator)."""
     from xstilts.data.features import make_collate
-    from xstilts.data.packing import packed_collator
+    from xstilts.models.packing import packed_collator
     from xstilts.train.loop import train
     from xstilts.train.train_config import TrainConfig
 
@@ -207,7 +207,7 @@ def test_fast_prediction_gives_the_tags_of_the_padded_loop(setup, shared_data, p
     sys.path.insert(0, str(REPO / "bench"))
     from predict import plain_tagging  # bench/predict.py's reference loop
 
-    from xstilts.data.packing import ATTENTION
+    from xstilts.models.packing import ATTENTION
     from xstilts.data.readers import read_examples
     from xstilts.evaluation.predict import predict_examples
 
@@ -230,7 +230,7 @@ def test_compiled_forward_gives_the_same_weights(setup, tmp_path, monkeypatch, p
     either form of packed attention (per sequence, as on CPU; blocked, as on GPUs)."""
     import shutil
 
-    from xstilts.data import packing
+    from xstilts.models import packing
 
     if shutil.which("cc") is None and shutil.which("gcc") is None:
         pytest.skip("torch.compile on CPU needs a C compiler")
@@ -337,9 +337,9 @@ def test_packed_training_gives_the_weights_of_padded_batches(setup, shared_data,
     packing must stay within that, and a different batch order must be far outside it."""
     from transformers import AutoModel
 
-    from xstilts.data import packing
+    from xstilts.models import packing
     from xstilts.data.features import featurize, make_collate
-    from xstilts.data.packing import packed_collator
+    from xstilts.models.packing import packed_collator
     from xstilts.data.readers import read_examples
     from xstilts.models.heads import build_model
     from xstilts.train.loop import train

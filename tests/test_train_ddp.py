@@ -60,7 +60,7 @@ import os, random, sys
 import torch
 sys.path.insert(0, {tests!r})
 from train_helpers import weights_digest
-from xstilts.data.packing import packed_collator
+from xstilts.models.packing import packed_collator
 from xstilts.models.heads import build_model
 from xstilts.models.tiny import build_tiny_model
 from xstilts.train.train_config import TrainConfig

@@ -73,7 +73,7 @@ def test_mlm_model_shares_the_encoder_and_loads_its_head(tmp_path):
     from transformers import AutoModelForMaskedLM
 
     from xstilts.models.tiny import build_tiny_model
-    from xstilts.train.mlm import build_mlm_model
+    from xstilts.models.mlm import build_mlm_model
 
     encoder, tok = build_tiny_model(tmp_path / "enc")
     mlm, loaded = build_mlm_model(encoder, tmp_path / "enc")

@@ -21,16 +21,8 @@ from typing import Any
 from xstilts.data.batching import PREDICT_BATCH_SIZE as DEFAULT_BATCH_SIZE
 from xstilts.data.batching import check_max_tokens
 from xstilts.errors import ConfigError, MissingDataError
+from xstilts.models.device import autocast_for, check_precision, resolve_device
 from xstilts.tasks import Task, TaskKind, get_task
-
-
-def resolve_device(device: str | None = None):
-    """``device`` as a torch device; ``None``/``"auto"``: the GPU when there is one."""
-    import torch
-
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _progress(enabled: bool):
@@ -45,31 +37,6 @@ def _progress(enabled: bool):
         TimeElapsedColumn(),
         transient=False,
     )
-
-
-PRECISIONS = ("auto", "no", "bf16", "fp16")
-
-
-def check_precision(precision: str) -> None:
-    """A clear error for a precision that is not one of :data:`PRECISIONS`."""
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
-
-
-def autocast_for(precision: str, device: Any):
-    """The autocast context prediction runs under. ``auto``: bf16 on a GPU that has it (fp16 on
-    other GPUs), as training's ``mixed_precision="auto"`` does; nothing on CPU. ``no`` adds no
-    autocast of its own (an enclosing one, such as the training loop's during evaluation, still
-    applies)."""
-    import torch
-
-    from xstilts.train.loop import resolve_mixed_precision
-
-    check_precision(precision)
-    precision = resolve_mixed_precision(precision, cpu=device.type != "cuda")
-    if precision == "no":
-        return nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
 class Extract:
@@ -104,7 +71,7 @@ def run_model(
     ``extract`` (:class:`Extract`) turns a batch's model output into one small result per
     feature, so full logits are never kept for the whole set. ``progress`` is a rich
     ``Progress`` (or None for no bar). ``pack``: each batch runs as one padding-free row
-    (:mod:`xstilts.data.packing`; every head kind), per-token outputs laid back out as the padded
+    (:mod:`xstilts.models.packing`; every head kind), per-token outputs laid back out as the padded
     batch's, so ``extract`` sees the same layout. ``precision``: see :func:`autocast_for`.
 
     On a GPU the host never waits for a batch it has just launched: each batch's small outputs
@@ -117,7 +84,7 @@ def run_model(
     from xstilts.data.features import collate
     from xstilts.models.heads import TOKEN_LEVEL_KINDS
 
-    device = resolve_device(device) if not isinstance(device, torch.device) else device
+    device = resolve_device(device)
     max_tokens = prediction_max_tokens(max_tokens, device.type)
     autocast = autocast_for(precision, device)
     asynchronous = device.type == "cuda"
@@ -129,7 +96,7 @@ def run_model(
     )
     packer = None
     if pack:
-        from xstilts.data.packing import packed_collator
+        from xstilts.models.packing import packed_collator
 
         packer = packed_collator(model.encoder)
     results: list = [None] * len(features)
@@ -189,7 +156,7 @@ def _unpacked(output, batch):
     """A packed batch's per-token outputs in the padded layout (see :func:`run_model`)."""
     from dataclasses import replace
 
-    from xstilts.data.packing import unpack_rows
+    from xstilts.models.packing import unpack_rows
 
     cu, longest = batch["cu_seq_lens_q"], batch["max_length_q"]
     fields = ("logits", "start_logits", "end_logits")
@@ -291,8 +258,8 @@ def predict_examples(
     common = dict(batch_size=batch_size, max_tokens=max_tokens, device=device, progress=progress,
                   description=description, precision=precision)
     if pack is None:
-        from xstilts.data.packing import unpackable
         from xstilts.models.heads import PACKED_KINDS
+        from xstilts.models.packing import unpackable
 
         pack = kind in PACKED_KINDS and unpackable(getattr(model, "encoder", None)) is None
     if kind == TaskKind.SENTENCE_PAIR:
@@ -323,7 +290,7 @@ def predict_examples(
 
         results = run_model(model, features, tokenizer, _span_logits, pack=pack, **common)
         if task.metric == "squad_v2":  # unanswerable questions: the null answer "" can win
-            from xstilts.evaluation.metrics_nlu import decode_answers_v2
+            from xstilts.evaluation.qa_decode import decode_answers_v2
 
             return decode_answers_v2(
                 examples, features, [s for s, _ in results], [e for _, e in results],

@@ -12,10 +12,14 @@ style, as XTREME's tasks have an answer for every question).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from xstilts.data.examples import QAExample
 
 
 @dataclass
@@ -115,3 +119,62 @@ def decode_answers(
         if return_nbest:
             nbest[ex.id] = candidates[:n_best]
     return (answers, nbest) if return_nbest else answers
+
+
+def decode_answers_v2(
+    examples: Sequence[QAExample],
+    features: Sequence[Mapping[str, object]],
+    start_logits: Sequence[object],
+    end_logits: Sequence[object],
+    *,
+    null_score_diff_threshold: float = 0.0,
+    n_best: int = 20,
+    max_answer_length: int = 30,
+) -> tuple[dict[str, str], dict[str, float]]:
+    """SQuAD v2.0 answers from start/end logits: a span, or the null answer "".
+
+    The null answer is the classifier position (``feature["cls_index"]``, else 0: the
+    ``<s>``/``[CLS]`` token the QA features point unanswerable questions at). Its score is
+    start + end logit there, the *lowest* over an example's windows (the window most sure that
+    there is an answer speaks); the best span comes from
+    :func:`best_spans` over all windows. The answer is "" when
+    ``null score - best span score > null_score_diff_threshold`` (or when there is no valid
+    span), as the SQuAD v2.0 reference models decode. Also returns that difference per
+    question: pass it as ``na_probs`` to :func:`xstilts.evaluation.metrics_nlu.squad_v2_scores` to get the best threshold.
+    """
+    windows: dict[int, list[int]] = {}
+    for i, f in enumerate(features):
+        windows.setdefault(int(f["example_index"]), []).append(i)  # type: ignore[call-overload]
+    answers: dict[str, str] = {}
+    null_diff: dict[str, float] = {}
+    for ei, ex in enumerate(examples):
+        null_score = float("inf")
+        candidates = []
+        for fi in windows.get(ei, []):
+            f = features[fi]
+            starts = np.asarray(start_logits[fi], dtype=np.float64)
+            ends = np.asarray(end_logits[fi], dtype=np.float64)
+            cls = int(f.get("cls_index", 0))  # type: ignore[call-overload]
+            null_score = min(null_score, float(starts[cls] + ends[cls]))
+            candidates.extend(
+                s
+                for s in best_spans(
+                    starts,
+                    ends,
+                    f["offset_mapping"],  # type: ignore[arg-type]
+                    ex.context,
+                    max_context=f.get("max_context"),  # type: ignore[arg-type]
+                    n_best=n_best,
+                    max_answer_length=max_answer_length,
+                    window=fi,
+                )
+                if s.text
+            )
+        if not candidates:
+            answers[ex.id], null_diff[ex.id] = "", float("inf")
+            continue
+        best = max(candidates, key=lambda s: s.score)
+        diff = null_score - best.score
+        null_diff[ex.id] = diff
+        answers[ex.id] = "" if diff > null_score_diff_threshold else best.text
+    return answers, null_diff

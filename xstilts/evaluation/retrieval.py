@@ -119,7 +119,7 @@ def embed_layers(
     run in float32 either way."""
     import torch
 
-    from xstilts.evaluation.predict import autocast_for, check_precision
+    from xstilts.models.device import autocast_for, check_precision
 
     if pooling not in POOLINGS:
         raise ConfigError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")

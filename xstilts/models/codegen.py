@@ -15,7 +15,7 @@ Face encoder (the only part carried to phase 2):
   sentence-pair head of :mod:`xstilts.models.heads`; negatives are sampled codes of other
   examples (``negatives`` per positive, seeded).
 - ``infill`` :class:`CodeInfill`: masked LM on ``NL </s></s> code`` with masks on code tokens only,
-  through the encoder's LM head (:func:`xstilts.train.mlm.build_mlm_model`).
+  through the encoder's LM head (:func:`xstilts.models.mlm.build_mlm_model`).
 
 **Whitespace.** XLM-R's SentencePiece normaliser collapses every run of whitespace to one space,
 which would erase Python's newlines and indentation. :class:`WhitespaceCodec` rewrites code
@@ -474,79 +474,6 @@ def generate_code(
     return out
 
 
-def evaluate_generation(
-    model: CodeGenerator,
-    featurizer: GenerationFeaturizer,
-    examples: Sequence[Any],
-    *,
-    language: str | None = "python",
-    num_beams: int = 1,
-    batch_size: int = 32,
-    with_codebleu: bool = True,
-    execute: bool = True,
-    sandbox=None,
-) -> dict[str, float]:
-    """Generate for ``examples`` and score against their targets: exact match, BLEU, CodeXGLUE's
-    smoothed BLEU-4, CodeBLEU (when the language has a grammar installed) and, when every example
-    carries tests (MBPP, HumanEval) and ``execute``, pass@1 by execution; all ×100."""
-    from xstilts.evaluation.code_metrics import code_generation_scores
-
-    sources = [featurizer.source_text(ex) for ex in examples]
-    preds = generate_code(model, featurizer, sources, batch_size=batch_size, num_beams=num_beams)
-    scores = code_generation_scores(preds, [ex.target for ex in examples], language if with_codebleu else None)
-    if execute and all(getattr(ex, "tests", None) for ex in examples) and examples:
-        scores["pass@1"] = execution_pass_at_1(examples, preds, sandbox=sandbox)
-    return scores
-
-
-def evaluate_code_task(
-    model: CodeGenerator,
-    featurizer: GenerationFeaturizer,
-    task: Any,
-    data_dir: Any,
-    *,
-    split: str | None = None,
-    languages: Sequence[str] | None = None,
-    limit: int | None = None,
-    num_beams: int = 1,
-) -> dict[str, dict[str, float]]:
-    """Per-language generation quality of a phase-1 ``generate`` model on a code task's files,
-    e.g. MCoNaLa (es/ja/ru intents → Python) right after training on English CoNaLa: the
-    cross-lingual probe of code generation itself. Languages whose files are absent are left out
-    (the result says which were scored)."""
-    from xstilts.data.code_readers import read_code_examples
-    from xstilts.errors import MissingDataError
-    from xstilts.tasks import get_task
-
-    task = get_task(task)
-    split = split or task.score_split
-    out: dict[str, dict[str, float]] = {}
-    for lang in languages or task.splits.get(split, ()):
-        try:
-            examples = read_code_examples(task, data_dir, split, lang)
-        except MissingDataError:
-            continue
-        examples = examples[:limit] if limit else examples
-        language = str(task.extra.get("code_language", "python"))
-        out[lang] = evaluate_generation(model, featurizer, examples, language=language, num_beams=num_beams)
-        out[lang]["examples"] = float(len(examples))
-    return out
-
-
-def execution_pass_at_1(examples: Sequence[Any], completions: Sequence[str], *, sandbox=None, workers: int = 2) -> float:
-    """pass@1 ×100 of one (greedy) completion per problem, executed against the problem's tests
-    in the sandbox of :mod:`xstilts.evaluation.execution` (MBPP, HumanEval)."""
-    from xstilts.evaluation.code_metrics import check_program
-    from xstilts.evaluation.execution import Sandbox
-
-    sandbox = sandbox or Sandbox()
-    results = sandbox.run_many([check_program(ex, c) for ex, c in zip(examples, completions)], workers=workers)
-    return 100.0 * sum(r.passed for r in results) / len(results) if results else 0.0
-
-
-# --------------------------------------------------------------------------- contrastive
-
-
 class CodeContrastive(nn.Module):
     """NL ↔ code bi-encoder with in-batch negatives (symmetric InfoNCE, ``temperature``)."""
 
@@ -584,30 +511,6 @@ class ContrastiveCollator:
         ids, mask = _pad([f["input_ids"] for f in features], self.pad_token_id)
         cids, cmask = _pad([f["code_input_ids"] for f in features], self.pad_token_id)
         return {"input_ids": ids, "attention_mask": mask, "code_input_ids": cids, "code_attention_mask": cmask}
-
-
-@torch.no_grad()
-def evaluate_retrieval(
-    model: CodeContrastive, tokenizer, codec: WhitespaceCodec, examples, *, pool_size: int = 1000,
-    batch_size: int = 64, max_length: int = 128,
-) -> dict[str, float]:  # fmt: skip
-    """NL → code MRR ×100 (CodeSearchNet pools of ``pool_size``) with the bi-encoder."""
-    from xstilts.evaluation.code_metrics import retrieval_mrr
-
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    feats = contrastive_features(examples, tokenizer, codec, max_length)
-    collate = ContrastiveCollator(tokenizer.pad_token_id)
-    qs, cs = [], []
-    try:
-        for start in range(0, len(feats), batch_size):
-            b = collate(feats[start : start + batch_size])
-            qs.append(model.embed(b["input_ids"].to(device), b["attention_mask"].to(device)).cpu())
-            cs.append(model.embed(b["code_input_ids"].to(device), b["code_attention_mask"].to(device)).cpu())
-    finally:
-        model.train(was_training)
-    return {"mrr": retrieval_mrr(torch.cat(qs).numpy(), torch.cat(cs).numpy(), pool_size=pool_size)}
 
 
 # --------------------------------------------------------------------------- match
@@ -663,7 +566,7 @@ class CodeInfill(nn.Module):
 
     def __init__(self, encoder: nn.Module, encoder_source: Any = None) -> None:
         super().__init__()
-        from xstilts.train.mlm import build_mlm_model
+        from xstilts.models.mlm import build_mlm_model
 
         self.mlm, self.head_loaded = build_mlm_model(encoder, encoder_source)
         self.encoder = encoder
@@ -732,7 +635,7 @@ def count_parameters(module: nn.Module) -> int:
 __all__ = [
     "OBJECTIVES", "CodeContrastive", "CodeGenerator", "CodeInfill", "ContrastiveCollator",
     "GenerationCollator", "GenerationFeaturizer", "InfillCollator", "MatchCollator", "WhitespaceCodec",
-    "build_match_model", "build_shortlist", "contrastive_features", "count_parameters", "evaluate_generation",
-    "evaluate_code_task", "evaluate_retrieval", "execution_pass_at_1", "generate_code", "infill_features", "match_features", "mean_pool",
+    "build_match_model", "build_shortlist", "contrastive_features", "count_parameters",
+    "generate_code", "infill_features", "match_features", "mean_pool",
     "tokenizer_keeps_whitespace",
 ]  # fmt: skip

@@ -45,7 +45,7 @@ from xstilts.tasks.base import HEAD_KINDS
 
 # Heads with one output per token; the others read a sequence's first token.
 TOKEN_LEVEL_KINDS = frozenset({TaskKind.TAGGING, TaskKind.QA})
-# Kinds whose batches may run as packed rows (xstilts.data.packing): per-token heads, and
+# Kinds whose batches may run as packed rows (xstilts.models.packing): per-token heads, and
 # sentence-level heads reading each sequence's first token (multiple choice: one per choice).
 PACKED_KINDS = frozenset({TaskKind.TAGGING, TaskKind.SENTENCE_PAIR, TaskKind.QA, TaskKind.MULTIPLE_CHOICE})
 
@@ -192,7 +192,7 @@ class TaskModel(nn.Module):
     def encode(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                **packing: Any) -> torch.Tensor:
         """The encoder's last hidden states ``[batch, length, hidden]``. ``position_ids`` and
-        ``packing`` (sequence boundaries) come from packed rows (:mod:`xstilts.data.packing`)."""
+        ``packing`` (sequence boundaries) come from packed rows (:mod:`xstilts.models.packing`)."""
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None and self._accepts_token_types:
             kwargs["token_type_ids"] = token_type_ids
@@ -248,7 +248,7 @@ class TaskModel(nn.Module):
         if start_positions is not None and end_positions is not None:
             span_start, span_end = start_logits, end_logits
             if cu_seq_lens_q is not None:  # a packed row: each sequence over its own positions
-                from xstilts.data.packing import unpack_rows
+                from xstilts.models.packing import unpack_rows
 
                 span_start, span_end = (unpack_rows(x, cu_seq_lens_q, max_length_q, fill=float("-inf"))
                                         for x in (start_logits, end_logits))  # fmt: skip

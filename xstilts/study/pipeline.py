@@ -32,6 +32,7 @@ from typing import Any
 from xstilts.data.readers import has_split
 from xstilts.errors import ConfigError, MissingDataError
 from xstilts.fileio import write_json_atomic
+from xstilts.models.device import resolve_device
 from xstilts.study.locks import DirLock
 from xstilts.study.run_config import RunConfig
 from xstilts.study.rundir import ENCODER_DIR, FINISHED_FILE, SCORES_FILE, RunDir
@@ -60,9 +61,9 @@ def train_config(settings: dict[str, Any], config: RunConfig, **extra: Any) -> T
 
 def encoder_state_from_folder(folder: str | Path) -> dict[str, Any]:
     """Tensors saved in a Hugging Face model folder (safetensors, else pytorch .bin)."""
-    from xstilts.train.mlm import _checkpoint_state
+    from xstilts.models.mlm import checkpoint_state
 
-    return _checkpoint_state(folder)
+    return checkpoint_state(folder)
 
 
 def verify_encoder_matches(encoder: Any, folder: str | Path) -> dict[str, Any]:
@@ -128,12 +129,6 @@ def prune_training_weights(train_dir: Path) -> None:
 
     for name in ("best", "final", "checkpoints"):
         shutil.rmtree(train_dir / name, ignore_errors=True)
-
-
-def resolve_device(config: RunConfig) -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() and not config.cpu else "cpu"
 
 
 def _read(task: Task, data_dir: str | Path, split: str, lang: str) -> list[Any]:
@@ -285,7 +280,8 @@ class Pipeline:
             self.encoder_source = str(enc_dir)
             return
         from xstilts.train.loop import train
-        from xstilts.train.mlm import MLMCollator, build_mlm_model, mlm_features, read_raw_text
+        from xstilts.models.mlm import build_mlm_model
+        from xstilts.train.mlm import MLMCollator, mlm_features, read_raw_text
 
         settings = cfg.phase_settings("mlm")
         t0 = time.perf_counter()
@@ -380,8 +376,9 @@ class Pipeline:
             if isinstance(part.info.get("packed"), str):
                 self.log.info("phase 1: %s: sequences not packed: %s", part.name, part.info["packed"])
         if spec.mlm is not None:
+            from xstilts.models.mlm import build_mlm_model
             from xstilts.train.formulations import TrainablePart
-            from xstilts.train.mlm import MLMCollator, build_mlm_model, mlm_features, read_raw_text
+            from xstilts.train.mlm import MLMCollator, mlm_features, read_raw_text
 
             if spec.mlm.data is None:
                 raise ConfigError("intermediate.mlm.data: give the raw multilingual text for MLM co-training")
@@ -478,7 +475,7 @@ class Pipeline:
         if self.rd.phase_done("phase2"):
             return load_task_model(model_dir)
         from xstilts.data.feature_cache import cached_featurize
-        from xstilts.data.packing import choose_collator
+        from xstilts.models.packing import choose_collator
         from xstilts.models.heads import PACKED_KINDS, build_model
         from xstilts.train.formulations import labels_for
         from xstilts.train.loop import train
@@ -575,14 +572,14 @@ class Pipeline:
                                                precision)
             else:  # BUCC mines whole corpora: a cap would change the task, so none applies
                 predict_task(task, (encoder, tokenizer), cfg.data_dir, pred_root, langs, split=split,
-                             **cfg.prediction_batches, device=resolve_device(cfg), progress=cfg.progress, precision=precision)
+                             **cfg.prediction_batches, device=resolve_device(cpu=cfg.cpu), progress=cfg.progress, precision=precision)
                 for lang in langs:
                     write_labels(label_root, task, lang, _read(task, cfg.data_dir, split, lang))
         else:
             from xstilts.evaluation.predict import predict_examples
 
             model, tokenizer = model_and_tokenizer
-            device = resolve_device(cfg)
+            device = resolve_device(cpu=cfg.cpu)
             model.to(device).eval()
             settings = cfg.phase_settings("target", task.kind.value)
             for lang in langs:
@@ -618,7 +615,7 @@ class Pipeline:
         from xstilts.evaluation.retrieval import embed, tatoeba_predictions
 
         cfg = self.config
-        encoder.to(resolve_device(cfg))
+        encoder.to(resolve_device(cpu=cfg.cpu))
         seconds: dict[str, float] = {}
         for lang in langs:
             t = time.perf_counter()

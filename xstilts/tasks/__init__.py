@@ -1,10 +1,7 @@
 """The task registry: XTREME targets, the paper's intermediate tasks, code tasks."""
 
-from xstilts.tasks.base import Task, TaskKind, TaskRegistry
-
-REGISTRY = TaskRegistry()
-
-from xstilts.tasks import code, intermediate, xtreme  # noqa: E402  (each registers its tasks)
+from xstilts.tasks import code, intermediate, xtreme  # each registers its tasks
+from xstilts.tasks.base import REGISTRY, Task, TaskKind, TaskRegistry
 
 get_task = REGISTRY.get
 

@@ -87,3 +87,7 @@ class TaskRegistry:
 
     def names(self, family: str | None = None) -> list[str]:
         return [t.name for t in self._tasks.values() if family is None or t.family == family]
+
+
+# The one registry; xstilts.tasks.code, .intermediate and .xtreme add their tasks to it.
+REGISTRY = TaskRegistry()

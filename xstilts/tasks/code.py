@@ -16,8 +16,7 @@ CodeBLEU), ``pass_at_k`` (execution), ``mrr`` (NL → code retrieval); see
 
 from __future__ import annotations
 
-from xstilts.tasks import REGISTRY
-from xstilts.tasks.base import Task, TaskKind
+from xstilts.tasks.base import REGISTRY, Task, TaskKind
 
 EN = ("en",)
 CSN_LANGS = ("go", "java", "javascript", "php", "python", "ruby")

@@ -13,8 +13,7 @@ with them (see :mod:`xstilts.data.readers`); the first that matches wins.
 
 from __future__ import annotations
 
-from xstilts.tasks import REGISTRY
-from xstilts.tasks.base import Task, TaskKind
+from xstilts.tasks.base import REGISTRY, Task, TaskKind
 
 EN = ("en",)
 TRAIN_DEV = {"train": EN, "dev": EN}

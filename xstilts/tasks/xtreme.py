@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from xstilts.tasks import REGISTRY
-from xstilts.tasks.base import Task, TaskKind
+from xstilts.tasks.base import REGISTRY, Task, TaskKind
 
 
 def _langs(spec: str) -> tuple[str, ...]:

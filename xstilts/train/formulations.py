@@ -24,10 +24,10 @@ from xstilts.tasks import Task, TaskKind
 from xstilts.tasks.base import HEAD_KINDS
 
 # Modules that register more formulations when imported (missing ones are skipped).
-FORMULATION_MODULES = ("xstilts.models.code_formulations",)
+FORMULATION_MODULES = ("xstilts.train.code_formulations",)
 
 # What a run config may set per task under ``options:`` for each formulation (read by the builders
-# in xstilts.models.code_formulations, whose docstring gives the meanings and defaults). Kept here,
+# in xstilts.train.code_formulations, whose docstring gives the meanings and defaults). Kept here,
 # without importing the builders, so that a config is checked before anything is loaded.
 FORMULATION_OPTIONS: dict[str, tuple[str, ...]] = {
     "head": (),
@@ -159,11 +159,11 @@ def build_head_part(inp: FormulationInput) -> TrainablePart:
     how well the intermediate task itself was learned, not only a loss.
 
     With ``pack_sequences`` in the settings (the phase-1 default) each batch is one padding-free
-    row (:mod:`xstilts.data.packing`: the same loss as the padded batch) where the encoder allows
+    row (:mod:`xstilts.models.packing`: the same loss as the padded batch) where the encoder allows
     it; ``info["packed"]`` says whether it does, or why not.
     """
     from xstilts.data.feature_cache import cached_featurize
-    from xstilts.data.packing import choose_collator
+    from xstilts.models.packing import choose_collator
     from xstilts.models.heads import build_model
 
     task = inp.task

@@ -31,6 +31,7 @@ from typing import Any
 
 from xstilts.errors import ConfigError, NonFiniteLossError
 from xstilts.fileio import write_json_atomic
+from xstilts.models.device import resolve_mixed_precision
 from xstilts.train import checkpoint as ck
 from xstilts.train.batching import (
     BatchPlanner,
@@ -48,17 +49,6 @@ from xstilts.train.train_config import TrainConfig, TrainResult
 STOP_CHECK_EVERY_DDP = 10
 
 EvalFn = Callable[[Any], Mapping[str, float]]
-
-
-def resolve_mixed_precision(setting: str, cpu: bool = False) -> str:
-    """``auto`` -> bf16 on a GPU that has it, fp16 on other GPUs, none on CPU."""
-    if setting != "auto":
-        return setting
-    import torch
-
-    if cpu or not torch.cuda.is_available():
-        return "no"
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
 def get_loss(output: Any):

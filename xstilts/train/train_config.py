@@ -42,7 +42,7 @@ class TrainConfig:
     # a batch, and with them the results: UDPOS with multilingual-e5-small after one epoch scored
     # 50.9 grouped against 56.7 with random batches (3 seeds, bench/RESULTS.md). Off by default,
     # so that runs reproduce the reference recipe. The pipeline packs the batches of every task
-    # with a head instead (xstilts.data.packing: the same random batches, each one padding-free row).
+    # with a head instead (xstilts.models.packing: the same random batches, each one padding-free row).
     group_by_length: bool = False
     mega_batch_mult: int = 50  # length groups are formed inside windows of this many batches
     shuffle: bool = True

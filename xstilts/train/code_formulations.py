@@ -58,8 +58,9 @@ def _language(inp: FormulationInput) -> str | None:
 def build_generate(inp: FormulationInput) -> TrainablePart:
     from xstilts.models.codegen import (
         CodeGenerator, GenerationCollator, GenerationFeaturizer, WhitespaceCodec, build_shortlist,
-        count_parameters, evaluate_generation, mean_loss,
+        count_parameters, mean_loss,
     )  # fmt: skip
+    from xstilts.evaluation.code_quality import evaluate_generation
 
     s = inp.settings
     codec = WhitespaceCodec.for_tokenizer(inp.tokenizer)
@@ -113,8 +114,9 @@ def build_generate(inp: FormulationInput) -> TrainablePart:
 
 def build_contrastive(inp: FormulationInput) -> TrainablePart:
     from xstilts.models.codegen import (
-        CodeContrastive, ContrastiveCollator, WhitespaceCodec, contrastive_features, evaluate_retrieval, mean_loss,
+        CodeContrastive, ContrastiveCollator, WhitespaceCodec, contrastive_features, mean_loss,
     )  # fmt: skip
+    from xstilts.evaluation.code_quality import evaluate_retrieval
 
     s = inp.settings
     codec = WhitespaceCodec.for_tokenizer(inp.tokenizer)
