@@ -75,9 +75,9 @@ def build_encoder(shape: dict, device: str, seed: int = 0):
 
 
 def tagging_model(shape, device, seed=0):
-    from xstilts.models.heads import build_model
-
     import torch
+
+    from xstilts.models.heads import build_model
 
     encoder = build_encoder(shape, device, seed)
     torch.manual_seed(seed)
@@ -136,7 +136,6 @@ def sync():
 
 def section_mfu(args, device, out: dict, setups=("A", "HF"), compile_a: bool = False) -> None:
     import torch
-
     import train as tb  # bench/train.py
 
     seq, bs, steps = 128, args.mfu_batch_size, args.steps
@@ -197,7 +196,6 @@ def section_compile(args, device, out: dict) -> None:
 
 def section_tagging(args, device, out: dict) -> None:
     import torch
-
     import train as tb
 
     bs, steps = args.batch_size, args.steps

@@ -49,8 +49,8 @@ def count(mode: str, layers: int, batch: int) -> dict:
     from gpu_bench import build_encoder, udpos_like_features
     from torch.profiler import ProfilerActivity, profile
 
-    from xstilts.models import packing
     from xstilts.data.features import make_collate
+    from xstilts.models import packing
     from xstilts.models.heads import build_model
     from xstilts.models.tiny import build_tiny_tokenizer
 

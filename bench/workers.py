@@ -57,7 +57,7 @@ def build_world(root: Path, data: Path) -> tuple[Path, Path]:
 
 
 def run_once(workers: int, out: Path, data: Path, model: Path) -> float:
-    from xstilts.study.executors import run_study
+    from xstilts.study.runner import run_study
     from xstilts.study.study_config import parse_study
 
     study = parse_study({

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from xstilts.cli import main
 from tests.conftest import shared_file
+from xstilts.cli import main
 
 
 def _humaneval_problems():

@@ -9,13 +9,12 @@ import json
 
 import pytest
 
+from tests.conftest import shared_file
 from xstilts.data.code_readers import find_code_files, read_code_examples, strip_python_docstring
 from xstilts.data.examples import GenerationExample
 from xstilts.data.readers import read_examples
 from xstilts.errors import ConfigError, DataFormatError, MissingDataError
 from xstilts.tasks import REGISTRY, TaskKind, get_task
-
-from tests.conftest import shared_file
 
 
 def test_code_tasks_registered():

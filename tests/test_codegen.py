@@ -11,6 +11,7 @@ import torch
 
 from tests.conftest import shared_file
 from xstilts.data.examples import GenerationExample
+from xstilts.evaluation.code_quality import evaluate_generation, evaluate_retrieval
 from xstilts.models.codegen import (
     CodeContrastive,
     CodeGenerator,
@@ -26,7 +27,6 @@ from xstilts.models.codegen import (
     match_features,
     tokenizer_keeps_whitespace,
 )  # fmt: skip
-from xstilts.evaluation.code_quality import evaluate_generation, evaluate_retrieval
 from xstilts.models.tiny import build_tiny_model, build_tiny_tokenizer
 
 MULTILINE = [
@@ -224,8 +224,8 @@ def test_formulations_train_with_the_loop(tiny, tmp_path, formulation):
 
 
 def test_generation_quality_includes_pass_at_1_by_execution(tiny):
-    from xstilts.evaluation.execution import Sandbox, SandboxConfig
     from xstilts.evaluation.code_quality import execution_pass_at_1
+    from xstilts.evaluation.execution import Sandbox, SandboxConfig
 
     problems = [
         GenerationExample(id="1", source="double", target="def f(x):\n    return 2 * x", tests="assert f(2) == 4\n",

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import shared_file
+
 from xstilts.cli import main
 from xstilts.data.check import check_data
 

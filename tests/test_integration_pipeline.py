@@ -79,8 +79,9 @@ def test_nlu_intermediate_quality_in_metrics_json(world, tmp_path, monkeypatch):
 
 def test_study_records_and_reports_nlu_quality_and_shares_the_feature_cache(world, tmp_path, monkeypatch):
     from xstilts.data import features as F
-    from xstilts.study.executors import LocalExecutor, run_study
+    from xstilts.study.executors import LocalExecutor
     from xstilts.study.report import write_report
+    from xstilts.study.runner import run_study
     from xstilts.study.study_config import parse_study
 
     calls: list[tuple[str, int]] = []
@@ -213,7 +214,8 @@ def test_cpu_workers_give_the_sequential_scores_with_budgets_and_trivial_referen
     import pandas as pd
 
     from xstilts.evaluation.trivial import trivial_scores
-    from xstilts.study.executors import LocalExecutor, make_executor, run_study
+    from xstilts.study.executors import LocalExecutor
+    from xstilts.study.runner import make_executor, run_study
     from xstilts.study.study_config import parse_study
 
     hp = {"intermediate": {k: v for k, v in HP["intermediate"].items() if k != "max_steps"},
@@ -260,7 +262,8 @@ def test_ray_and_submitit_jobs_run_the_real_pipeline_to_the_local_scores(world, 
 
     ray = pytest.importorskip("ray")
     pytest.importorskip("submitit")
-    from xstilts.study.executors import LocalExecutor, RayExecutor, run_study
+    from xstilts.study.executors import LocalExecutor, RayExecutor
+    from xstilts.study.runner import run_study
     from xstilts.study.slurm import SlurmExecutor
     from xstilts.study.study_config import parse_study
 
@@ -305,7 +308,8 @@ def test_a_cell_on_two_processes_trains_with_ddp_and_counts_both_in_its_budget(w
 
     import pandas as pd
 
-    from xstilts.study.executors import LAUNCH_LOG, LocalExecutor, run_study
+    from xstilts.study.executors import LocalExecutor
+    from xstilts.study.runner import LAUNCH_LOG, run_study
     from xstilts.study.study_config import parse_study
 
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).resolve().parents[1]),

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from lock_helpers import blocking_work
 from test_pipeline import small_world  # noqa: F401 - the fixture (tiny model + data slices)
 
@@ -167,7 +166,7 @@ def test_second_run_on_the_same_run_dir_refuses(small_world, tmp_path, capsys): 
 def test_a_cell_held_by_another_worker_is_not_run_twice(tmp_path):
     """A node whose lock another process holds (say a worker left over from a killed driver) is
     reported, and its run dir is left alone."""
-    from xstilts.study.executors import execute_node, make_request, node_lock
+    from xstilts.study.cells import execute_node, make_request, node_lock
     from xstilts.study.plan import build_plan
     from xstilts.study.study_config import parse_study
 
@@ -227,7 +226,8 @@ def test_without_flock_a_dead_pid_is_taken_over_and_a_live_one_refused(tmp_path,
 def test_lock_is_released_on_exception_and_on_normal_exit(tmp_path):
     from test_study_executors import fake_work, study
 
-    from xstilts.study.executors import LocalExecutor, run_study
+    from xstilts.study.executors import LocalExecutor
+    from xstilts.study.runner import run_study
 
     with pytest.raises(RuntimeError, match="boom"):
         with DirLock(tmp_path / "a").hold():
@@ -318,7 +318,7 @@ def test_new_eval_split_and_languages_reuse_the_trained_model(small_world, tmp_p
 def test_study_language_change_reevaluates_in_place_and_training_change_starts_afresh(small_world, tmp_path):  # noqa: F811
     """The real pipeline in a study (study lock, cell lock, run-dir lock in one process): new
     evaluation languages re-evaluate the trained cell; a new training budget trains anew."""
-    from xstilts.study.executors import run_study
+    from xstilts.study.runner import run_study
     from xstilts.study.study_config import parse_study
 
     def study(langs, steps=4):
@@ -349,8 +349,10 @@ def test_eval_split_counts_in_the_node_hash_and_neither_it_nor_an_upgrade_retrai
     cells recorded before the split counted in the hash are not moved aside on upgrade."""
     from test_study_executors import calls, fake_work, study
 
-    from xstilts.study.executors import LocalExecutor, node_legacy_hashes, run_study
+    from xstilts.study.cells import node_legacy_hashes
+    from xstilts.study.executors import LocalExecutor
     from xstilts.study.plan import DONE_FILE, build_plan
+    from xstilts.study.runner import run_study
 
     first = study(seeds=[1], eval_splits={"udpos": "test"})
     run_study(first, tmp_path, work=fake_work, executor=LocalExecutor())

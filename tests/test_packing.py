@@ -6,9 +6,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from xstilts.models.packing import ATTENTION, PackedCollator, packed_collator  # noqa: E402
 from xstilts.errors import ConfigError  # noqa: E402
 from xstilts.models.loading import position_offset  # noqa: E402
+from xstilts.models.packing import ATTENTION, PackedCollator, packed_collator  # noqa: E402
 
 
 def _features(n: int, seed: int, vocab: int, num_labels: int = 5):

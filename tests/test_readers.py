@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import shared_file
+
 from xstilts.data.examples import BitextExample, QAExample, SentencePairExample, TaggingExample
 from xstilts.data.readers import available, find_file, find_files, read_examples, read_path
 from xstilts.errors import ConfigError, MissingDataError

@@ -13,8 +13,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import test_study_executors as fakes  # noqa: E402
 
-from xstilts.study.executors import LocalExecutor, run_study  # noqa: E402
+from xstilts.study.executors import LocalExecutor  # noqa: E402
 from xstilts.study.report import write_report  # noqa: E402
+from xstilts.study.runner import run_study  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -207,9 +207,9 @@ def test_fast_prediction_gives_the_tags_of_the_padded_loop(setup, shared_data, p
     sys.path.insert(0, str(REPO / "bench"))
     from predict import plain_tagging  # bench/predict.py's reference loop
 
-    from xstilts.models.packing import ATTENTION
     from xstilts.data.readers import read_examples
     from xstilts.evaluation.predict import predict_examples
+    from xstilts.models.packing import ATTENTION
 
     folder, _ = setup
     tok = _tokenizer(folder)
@@ -337,11 +337,11 @@ def test_packed_training_gives_the_weights_of_padded_batches(setup, shared_data,
     packing must stay within that, and a different batch order must be far outside it."""
     from transformers import AutoModel
 
-    from xstilts.models import packing
     from xstilts.data.features import featurize, make_collate
-    from xstilts.models.packing import packed_collator
     from xstilts.data.readers import read_examples
+    from xstilts.models import packing
     from xstilts.models.heads import build_model
+    from xstilts.models.packing import packed_collator
     from xstilts.train.loop import train
     from xstilts.train.train_config import TrainConfig
 

@@ -7,7 +7,12 @@ import math
 import pytest
 
 from xstilts.study.stats import (
-    adjust_family, compare_over_seeds, holm, is_learnt, learnt_threshold, per_seed_deltas,
+    adjust_family,
+    compare_over_seeds,
+    holm,
+    is_learnt,
+    learnt_threshold,
+    per_seed_deltas,
 )
 
 

@@ -55,7 +55,8 @@ def test_demo_without_the_model_says_how_to_get_it(shared_data, tmp_path, monkey
 
 
 def test_run_config_for_a_node_caps_budgets_and_carries_the_phase1_encoder(tmp_path):
-    from xstilts.study.executors import StudyContext, node_config_hashes, run_config_for
+    from xstilts.study.cells import node_config_hashes, run_config_for
+    from xstilts.study.executors import StudyContext
     from xstilts.study.plan import build_plan
     from xstilts.study.run_config import load_run_config
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from xstilts.study.executors import LocalExecutor, run_study
+from xstilts.study.executors import LocalExecutor
+from xstilts.study.runner import run_study
 from xstilts.study.study_config import parse_study
 
 LANGS = {"udpos": ["de", "fr"], "tatoeba": ["de", "fr"]}
@@ -122,7 +123,8 @@ def test_failing_cells_are_recorded_and_the_rest_go_on(tmp_path):
 
 
 def test_exit_status_is_capped_at_125(tmp_path):
-    from xstilts.study.executors import NodeOutcome, StudyRun
+    from xstilts.study.cells import NodeOutcome
+    from xstilts.study.runner import StudyRun
     run = StudyRun({str(i): NodeOutcome(str(i), "failed") for i in range(300)}, tmp_path)
     assert run.exit_status == 125
 
@@ -167,7 +169,8 @@ KILL_SCRIPT = textwrap.dedent("""
     import sys
     sys.path.insert(0, {tests!r})
     from test_study_executors import fake_work, study
-    from xstilts.study.executors import LocalExecutor, run_study
+    from xstilts.study.executors import LocalExecutor
+    from xstilts.study.runner import run_study
     run = run_study(study(), {out!r}, work=fake_work, executor=LocalExecutor())
     sys.exit(run.exit_status)
 """)
@@ -263,7 +266,8 @@ def test_phase1_quality_reads_the_pipelines_metrics_json():
 def test_examples_seen_sets_the_steps_from_each_phase_batch_shape():
     """The same examples-seen budget for every setting: steps = ceil(N / (batch x accumulation)),
     with the study's batch shape or the phase's default (tagging fine-tuning: 8 x 4)."""
-    from xstilts.study.executors import StudyContext, run_config_for
+    from xstilts.study.cells import run_config_for
+    from xstilts.study.executors import StudyContext
     from xstilts.study.plan import build_plan
 
     s = study(seeds=[1], budgets={"intermediate": {"examples_seen": 100, "max_steps": 1000},

@@ -12,7 +12,8 @@ ray = pytest.importorskip("ray")
 sys.path.insert(0, str(Path(__file__).parent))
 import test_study_executors as fakes  # noqa: E402
 
-from xstilts.study.executors import RayExecutor, run_study  # noqa: E402
+from xstilts.study.executors import RayExecutor  # noqa: E402
+from xstilts.study.runner import run_study  # noqa: E402
 
 
 def test_ray_executor_runs_reuses_records_failures_and_skips(tmp_path):

@@ -14,9 +14,10 @@ import pytest
 pytest.importorskip("submitit")
 
 import pandas as pd  # noqa: E402
-
 from test_study_executors import calls, fake_work, study  # noqa: E402
-from xstilts.study.executors import LocalExecutor, make_executor, run_study  # noqa: E402
+
+from xstilts.study.executors import LocalExecutor  # noqa: E402
+from xstilts.study.runner import make_executor, run_study  # noqa: E402
 from xstilts.study.slurm import LOG_DIR, SlurmExecutor  # noqa: E402
 from xstilts.train.signals import StoppedBySignal, graceful_stop  # noqa: E402
 

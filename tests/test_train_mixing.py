@@ -72,8 +72,8 @@ def test_mlm_model_shares_the_encoder_and_loads_its_head(tmp_path):
     torch = pytest.importorskip("torch")
     from transformers import AutoModelForMaskedLM
 
-    from xstilts.models.tiny import build_tiny_model
     from xstilts.models.mlm import build_mlm_model
+    from xstilts.models.tiny import build_tiny_model
 
     encoder, tok = build_tiny_model(tmp_path / "enc")
     mlm, loaded = build_mlm_model(encoder, tmp_path / "enc")
@@ -95,7 +95,12 @@ def test_mlm_model_shares_the_encoder_and_loads_its_head(tmp_path):
 
 def test_formulation_hook_reports_what_is_available():
     from xstilts.tasks import get_task
-    from xstilts.train.formulations import TrainablePart, available_formulations, get_builder, register_formulation
+    from xstilts.train.formulations import (
+        TrainablePart,
+        available_formulations,
+        get_builder,
+        register_formulation,
+    )
 
     assert "head" in available_formulations()
     name, _ = get_builder(get_task("mnli"), None)

@@ -35,9 +35,9 @@ def register(app: typer.Typer) -> None:
         """
         from xstilts.data.code_readers import read_code_examples
         from xstilts.errors import ConfigError, OutputError
-        from xstilts.fileio import check_output_dir, write_text_atomic
         from xstilts.evaluation.code_metrics import evaluate_samples, read_samples
         from xstilts.evaluation.execution import Sandbox, SandboxConfig
+        from xstilts.fileio import check_output_dir, write_text_atomic
 
         if dataset not in DATASETS:
             raise ConfigError(f"unknown --dataset {dataset!r}; allowed: {', '.join(DATASETS)}")

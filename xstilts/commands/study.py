@@ -22,8 +22,8 @@ def print_plan(study, study_dir: Path, console) -> None:
     """The plan as a rich table: phase runs per phase, what is done, and the compute estimate."""
     from rich.table import Table
 
-    from xstilts.study.executors import STORE_FILE
     from xstilts.study.plan import build_plan, estimate, format_duration
+    from xstilts.study.runner import STORE_FILE
     from xstilts.study.store import ResultStore
 
     plan = build_plan(study)
@@ -148,7 +148,7 @@ def _run_and_report(study, study_dir: Path, data_dir: Path | None, console, *, w
                     report: bool, task: str | None) -> int:
     import time
 
-    from xstilts.study.executors import run_study
+    from xstilts.study.runner import run_study
 
     start = time.time()
 

@@ -19,9 +19,9 @@ returns the JSON that ``xstilts score --json`` prints::
 from __future__ import annotations
 
 import logging
-from numbers import Integral
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 

@@ -33,7 +33,6 @@ from xstilts.evaluation import layout
 from xstilts.evaluation.scorer import score_language, task_score
 from xstilts.tasks import Task, TaskKind, get_task
 
-
 # kinds whose trivial predictor learns from the English training data (the majority label or
 # tag; for multiple choice the number of choices, where the task does not declare it)
 READS_TRAINING_KINDS = frozenset({TaskKind.TAGGING, TaskKind.SENTENCE_PAIR, TaskKind.MULTIPLE_CHOICE})

@@ -14,7 +14,7 @@ is created with ``O_CREAT | O_EXCL`` instead, and a lock whose pid no longer run
 is taken over.
 
 A process may take a lock it already holds (the ``xstilts study`` command around
-:func:`~xstilts.study.executors.run_study`, which takes it too): the lock counts its holders and
+:func:`~xstilts.study.runner.run_study`, which takes it too): the lock counts its holders and
 is released when the outermost one lets go. This process-wide table is the module's one piece of
 global state; it has to be, since flock treats two opens of the same file in one process as two
 owners.

@@ -279,8 +279,8 @@ class Pipeline:
         if self.rd.phase_done("phase0"):
             self.encoder_source = str(enc_dir)
             return
-        from xstilts.train.loop import train
         from xstilts.models.mlm import build_mlm_model
+        from xstilts.train.loop import train
         from xstilts.train.mlm import MLMCollator, mlm_features, read_raw_text
 
         settings = cfg.phase_settings("mlm")
@@ -475,8 +475,8 @@ class Pipeline:
         if self.rd.phase_done("phase2"):
             return load_task_model(model_dir)
         from xstilts.data.feature_cache import cached_featurize
-        from xstilts.models.packing import choose_collator
         from xstilts.models.heads import PACKED_KINDS, build_model
+        from xstilts.models.packing import choose_collator
         from xstilts.train.formulations import labels_for
         from xstilts.train.loop import train
 

@@ -24,6 +24,16 @@ from typing import Any
 from xstilts.data.readers import available, has_split
 from xstilts.errors import MissingDataError, XstiltsError
 from xstilts.evaluation.trivial import reads_training_data
+from xstilts.study.cells import (
+    make_request,
+    node_config_hashes,
+    node_legacy_hashes,
+    node_training_hashes,
+    reuse_state,
+    run_config_for,
+)
+from xstilts.study.plan import build_plan
+from xstilts.study.run_config import load_run_config
 from xstilts.tasks import Task, TaskKind, get_task
 
 
@@ -206,17 +216,6 @@ def check_study(study: Any, study_dir: str | Path, data_dir: str | Path | None) 
     """Check every cell of a study that will run (not the ones already done): its config (the
     study's ``pipeline:`` values included) and the inputs of its phases still to run. Raises one
     error listing every problem (each with the cells it stops); returns the cells checked."""
-    from xstilts.study.executors import (
-        make_request,
-        node_config_hashes,
-        node_legacy_hashes,
-        node_training_hashes,
-        reuse_state,
-        run_config_for,
-    )
-    from xstilts.study.plan import build_plan
-    from xstilts.study.run_config import load_run_config
-
     if data_dir is None:
         raise MissingDataError("the study needs a data folder: give --data-dir DIR "
                                "(or data_dir: in the config)")

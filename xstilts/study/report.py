@@ -28,8 +28,14 @@ import numpy as np
 
 from xstilts.study.published import PUBLISHED, is_xlmr_large
 from xstilts.study.stats import (
-    LEARNT_FRACTION, MIN_SEEDS, SeedComparison, adjust_family, compare_over_seeds, is_learnt,
-    learnt_threshold, per_seed_deltas,
+    LEARNT_FRACTION,
+    MIN_SEEDS,
+    SeedComparison,
+    adjust_family,
+    compare_over_seeds,
+    is_learnt,
+    learnt_threshold,
+    per_seed_deltas,
 )
 from xstilts.study.store import BUDGET_TASK, TRIVIAL_METRIC, UNTRAINED_SUFFIX
 
@@ -224,7 +230,7 @@ def load_study_data(study_dir: Path) -> StudyData:
     import json
 
     from xstilts.errors import MissingDataError
-    from xstilts.study.executors import STORE_FILE, STUDY_FILE
+    from xstilts.study.runner import STORE_FILE, STUDY_FILE
     from xstilts.study.store import ResultStore
 
     study_dir = Path(study_dir)

@@ -32,10 +32,16 @@ from pathlib import Path
 from typing import Any
 
 from xstilts.errors import ConfigError
-from xstilts.study.executors import (
-    NodeOutcome, ProgressFn, StudyContext, WorkFn, WorkRequest, _bind_threads, _finish, _order, execute_node,
-    one_line, prepare_run_dir, read_done,
+from xstilts.study.cells import (
+    NodeOutcome,
+    WorkFn,
+    WorkRequest,
+    execute_node,
+    one_line,
+    prepare_run_dir,
+    read_done,
 )
+from xstilts.study.executors import ProgressFn, StudyContext, _bind_threads, _finish, _order
 from xstilts.study.locks import LockHeldError
 from xstilts.train.signals import StoppedBySignal
 

@@ -56,11 +56,16 @@ def _language(inp: FormulationInput) -> str | None:
 
 
 def build_generate(inp: FormulationInput) -> TrainablePart:
-    from xstilts.models.codegen import (
-        CodeGenerator, GenerationCollator, GenerationFeaturizer, WhitespaceCodec, build_shortlist,
-        count_parameters, mean_loss,
-    )  # fmt: skip
     from xstilts.evaluation.code_quality import evaluate_generation
+    from xstilts.models.codegen import (
+        CodeGenerator,
+        GenerationCollator,
+        GenerationFeaturizer,
+        WhitespaceCodec,
+        build_shortlist,
+        count_parameters,
+        mean_loss,
+    )  # fmt: skip
 
     s = inp.settings
     codec = WhitespaceCodec.for_tokenizer(inp.tokenizer)
@@ -113,10 +118,14 @@ def build_generate(inp: FormulationInput) -> TrainablePart:
 
 
 def build_contrastive(inp: FormulationInput) -> TrainablePart:
-    from xstilts.models.codegen import (
-        CodeContrastive, ContrastiveCollator, WhitespaceCodec, contrastive_features, mean_loss,
-    )  # fmt: skip
     from xstilts.evaluation.code_quality import evaluate_retrieval
+    from xstilts.models.codegen import (
+        CodeContrastive,
+        ContrastiveCollator,
+        WhitespaceCodec,
+        contrastive_features,
+        mean_loss,
+    )  # fmt: skip
 
     s = inp.settings
     codec = WhitespaceCodec.for_tokenizer(inp.tokenizer)
@@ -143,7 +152,12 @@ def build_contrastive(inp: FormulationInput) -> TrainablePart:
 
 
 def build_match(inp: FormulationInput) -> TrainablePart:
-    from xstilts.models.codegen import MatchCollator, WhitespaceCodec, build_match_model, match_features
+    from xstilts.models.codegen import (
+        MatchCollator,
+        WhitespaceCodec,
+        build_match_model,
+        match_features,
+    )
 
     s = inp.settings
     codec = WhitespaceCodec.for_tokenizer(inp.tokenizer)

@@ -163,8 +163,8 @@ def build_head_part(inp: FormulationInput) -> TrainablePart:
     it; ``info["packed"]`` says whether it does, or why not.
     """
     from xstilts.data.feature_cache import cached_featurize
-    from xstilts.models.packing import choose_collator
     from xstilts.models.heads import build_model
+    from xstilts.models.packing import choose_collator
 
     task = inp.task
     if task.kind not in HEAD_KINDS:
