@@ -26,6 +26,7 @@ import shutil
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -156,21 +157,32 @@ class _Logger:
             self.writer.close()
 
 
-def _fresh_state() -> dict[str, Any]:
-    return {
-        "global_step": 0,
-        "epoch": 0,
-        "batch_in_epoch": 0,
-        "best_metric": None,
-        "best_step": None,
-        "bad_evals": 0,
-        "eval_history": [],
-        "epoch_loss_sum": 0.0,
-        "epoch_loss_steps": 0,
-        "last_epoch_loss": None,
-        "stopped_early": False,
-        "last_eval_step": None,
-    }
+@dataclass
+class TrainerState:
+    """Where a training run is: the position in the data, the schedule, the best evaluation and
+    early stopping. Saved in every checkpoint (``trainer``) and read back on resume."""
+
+    global_step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    best_metric: float | None = None
+    best_step: int | None = None
+    bad_evals: int = 0
+    eval_history: list[dict[str, Any]] = field(default_factory=list)
+    epoch_loss_sum: float = 0.0
+    epoch_loss_steps: int = 0
+    last_epoch_loss: float | None = None
+    stopped_early: bool = False
+    last_eval_step: int | None = None
+    log_window: list[float] | None = None  # a log line's partial window [loss sum, steps], for exact logs
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, saved: Mapping[str, Any]) -> TrainerState:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in saved.items() if k in known})
 
 
 def train(
@@ -198,51 +210,48 @@ def train(
     checkpoint that cannot be written (a full disk) is a :class:`CheckpointWriteError`; the
     previous checkpoint is left intact.
     """
-    with graceful_stop() as stop:
-        return _train(model, train_features, collate_fn, config, eval_fn, out_dir, planner=planner,
-                      accelerator=accelerator, find_unused_parameters=find_unused_parameters,
-                      description=description, stop=stop)
-
-
-def _train(
-    model,
-    train_features: Sequence[Any],
-    collate_fn: Callable[[list[Any]], Mapping[str, Any]],
-    config: TrainConfig,
-    eval_fn: EvalFn | None,
-    out_dir: str | Path,
-    *,
-    planner: BatchPlanner | None,
-    accelerator,
-    find_unused_parameters: bool,
-    description: str,
-    stop: StopRequest,
-) -> TrainResult:
-    import torch
-    from accelerate.utils import broadcast_object_list, set_seed
-
     config.validate()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_root = out_dir / "checkpoints"
-
     if accelerator is None:
         accelerator = build_accelerator(config, find_unused_parameters)
-    is_main = accelerator.is_main_process
-
     # A finished run: load its final weights and report, without training again.
-    result_path = out_dir / "result.json"
+    result_path = out_dir / RESULT_FILE
     if result_path.is_file() and (out_dir / "final" / "model.pt").is_file():
         model.load_state_dict(ck.load_weights(out_dir / "final"))
         model.to(accelerator.device)
         return TrainResult.from_dict(json.loads(result_path.read_text()))
-
     if len(train_features) == 0:
         raise ConfigError(f"{description}: no training examples")
+    with graceful_stop() as stop:
+        run = _TrainingRun(model, train_features, collate_fn, config, eval_fn, out_dir, planner=planner,
+                           accelerator=accelerator, description=description, stop=stop)
+        return run.run()
 
-    set_seed(config.seed)
-    if planner is None:
-        planner = LengthGroupedPlanner(
+
+RESULT_FILE = "result.json"
+LOSS_READ_EVERY = 50  # steps between reads of the losses kept on the device
+
+
+class _TrainingRun:
+    """One call of :func:`train`, in four parts: the set-up (batches, optimizer, schedule, and the
+    state of a checkpoint to resume from), the optimizer step, the cadence after each step
+    (logging, evaluation, early stopping, checkpoints, a requested stop) and the end (final
+    evaluation, the best weights, ``final/`` and ``result.json``)."""
+
+    def __init__(self, model, train_features, collate_fn, config: TrainConfig, eval_fn: EvalFn | None,
+                 out_dir: Path, *, planner: BatchPlanner | None, accelerator, description: str,
+                 stop: StopRequest) -> None:
+        import torch
+        from accelerate.utils import set_seed
+
+        self.config, self.eval_fn, self.out_dir = config, eval_fn, out_dir
+        self.train_features, self.collate_fn = train_features, collate_fn
+        self.accelerator, self.description, self.stop = accelerator, description, stop
+        self.is_main = accelerator.is_main_process
+        self.ckpt_root = out_dir / "checkpoints"
+        set_seed(config.seed)
+        self.planner = planner or LengthGroupedPlanner(
             [feature_length(f) for f in train_features],
             config.batch_size,
             seed=config.seed,
@@ -252,123 +261,153 @@ def _train(
             world_size=accelerator.num_processes,
             rank=accelerator.process_index,
         )
-    batches_per_epoch = len(planner.plan(0))
-    if batches_per_epoch == 0:
-        raise ConfigError(
-            f"{description}: {len(train_features)} examples make no batch on "
-            f"{accelerator.num_processes} processes"
+        self._plan_schedule()
+        self.device = device = accelerator.device
+        model.to(device)
+        # The fused kernel is one vectorised pass over parameters, gradients and moments: on CUDA and
+        # on CPU (torch >= 2.4) it is several times faster than the per-tensor loop (10x on CPU for a
+        # 96M-row embedding matrix), with the same results to float rounding.
+        fused = config.fused_optimizer and device.type in ("cuda", "cpu")
+        optimizer = torch.optim.AdamW(
+            parameter_groups(model, config.weight_decay, config.learning_rate),
+            lr=config.learning_rate,
+            betas=tuple(config.adam_betas),
+            eps=config.adam_epsilon,
+            fused=fused,
         )
-    steps_per_epoch = math.ceil(batches_per_epoch / config.grad_accum)
-    if config.max_steps is not None:
-        total_steps = config.max_steps
-        num_epochs = math.ceil(total_steps / steps_per_epoch)
-    else:
-        total_steps = config.epochs * steps_per_epoch
-        num_epochs = config.epochs
-    warmup = warmup_steps_for(total_steps, config.warmup_ratio, config.warmup_steps)
+        # The scheduler is not handed to accelerate: its wrapper would step it once per process.
+        self.scheduler = build_scheduler(optimizer, kind=config.schedule, total_steps=self.total_steps,
+                                         warmup=self.warmup)
+        self.model, self.optimizer = accelerator.prepare(model, optimizer)
+        self.raw_model = accelerator.unwrap_model(self.model)
+        # Compiled forward for the steps only; ``model`` (DDP wrapper) keeps no_sync and clipping.
+        self.forward_model = torch.compile(self.model, dynamic=True) if config.compile else self.model
+        sparse_embeddings = config.sparse_embedding_grads
+        if sparse_embeddings is None:  # the saving is the CPU allocation; DDP buckets want dense grads
+            sparse_embeddings = device.type == "cpu" and accelerator.num_processes == 1
+        self.kept_grads = KeptEmbeddingGrads(self.raw_model) if sparse_embeddings else None
+        self.pin_memory = config.pin_memory if config.pin_memory is not None else device.type == "cuda"
+        self.signature = {
+            "planner": self.planner.describe(),
+            "num_processes": accelerator.num_processes,
+            "total_steps": self.total_steps,
+            "grad_accum": config.grad_accum,
+        }
+        self.state = TrainerState()
+        self.resumed_from: int | None = None
+        self._resume()
+        self.logger = _Logger(out_dir, self.is_main, config.tensorboard, self.state.global_step)
+        self.last_checkpoint_step: int | None = None
+        self.examples_seen = 0
+        window = self.state.log_window or (0.0, 0)
+        self.state.log_window = None
+        self.log_loss_sum, self.log_loss_n = window
+        # Each step's micro-batch losses stay on the device until they are needed (a log line, the
+        # end of an epoch, a checkpoint): reading a loss waits for the GPU, and waiting every step
+        # stops the host from queueing the next step's kernels while the current one runs. The
+        # floats are summed in the same order as when read one by one, so the numbers are the same.
+        self.pending: list[list[Any]] = []
+        self.progress = None
+        if self.is_main and config.progress:
+            from tqdm.auto import tqdm
 
-    device = accelerator.device
-    model.to(device)
-    # The fused kernel is one vectorised pass over parameters, gradients and moments: on CUDA and
-    # on CPU (torch >= 2.4) it is several times faster than the per-tensor loop (10x on CPU for a
-    # 96M-row embedding matrix), with the same results to float rounding.
-    fused = config.fused_optimizer and device.type in ("cuda", "cpu")
-    optimizer = torch.optim.AdamW(
-        parameter_groups(model, config.weight_decay, config.learning_rate),
-        lr=config.learning_rate,
-        betas=tuple(config.adam_betas),
-        eps=config.adam_epsilon,
-        fused=fused,
-    )
-    # The scheduler is not handed to accelerate: its wrapper would step it once per process.
-    scheduler = build_scheduler(optimizer, kind=config.schedule, total_steps=total_steps, warmup=warmup)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    raw_model = accelerator.unwrap_model(model)
-    # Compiled forward for the steps only; ``model`` (DDP wrapper) keeps no_sync and clipping.
-    forward_model = torch.compile(model, dynamic=True) if config.compile else model
-    sparse_embeddings = config.sparse_embedding_grads
-    if sparse_embeddings is None:  # the saving is the CPU allocation; DDP buckets want dense grads
-        sparse_embeddings = device.type == "cpu" and accelerator.num_processes == 1
-    kept_grads = KeptEmbeddingGrads(raw_model) if sparse_embeddings else None
-    pin_memory = config.pin_memory if config.pin_memory is not None else device.type == "cuda"
+            self.progress = tqdm(total=self.total_steps, initial=self.state.global_step, desc=description,
+                                 unit="step", dynamic_ncols=True, leave=False)
 
-    run_signature = {
-        "planner": planner.describe(),
-        "num_processes": accelerator.num_processes,
-        "total_steps": total_steps,
-        "grad_accum": config.grad_accum,
-    }
+    # -- set-up --------------------------------------------------------------------------------
 
-    state = _fresh_state()
-    resumed_from: int | None = None
-    if is_main:
-        ck.clean_temporaries(ckpt_root)
-        ck.recover_folder(out_dir / "best")
-    accelerator.wait_for_everyone()
-    ckpt = ck.latest_checkpoint(ckpt_root, clean=False)
-    if ckpt is not None:
-        saved = ck.read_state(ckpt)
-        if saved.get("signature") != run_signature:
+    def _plan_schedule(self) -> None:
+        """Batches per epoch, optimizer steps in all, epochs and warm-up steps."""
+        config, accelerator = self.config, self.accelerator
+        batches_per_epoch = len(self.planner.plan(0))
+        if batches_per_epoch == 0:
             raise ConfigError(
-                f"{description}: cannot resume from {ckpt}: it was written with different data or "
-                f"settings ({saved.get('signature')} != {run_signature}); use a new output folder"
+                f"{self.description}: {len(self.train_features)} examples make no batch on "
+                f"{accelerator.num_processes} processes"
             )
-        raw_model.load_state_dict(torch.load(ckpt / "model.pt", map_location="cpu", weights_only=True))
-        optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location="cpu", weights_only=True))
-        scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=True))
-        if accelerator.scaler is not None and (ckpt / "scaler.pt").exists():
-            accelerator.scaler.load_state_dict(torch.load(ckpt / "scaler.pt", weights_only=True))
-        rng_file = ckpt / f"rng-{accelerator.process_index}.pt"
+        steps_per_epoch = math.ceil(batches_per_epoch / config.grad_accum)
+        if config.max_steps is not None:
+            self.total_steps = config.max_steps
+            self.num_epochs = math.ceil(self.total_steps / steps_per_epoch)
+        else:
+            self.total_steps = config.epochs * steps_per_epoch
+            self.num_epochs = config.epochs
+        self.warmup = warmup_steps_for(self.total_steps, config.warmup_ratio, config.warmup_steps)
+
+    def _resume(self) -> None:
+        """Load the newest complete checkpoint, if there is one written by the same run."""
+        import torch
+
+        if self.is_main:
+            ck.clean_temporaries(self.ckpt_root)
+            ck.recover_folder(self.out_dir / "best")
+        self.accelerator.wait_for_everyone()
+        ckpt = ck.latest_checkpoint(self.ckpt_root, clean=False)
+        if ckpt is None:
+            return
+        saved = ck.read_state(ckpt)
+        if saved.get("signature") != self.signature:
+            raise ConfigError(
+                f"{self.description}: cannot resume from {ckpt}: it was written with different data or "
+                f"settings ({saved.get('signature')} != {self.signature}); use a new output folder"
+            )
+        self.raw_model.load_state_dict(torch.load(ckpt / "model.pt", map_location="cpu", weights_only=True))
+        self.optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location="cpu", weights_only=True))
+        self.scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=True))
+        if self.accelerator.scaler is not None and (ckpt / "scaler.pt").exists():
+            self.accelerator.scaler.load_state_dict(torch.load(ckpt / "scaler.pt", weights_only=True))
+        rng_file = ckpt / f"rng-{self.accelerator.process_index}.pt"
         ck.restore_rng_state(torch.load(rng_file, weights_only=False))
-        state = saved["trainer"]
-        resumed_from = state["global_step"]
+        self.state = TrainerState.from_dict(saved["trainer"])
+        self.resumed_from = self.state.global_step
 
-    logger = _Logger(out_dir, is_main, config.tensorboard, state["global_step"])
-    higher = config.higher_is_better
+    # -- evaluation, checkpoints, stopping -----------------------------------------------------
 
-    def evaluate() -> dict[str, float]:
+    def evaluate(self) -> dict[str, float]:
+        import torch
+        from accelerate.utils import broadcast_object_list
+
+        state, config, accelerator = self.state, self.config, self.accelerator
         metrics_box: list[Any] = [None]
-        if is_main:
-            raw_model.eval()
+        if self.is_main:
+            self.raw_model.eval()
             with torch.no_grad(), accelerator.autocast():
-                metrics_box[0] = {k: float(v) for k, v in eval_fn(raw_model).items()}
-            raw_model.train()
+                metrics_box[0] = {k: float(v) for k, v in self.eval_fn(self.raw_model).items()}
+            self.raw_model.train()
         if accelerator.num_processes > 1:
             broadcast_object_list(metrics_box)
         metrics = metrics_box[0]
         if config.metric_for_best not in metrics:
             raise ConfigError(
-                f"{description}: evaluation returned {sorted(metrics)}, not metric_for_best="
+                f"{self.description}: evaluation returned {sorted(metrics)}, not metric_for_best="
                 f"{config.metric_for_best!r}"
             )
         value = metrics[config.metric_for_best]
-        best = state["best_metric"]
-        improved = best is None or (value > best if higher else value < best)
+        best = state.best_metric
+        improved = best is None or (value > best if config.higher_is_better else value < best)
         if improved:
-            state["best_metric"], state["best_step"], state["bad_evals"] = value, state["global_step"], 0
-            if is_main:
+            state.best_metric, state.best_step, state.bad_evals = value, state.global_step, 0
+            if self.is_main:
                 ck.save_weights_atomic(
-                    raw_model.state_dict(), out_dir / "best",
-                    {"step": state["global_step"], "metrics": metrics},
+                    self.raw_model.state_dict(), self.out_dir / "best",
+                    {"step": state.global_step, "metrics": metrics},
                 )
         else:
-            state["bad_evals"] += 1
-        record = {"kind": "eval", "step": state["global_step"], "epoch": state["epoch"], **metrics}
-        state["eval_history"].append(record)
-        state["last_eval_step"] = state["global_step"]
-        logger.log(record, "eval")
-        if config.patience is not None and state["bad_evals"] >= config.patience:
-            state["stopped_early"] = True
+            state.bad_evals += 1
+        record = {"kind": "eval", "step": state.global_step, "epoch": state.epoch, **metrics}
+        state.eval_history.append(record)
+        state.last_eval_step = state.global_step
+        self.logger.log(record, "eval")
+        if config.patience is not None and state.bad_evals >= config.patience:
+            state.stopped_early = True
         return metrics
 
-    last_checkpoint_step: int | None = None
-
-    def save_checkpoint() -> None:
+    def save_checkpoint(self) -> None:
         """A checkpoint of this step, written to a temporary folder and renamed into place: if
         the write fails (a full disk), the folder is removed and the previous one is intact."""
-        nonlocal last_checkpoint_step
-        step = state["global_step"]
-        state["log_window"] = [log_loss_sum, log_loss_n]  # a log line's partial window, for exact logs
+        accelerator, ckpt_root, is_main = self.accelerator, self.ckpt_root, self.is_main
+        step = self.state.global_step
+        self.state.log_window = [self.log_loss_sum, self.log_loss_n]
         tmp = ckpt_root / f"{ck.TMP_PREFIX}{ck.step_dir_name(step)}"
         try:
             if is_main:
@@ -376,206 +415,221 @@ def _train(
             accelerator.wait_for_everyone()
             ck.torch_save_durably(ck.capture_rng_state(), tmp / f"rng-{accelerator.process_index}.pt")
             if is_main:
-                ck.torch_save_durably(raw_model.state_dict(), tmp / "model.pt")
-                ck.torch_save_durably(optimizer.state_dict(), tmp / "optimizer.pt")
-                ck.torch_save_durably(scheduler.state_dict(), tmp / "scheduler.pt")
+                ck.torch_save_durably(self.raw_model.state_dict(), tmp / "model.pt")
+                ck.torch_save_durably(self.optimizer.state_dict(), tmp / "optimizer.pt")
+                ck.torch_save_durably(self.scheduler.state_dict(), tmp / "scheduler.pt")
                 if accelerator.scaler is not None:
                     ck.torch_save_durably(accelerator.scaler.state_dict(), tmp / "scaler.pt")
             accelerator.wait_for_everyone()
             if is_main:
                 ck.commit_checkpoint(
                     ckpt_root, tmp, step,
-                    {"signature": run_signature, "trainer": state, "config": config.to_dict()},
-                    keep=config.keep_checkpoints,
+                    {"signature": self.signature, "trainer": self.state.to_dict(), "config": self.config.to_dict()},
+                    keep=self.config.keep_checkpoints,
                 )
         except OSError as exc:
             if is_main:
                 shutil.rmtree(tmp, ignore_errors=True)
             raise ck.CheckpointWriteError.of(ckpt_root / ck.step_dir_name(step), exc,
                                              ck.latest_checkpoint(ckpt_root, clean=False)) from None
+        finally:
+            self.state.log_window = None
         accelerator.wait_for_everyone()
-        last_checkpoint_step = step
+        self.last_checkpoint_step = step
 
-    def stop_requested(force: bool = False) -> bool:
+    def stop_requested(self, force: bool = False) -> bool:
         """Whether to stop now: this process's flag, or with several processes their agreement
         (every STOP_CHECK_EVERY_DDP steps, or when ``force``d), so that all ranks stop together."""
-        if accelerator.num_processes == 1:
-            return bool(stop)
-        if not force and state["global_step"] % STOP_CHECK_EVERY_DDP:
-            return False
-        flag = torch.tensor([1.0 if stop else 0.0], device=device)
-        return bool(accelerator.reduce(flag, reduction="sum").item() > 0)
+        import torch
 
-    def non_finite_loss(value: float, step: int) -> NonFiniteLossError:
-        kept = ck.latest_checkpoint(ckpt_root, clean=False)
+        if self.accelerator.num_processes == 1:
+            return bool(self.stop)
+        if not force and self.state.global_step % STOP_CHECK_EVERY_DDP:
+            return False
+        flag = torch.tensor([1.0 if self.stop else 0.0], device=self.device)
+        return bool(self.accelerator.reduce(flag, reduction="sum").item() > 0)
+
+    def non_finite_loss(self, value: float, step: int) -> NonFiniteLossError:
+        kept = ck.latest_checkpoint(self.ckpt_root, clean=False)
         where = (f"the last checkpoint ({kept.name}) is intact, but re-running the same command resumes "
                  f"from it into the same {value}" if kept is not None else "no checkpoint was written")
         return NonFiniteLossError(
-            f"{description}: the training loss is {value} at step {step} (of {total_steps}); training "
+            f"{self.description}: the training loss is {value} at step {step} (of {self.total_steps}); training "
             f"stopped and nothing after it was saved; {where}. Lower the learning rate, or use bf16 "
             f"instead of fp16, and run with a fresh --out")
 
-    def stop_signal() -> StoppedBySignal:
-        return StoppedBySignal(stop.signum or signal.SIGTERM, state["global_step"])
+    def stop_signal(self) -> StoppedBySignal:
+        return StoppedBySignal(self.stop.signum or signal.SIGTERM, self.state.global_step)
 
-    progress = None
-    if is_main and config.progress:
-        from tqdm.auto import tqdm
+    def read_losses(self) -> float | None:
+        """The losses of the steps since the last read, into the epoch and log sums (in order)."""
+        import torch
 
-        progress = tqdm(total=total_steps, initial=state["global_step"], desc=description,
-                        unit="step", dynamic_ncols=True, leave=False)
-
-    model.train()
-    t_start = time.perf_counter()
-    examples_seen = 0
-    log_loss_sum, log_loss_n = state.pop("log_window", None) or (0.0, 0)
-    # Each step's micro-batch losses stay on the device until they are needed (a log line, the
-    # end of an epoch, a checkpoint): reading a loss waits for the GPU, and waiting every step
-    # stops the host from queueing the next step's kernels while the current one runs. The
-    # floats are summed in the same order as when read one by one, so the numbers are the same.
-    pending: list[list[Any]] = []
-    read_every = 50
-
-    def read_losses() -> float | None:
-        nonlocal log_loss_sum, log_loss_n
-        if not pending:
+        if not self.pending:
             return None
-        values = iter(torch.stack([x for step in pending for x in step]).float().tolist())
-        first_step = state["global_step"] - len(pending) + 1
-        for n, step_losses in enumerate(pending):
+        values = iter(torch.stack([x for step in self.pending for x in step]).float().tolist())
+        first_step = self.state.global_step - len(self.pending) + 1
+        window_loss = 0.0
+        for n, step_losses in enumerate(self.pending):
             window_loss = 0.0
             for _ in step_losses:
                 window_loss += next(values)
             if not math.isfinite(window_loss):  # read before any checkpoint of these steps is written
-                raise non_finite_loss(window_loss, first_step + n)
-            state["epoch_loss_sum"] += window_loss
-            state["epoch_loss_steps"] += 1
-            log_loss_sum += window_loss
-            log_loss_n += 1
-        pending.clear()
+                raise self.non_finite_loss(window_loss, first_step + n)
+            self.state.epoch_loss_sum += window_loss
+            self.state.epoch_loss_steps += 1
+            self.log_loss_sum += window_loss
+            self.log_loss_n += 1
+        self.pending.clear()
         return window_loss
 
-    done = state["global_step"] >= total_steps or state["stopped_early"]
-    interrupted = False
+    # -- one optimizer step --------------------------------------------------------------------
 
-    for epoch in range(state["epoch"], num_epochs):
-        if done:
-            break
-        state["epoch"] = epoch
-        plan = planner.plan(epoch)
-        i = state["batch_in_epoch"]
-        batch_stream = collated_batches(train_features, plan[i:], collate_fn,
-                                        workers=config.dataloader_workers, pin_memory=pin_memory)
-        while i < len(plan):
-            window = plan[i : i + config.grad_accum]
-            step_losses = []
-            for k, idx in enumerate(window):
-                batch = move_to_device(next(batch_stream), device)
-                sync = k == len(window) - 1
-                ctx = contextlib.nullcontext() if sync else accelerator.no_sync(model)
-                with ctx:
-                    with accelerator.autocast():
-                        loss = get_loss(forward_model(**batch)) / len(window)
-                    accelerator.backward(loss)
-                step_losses.append(loss.detach())
-                examples_seen += len(idx)
-            if config.max_grad_norm is not None and config.max_grad_norm > 0:
-                clip = kept_grads.clip_grad_norm_ if kept_grads is not None else accelerator.clip_grad_norm_
-                clip(model.parameters(), config.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            if kept_grads is not None:
-                kept_grads.reset()
-            i += len(window)
-            state["batch_in_epoch"] = i
-            state["global_step"] += 1
-            pending.append(step_losses)
-            step = state["global_step"]
-            finished = step >= total_steps
-            epoch_end = i >= len(plan)
-            logging = bool(config.log_every) and step % config.log_every == 0
-            checkpointing = bool(config.checkpoint_every) and step % config.checkpoint_every == 0
-            if logging or epoch_end or finished or checkpointing or step % read_every == 0:
-                window_loss = read_losses()
-                if progress is not None:
-                    elapsed = max(time.perf_counter() - t_start, 1e-9)
-                    progress.set_postfix(loss=f"{window_loss:.4f}", ex_s=f"{examples_seen / elapsed:.1f}")
-            if progress is not None:
-                progress.update(1)
-            if logging:
-                logger.log({"kind": "train", "step": step, "epoch": epoch,
-                            "loss": log_loss_sum / log_loss_n,
-                            "lr": scheduler.get_last_lr()[0]}, "train")
-                log_loss_sum, log_loss_n = 0.0, 0
-            if epoch_end:
-                state["last_epoch_loss"] = state["epoch_loss_sum"] / max(1, state["epoch_loss_steps"])
-                state["epoch_loss_sum"], state["epoch_loss_steps"] = 0.0, 0
-                state["epoch"], state["batch_in_epoch"] = epoch + 1, 0
-            if eval_fn is not None and (
-                (config.eval_every and step % config.eval_every == 0)
-                or (not config.eval_every and epoch_end)
-            ):
-                evaluate()
-            if state["stopped_early"]:
-                finished = True
-            if checkpointing or epoch_end:
-                if not finished:
-                    save_checkpoint()
-            if finished:
-                done = True
+    def optimizer_step(self, window: Sequence[Any], batch_stream) -> None:
+        """Forward and backward over the window's micro-batches (gradients synchronised on the
+        last), clipping, the optimizer and scheduler step; the losses stay on the device."""
+        config, accelerator, model = self.config, self.accelerator, self.model
+        step_losses = []
+        for k, idx in enumerate(window):
+            batch = move_to_device(next(batch_stream), self.device)
+            sync = k == len(window) - 1
+            ctx = contextlib.nullcontext() if sync else accelerator.no_sync(model)
+            with ctx:
+                with accelerator.autocast():
+                    loss = get_loss(self.forward_model(**batch)) / len(window)
+                accelerator.backward(loss)
+            step_losses.append(loss.detach())
+            self.examples_seen += len(idx)
+        if config.max_grad_norm is not None and config.max_grad_norm > 0:
+            clip = self.kept_grads.clip_grad_norm_ if self.kept_grads is not None else accelerator.clip_grad_norm_
+            clip(model.parameters(), config.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.kept_grads is not None:
+            self.kept_grads.reset()
+        self.state.global_step += 1
+        self.pending.append(step_losses)
+
+    # -- after each step: logs, evaluation, checkpoints ----------------------------------------
+
+    def after_step(self, epoch: int, epoch_end: bool) -> bool:
+        """Logging, the end of an epoch, evaluation, early stopping and checkpoints at the step
+        just taken; True when training is finished."""
+        config, state = self.config, self.state
+        step = state.global_step
+        finished = step >= self.total_steps
+        logging = bool(config.log_every) and step % config.log_every == 0
+        checkpointing = bool(config.checkpoint_every) and step % config.checkpoint_every == 0
+        if logging or epoch_end or finished or checkpointing or step % LOSS_READ_EVERY == 0:
+            window_loss = self.read_losses()
+            if self.progress is not None:
+                elapsed = max(time.perf_counter() - self.t_start, 1e-9)
+                self.progress.set_postfix(loss=f"{window_loss:.4f}", ex_s=f"{self.examples_seen / elapsed:.1f}")
+        if self.progress is not None:
+            self.progress.update(1)
+        if logging:
+            self.logger.log({"kind": "train", "step": step, "epoch": epoch,
+                             "loss": self.log_loss_sum / self.log_loss_n,
+                             "lr": self.scheduler.get_last_lr()[0]}, "train")
+            self.log_loss_sum, self.log_loss_n = 0.0, 0
+        if epoch_end:
+            state.last_epoch_loss = state.epoch_loss_sum / max(1, state.epoch_loss_steps)
+            state.epoch_loss_sum, state.epoch_loss_steps = 0.0, 0
+            state.epoch, state.batch_in_epoch = epoch + 1, 0
+        if self.eval_fn is not None and (
+            (config.eval_every and step % config.eval_every == 0)
+            or (not config.eval_every and epoch_end)
+        ):
+            self.evaluate()
+        if state.stopped_early:
+            finished = True
+        if (checkpointing or epoch_end) and not finished:
+            self.save_checkpoint()
+        return finished
+
+    # -- the whole run -------------------------------------------------------------------------
+
+    def run(self) -> TrainResult:
+        state, config = self.state, self.config
+        self.model.train()
+        self.t_start = time.perf_counter()
+        done = state.global_step >= self.total_steps or state.stopped_early
+        interrupted = False
+        for epoch in range(state.epoch, self.num_epochs):
+            if done:
                 break
-            if stop_requested():
-                interrupted = done = True
-                break
+            state.epoch = epoch
+            plan = self.planner.plan(epoch)
+            i = state.batch_in_epoch
+            batch_stream = collated_batches(self.train_features, plan[i:], self.collate_fn,
+                                            workers=config.dataloader_workers, pin_memory=self.pin_memory)
+            while i < len(plan):
+                window = plan[i : i + config.grad_accum]
+                self.optimizer_step(window, batch_stream)
+                i += len(window)
+                state.batch_in_epoch = i
+                if self.after_step(epoch, epoch_end=i >= len(plan)):
+                    done = True
+                    break
+                if self.stop_requested():
+                    interrupted = done = True
+                    break
+        self.read_losses()  # steps since the last read (an early stop between reads)
+        if interrupted:  # SIGTERM / Ctrl-C: a checkpoint of this very step, then stop
+            if self.last_checkpoint_step != state.global_step:
+                self.save_checkpoint()
+            self._close()
+            raise self.stop_signal()
+        return self._finish()
 
-    read_losses()  # steps since the last read (an early stop between reads)
-    if interrupted:  # SIGTERM / Ctrl-C: a checkpoint of this very step, then stop
-        if last_checkpoint_step != state["global_step"]:
-            save_checkpoint()
-        if kept_grads is not None:
-            kept_grads.close()
-        if progress is not None:
-            progress.close()
-        logger.close()
-        raise stop_signal()
-    if kept_grads is not None:
-        kept_grads.close()
-    if state["last_epoch_loss"] is None and state["epoch_loss_steps"]:
-        state["last_epoch_loss"] = state["epoch_loss_sum"] / state["epoch_loss_steps"]
-    if eval_fn is not None and state["last_eval_step"] != state["global_step"]:
-        evaluate()
-    if progress is not None:
-        progress.close()
-    train_seconds = time.perf_counter() - t_start
+    def _close(self) -> None:
+        if self.kept_grads is not None:
+            self.kept_grads.close()
+        if self.progress is not None:
+            self.progress.close()
+        self.logger.close()
 
-    if eval_fn is not None and config.load_best_at_end and (out_dir / "best" / "model.pt").is_file():
-        raw_model.load_state_dict(ck.load_weights(out_dir / "best", map_location="cpu"))
-
-    result = TrainResult(
-        out_dir=out_dir,
-        global_step=state["global_step"],
-        epochs_completed=state["epoch"],
-        train_loss=state["last_epoch_loss"],
-        best_metric=state["best_metric"],
-        best_step=state["best_step"],
-        stopped_early=state["stopped_early"],
-        resumed_from_step=resumed_from,
-        eval_history=state["eval_history"],
-        train_seconds=round(train_seconds, 3),
-        examples_per_second=round(examples_seen / train_seconds, 3) if train_seconds > 0 else None,
-    )
-    accelerator.wait_for_everyone()
-    if is_main:
-        ck.save_weights_atomic(raw_model.state_dict(), out_dir / "final",
-                               {"step": state["global_step"], "best_step": state["best_step"]})
-        write_json_atomic(result_path, result.to_dict())
-        shutil.rmtree(ckpt_root, ignore_errors=True)  # finished: the resume state is no longer needed
-    logger.close()
-    accelerator.wait_for_everyone()
-    if stop_requested(force=True):  # asked to stop while finishing: finished, so stop here
-        raise stop_signal()
-    return result
+    def _finish(self) -> TrainResult:
+        """The last evaluation, the best weights when asked, ``final/`` and ``result.json``."""
+        state, config, out_dir = self.state, self.config, self.out_dir
+        if self.kept_grads is not None:
+            self.kept_grads.close()
+            self.kept_grads = None
+        if state.last_epoch_loss is None and state.epoch_loss_steps:
+            state.last_epoch_loss = state.epoch_loss_sum / state.epoch_loss_steps
+        if self.eval_fn is not None and state.last_eval_step != state.global_step:
+            self.evaluate()
+        if self.progress is not None:
+            self.progress.close()
+            self.progress = None
+        train_seconds = time.perf_counter() - self.t_start
+        if self.eval_fn is not None and config.load_best_at_end and (out_dir / "best" / "model.pt").is_file():
+            self.raw_model.load_state_dict(ck.load_weights(out_dir / "best", map_location="cpu"))
+        result = TrainResult(
+            out_dir=out_dir,
+            global_step=state.global_step,
+            epochs_completed=state.epoch,
+            train_loss=state.last_epoch_loss,
+            best_metric=state.best_metric,
+            best_step=state.best_step,
+            stopped_early=state.stopped_early,
+            resumed_from_step=self.resumed_from,
+            eval_history=state.eval_history,
+            train_seconds=round(train_seconds, 3),
+            examples_per_second=round(self.examples_seen / train_seconds, 3) if train_seconds > 0 else None,
+        )
+        self.accelerator.wait_for_everyone()
+        if self.is_main:
+            ck.save_weights_atomic(self.raw_model.state_dict(), out_dir / "final",
+                                   {"step": state.global_step, "best_step": state.best_step})
+            write_json_atomic(out_dir / RESULT_FILE, result.to_dict())
+            shutil.rmtree(self.ckpt_root, ignore_errors=True)  # finished: the resume state is no longer needed
+        self.logger.close()
+        self.accelerator.wait_for_everyone()
+        if self.stop_requested(force=True):  # asked to stop while finishing: finished, so stop here
+            raise self.stop_signal()
+        return result
 
 
 def make_loss_eval(features: Sequence[Any], collate_fn, batch_size: int = 32) -> EvalFn:
