@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 CSQA = "commonsenseqa/dev_rand_split.jsonl"
-UDPOS = "udpos/xtreme-format"
+UDPOS = "udpos/xtreme-format/download/udpos"
 
 
 def build_world(root: Path, data: Path) -> tuple[Path, Path]:

@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         out: Annotated[Path | None, typer.Option("--out", help="Where to write (default: the study directory).")] = None,
     ) -> None:
-        """Write the study report: per-target deltas with bootstrap CIs, heatmap, XTREME score, code vs NLU."""
+        """Write the study report: per-target deltas with intervals over seeds, heatmap, XTREME score, code vs NLU."""
         from rich.console import Console
 
         from xstilts.study.report import write_report
