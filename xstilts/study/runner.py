@@ -49,10 +49,7 @@ def make_executor(study) -> Any:
     if ex.kind == "ray":
         return RayExecutor(address=ex.address, gpus=ex.gpus, processes_per_cell=ex.processes_per_cell)
     if ex.kind == "slurm":
-        return SlurmExecutor(cluster=ex.cluster, gpus=ex.gpus, cpus_per_cell=ex.cpus_per_cell,
-                             time_min=ex.time_min, partition=ex.partition, mem_gb=ex.mem_gb,
-                             slurm_args=ex.slurm_args, max_parallel=ex.max_parallel, poll_s=ex.poll_s,
-                             signal_delay_s=ex.signal_delay_s)
+        return SlurmExecutor.from_config(ex)
     return LocalExecutor(gpus=ex.gpus, workers=ex.workers if ex.gpus == 0 else 1,
                          processes_per_cell=ex.processes_per_cell)
 
@@ -165,10 +162,9 @@ def pipeline_work(request: WorkRequest) -> dict[str, Any]:
     """One node = one ``run_pipeline`` call in the node's run dir (which resumes if it was killed)."""
     from xstilts.study.run_config import load_run_config
     from xstilts.study.rundir import METRICS_FILE, SCORES_FILE, RunDir
-    from xstilts.study.study_config import StudyConfig
 
     config = load_run_config(run_config_for(request))
-    processes = StudyConfig(**request.study).executor.processes_per_cell
+    processes = int(request.study["executor"].get("processes_per_cell", 1))  # validated by run_config_for
     if processes > 1 and request.node.phase != "retrieval":  # retrieval trains nothing: one process
         run_dir = run_multiprocess(config, processes)
     else:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,6 @@ from xstilts.study.cells import (
     execute_node,
     one_line,
     prepare_run_dir,
-    read_done,
 )
 from xstilts.study.executors import ProgressFn, StudyContext, _bind_threads, _finish, _order
 from xstilts.study.locks import LockHeldError
@@ -99,27 +99,30 @@ class CellJob:
         return _submitit().helpers.DelayedSubmission(self, work, request, dependency)
 
 
+@dataclass
 class SlurmExecutor:
-    """One submitit job per cell; see the module docstring.
+    """One submitit job per cell; see the module docstring. The fields are the study config's
+    ``executor:`` keys of the same names (:meth:`from_config`).
 
     ``cluster``: ``slurm``, ``local`` (submitit's local executor: jobs are processes on this
     machine, which is how the tests run this code) or ``debug`` (in this process), or None to let
     submitit choose (SLURM where ``sbatch`` exists, else local)."""
 
-    def __init__(self, *, cluster: str | None = None, gpus: int = 0, cpus_per_cell: int = 1,
-                 time_min: int = 24 * 60, partition: str | None = None, mem_gb: float | None = None,
-                 slurm_args: dict[str, Any] | None = None, max_parallel: int = 0, poll_s: float = 5.0,
-                 signal_delay_s: int = 120) -> None:
-        self.cluster = cluster
-        self.gpus = gpus
-        self.cpus_per_cell = cpus_per_cell
-        self.time_min = time_min
-        self.partition = partition
-        self.mem_gb = mem_gb
-        self.slurm_args = dict(slurm_args or {})
-        self.max_parallel = max_parallel
-        self.poll_s = poll_s
-        self.signal_delay_s = signal_delay_s
+    cluster: str | None = None
+    gpus: int = 0
+    cpus_per_cell: int = 1
+    time_min: int = 24 * 60
+    partition: str | None = None
+    mem_gb: float | None = None
+    slurm_args: dict[str, Any] = field(default_factory=dict)
+    max_parallel: int = 0
+    poll_s: float = 5.0
+    signal_delay_s: int = 120
+
+    @classmethod
+    def from_config(cls, executor: Any) -> SlurmExecutor:
+        """From a study's :class:`~xstilts.study.study_config.ExecutorConfig`."""
+        return cls(**executor.model_dump(include={f.name for f in fields(cls)}))
 
     def parameters(self, name: str) -> dict[str, Any]:
         """submitit parameters of one cell's job (AutoExecutor names; slurm_* apply to SLURM only)."""
@@ -150,16 +153,12 @@ class SlurmExecutor:
                     pending.remove(node)
                     dep = outcomes.get(node.depends_on) if node.depends_on else None
                     request = ctx.request(node)
-                    if read_done(Path(request.run_dir)) is not None or (dep and dep.status == "failed"):
-                        # nothing to compute (or a failure to record): no job
-                        _finish(ctx, node, execute_node(work, request, dep), outcomes, progress)
-                        continue
-                    try:
-                        to_run = prepare_run_dir(request)
+                    try:  # settle the run dir first: a finished cell whose training changed is moved aside
+                        to_run = not (dep and dep.status == "failed") and prepare_run_dir(request)
                     except LockHeldError as exc:  # another process is on this cell
                         _finish(ctx, node, NodeOutcome(node.id, "failed", 0.0, str(exc)), outcomes, progress)
                         continue
-                    if not to_run:  # finished under this config after all
+                    if not to_run:  # finished under this config, or its phase-1 cell failed: no job
                         _finish(ctx, node, execute_node(work, request, dep), outcomes, progress)
                         continue
                     ctx.mark_running(node)
