@@ -161,7 +161,8 @@ def _work_with(values, *, trivial=None, phase1=None):
         if node.phase == "intermediate":
             (run_dir / "encoder").mkdir(parents=True, exist_ok=True)
             task = node.setting.split(":")[0]
-            quality, before = (phase1 or {}).get(task, ({"accuracy": 50.0}, {"accuracy": 20.0}))
+            spec = (phase1 or {}).get(task, ({"accuracy": 50.0}, {"accuracy": 20.0}))
+            quality, before = spec(node.seed) if callable(spec) else spec  # per seed, or the same for all
             return {"metrics": {}, "phase_metrics": {"phase1": {
                 "quality": {task: quality}, "quality_before": {task: before},
                 "train": {"global_step": 30, "train_loss": 1.0}, "sizes": {task: 100},
@@ -268,10 +269,36 @@ def test_phase1_tasks_that_did_not_learn_are_flagged_and_budgets_reported(tmp_pa
     settings = [row[1] for row in report.key_table.rows]
     assert "commonsenseqa [phase 1 not learnt]" in settings and "conala:generate" in settings
     rows = _table_after(md, "## Intermediate tasks: their own quality (phase 1)")
-    verdict = {(r[1], r[2]): (r[6], r[7]) for r in rows[1:]}
+    col = {name: i for i, name in enumerate(rows[0])}
+    verdict = {(r[1], r[2]): (r[col["reference"]], r[col["learnt"]]) for r in rows[1:]}
     assert verdict[("commonsenseqa", "accuracy")] == ("20.00", "**not learnt**")  # chance beats 14
     assert verdict[("conala", "codebleu")] == ("0.90", "yes") and verdict[("conala", "bleu")] == ("", "")
+    gains = {(r[1], r[2]): (r[col["gain"]], r[col["95% CI of gain (over seeds)"]]) for r in rows[1:]}
+    assert gains[("conala", "codebleu")][0] == "+24.10" and gains[("conala", "bleu")][0] == "+0.10"
     budget = _table_after(md, "## Phase-1 budget actually used")
     assert budget[0][:5] == ["setting", "optimizer steps", "examples seen", "training features",
                              "passes over the data"]
     assert budget[1][:5] == ["conala:generate", "30", "240", "100", "2.40"]
+
+
+def test_one_lucky_seed_cannot_make_a_phase1_task_learnt(tmp_path):
+    # CoNaLa: seeds 1 and 3 barely move, seed 2 jumps; the mean (10.50) is past the line (10.18) but
+    # the per-seed gains' interval holds 0. CosmosQA: every seed gains 30-32 points.
+    lucky = {1: 1.5, 2: 28.0, 3: 2.0}
+    phase1 = {
+        "conala": lambda seed: ({"codebleu": lucky[seed]}, {"codebleu": 0.2}),
+        "cosmosqa": lambda seed: ({"accuracy": 54.0 + seed}, {"accuracy": 25.0}),
+    }
+    md, report = _report(tmp_path, _work_with(lambda st, s, lang: 50.0, phase1=phase1), seeds=[1, 2, 3],
+                         intermediate=["none", "conala:generate", "cosmosqa"])
+    rows = _table_after(md, "## Intermediate tasks: their own quality (phase 1)")
+    col = {name: i for i, name in enumerate(rows[0])}
+    by = {(r[1], r[2]): r for r in rows[1:]}
+    conala, cosmos = by[("conala", "codebleu")], by[("cosmosqa", "accuracy")]
+    assert conala[col["after phase 1 (mean ± std)"]].startswith("10.50")
+    assert conala[col["learnt"]] == "**not learnt**"
+    low, high = (float(x) for x in conala[col["95% CI of gain (over seeds)"]].strip("[]").split(","))
+    assert low < 0 < high
+    assert cosmos[col["learnt"]] == "yes" and cosmos[col["gain"]] == "+31.00"
+    settings = [row[1] for row in report.key_table.rows]
+    assert "conala:generate [phase 1 not learnt]" in settings and "cosmosqa" in settings

@@ -571,7 +571,8 @@ def build_report(study_dir: str | Path, *, task: str | None = None, figures: boo
         "multiple choice and Tatoeba (1 / pool size), empty answers for QA. A cell below "
         f"reference + {LEARNT_FRACTION:.0%} × (100 − reference) is flagged not learnt and its Δ is not "
         "interpreted (no star). A phase-1 task is flagged the same way when its own quality after phase 1 is "
-        "not that far above its quality with the fresh head or decoder (and chance, for multiple choice).",
+        "not that far above its quality with the fresh head or decoder (and chance, for multiple choice), or "
+        "when the interval over seeds of its per-seed gain holds 0 (one lucky seed cannot carry the mean).",
         "Numbers are from the result store; the run directories under `runs/` hold configs, logs and predictions.",
     ])
     # the key table goes near the top, after the overview
@@ -686,11 +687,30 @@ PHASE1_LOSSES = ("loss", "dev_loss")
 LOSS_REDUCTION = 0.10  # a loss-only task counts as learnt when its dev loss fell by at least 10%
 
 
+def _gain_over_seeds(grp: Any, metric: str) -> SeedComparison | None:
+    """The per-seed change (after phase 1 − untrained) of one phase-1 metric, over seeds."""
+    after = {int(r.seed): float(r.value) for r in grp[grp.metric == metric].itertuples() if r.value == r.value}
+    before = {int(r.seed): float(r.value) for r in grp[grp.metric == metric + UNTRAINED_SUFFIX].itertuples()
+              if r.value == r.value}
+    shared = sorted(set(after) & set(before))
+    return compare_over_seeds({s: after[s] - before[s] for s in shared}) if shared else None
+
+
+def _gain_excludes_zero(gain: SeedComparison | None, lower_is_better: bool = False) -> bool:
+    """False only when an interval over seeds exists and holds 0 (or a change the wrong way)."""
+    if gain is None or not gain.has_interval:
+        return True
+    return gain.high < 0 if lower_is_better else gain.low > 0
+
+
 def phase1_verdicts(df: Any) -> dict[tuple[str, str, str], tuple[str, float, float | None, bool | None]]:
     """(encoder, setting, task) -> (metric, mean after, reference, learnt) from phase-1 rows.
 
     The reference is the same metric with the fresh head or decoder (``_untrained``), and for
-    multiple-choice tasks at least chance (100 / choices)."""
+    multiple-choice tasks at least chance (100 / choices). Learnt: the mean after phase 1 is
+    LEARNT_FRACTION of the way from the reference to 100 (a loss: LOSS_REDUCTION lower) and,
+    with an interval over seeds, the per-seed gain over the untrained metric excludes 0 (so that
+    one lucky seed cannot carry the mean past the line)."""
     from xstilts.tasks import REGISTRY, TaskKind
 
     out: dict[tuple[str, str, str], tuple[str, float, float | None, bool | None]] = {}
@@ -706,12 +726,17 @@ def phase1_verdicts(df: Any) -> dict[tuple[str, str, str], tuple[str, float, flo
                 n = (t.extra or {}).get("num_choices")
                 if isinstance(n, int):
                     ref = max(ref if ref is not None else 0.0, 100.0 / n)
-            out[(encoder, setting, task)] = (metric, means[metric], ref, is_learnt(means[metric], ref))
+            learnt = is_learnt(means[metric], ref)
+            if learnt and not _gain_excludes_zero(_gain_over_seeds(grp, metric)):
+                learnt = False
+            out[(encoder, setting, task)] = (metric, means[metric], ref, learnt)
             continue
         loss = next((m for m in PHASE1_LOSSES if m in means), None)
         if loss is not None:
             ref = means.get(loss + UNTRAINED_SUFFIX)
             learnt = None if ref is None else means[loss] <= (1 - LOSS_REDUCTION) * ref
+            if learnt and not _gain_excludes_zero(_gain_over_seeds(grp, loss), lower_is_better=True):
+                learnt = False
             out[(encoder, setting, task)] = (loss, means[loss], ref, learnt)
     return out
 
@@ -723,6 +748,7 @@ def _intermediate_quality(doc: Doc, data: StudyData) -> None:
         doc.p("No phase-1 metrics recorded (no intermediate settings, or none finished).")
         return
     verdicts = phase1_verdicts(df)
+    by_task = {key: grp for key, grp in df.groupby(["encoder", "intermediate", "task"], sort=False)}
     groups = {key: list(grp.value) for key, grp in
               df.groupby(["encoder", "intermediate", "task", "metric"], sort=False)}
     rows = []
@@ -731,20 +757,23 @@ def _intermediate_quality(doc: Doc, data: StudyData) -> None:
             continue
         m, s = mean_std(values)
         before = groups.get((encoder, setting, task, metric + UNTRAINED_SUFFIX))
+        gain = _gain_over_seeds(by_task[(encoder, setting, task)], metric) if before else None
         verdict = verdicts.get((encoder, setting, task))
         decides = verdict is not None and verdict[0] == metric
         rows.append([setting, task, metric, fmt_mean_std(*mean_std(before)) if before else "",
-                     fmt_mean_std(m, s), str(len(values)),
-                     (fmt(verdict[2]) if decides else ""), (fmt_learnt(verdict[3]) if decides else ""), encoder])
+                     fmt_mean_std(m, s), fmt_signed(gain.mean) if gain else "", fmt_interval(gain) if gain else "",
+                     str(len(values)), (fmt(verdict[2]) if decides else ""),
+                     (fmt_learnt(verdict[3]) if decides else ""), encoder])
     order = {s: i for i, s in enumerate(data.settings)}
     rows.sort(key=lambda r: (order.get(r[0], 99), r[1], r[2]))
-    doc.table(Table(["setting", "task", "metric", "untrained", "after phase 1 (mean ± std)", "seeds",
-                     "reference", "learnt", "encoder"],
+    doc.table(Table(["setting", "task", "metric", "untrained", "after phase 1 (mean ± std)", "gain",
+                     "95% CI of gain (over seeds)", "seeds", "reference", "learnt", "encoder"],
                     rows, caption="dev/held-out metrics of the intermediate task itself, from each phase-1 run; "
-                    "'untrained': the same metric with the fresh head or decoder, before phase 1; 'learnt' is "
+                    "'untrained': the same metric with the fresh head or decoder, before phase 1; 'gain': per "
+                    "seed after − untrained, its mean and t-interval over seeds; 'learnt' is "
                     "judged on one metric per task (accuracy, F1, CodeBLEU, BLEU, MRR or EM, else the loss) "
                     f"against the reference: {LEARNT_FRACTION:.0%} of the way to 100 above it (a loss: "
-                    f"{LOSS_REDUCTION:.0%} lower)"))
+                    f"{LOSS_REDUCTION:.0%} lower), with a gain whose interval excludes 0"))
 
 
 def _phase1_budget(doc: Doc, data: StudyData) -> None:
