@@ -483,3 +483,36 @@ def test_full_disk_during_a_checkpoint_keeps_the_previous_one(small_world, tmp_p
     monkeypatch.setattr(ck, "torch_save_durably", real)
     assert main(args) == 0  # room again: the same command resumes from it
     assert json.loads((out / "metrics.json").read_text())["phase2"]["train"]["resumed_from_step"] == int(first[5:])
+
+
+def test_the_dry_run_counts_finished_cells_whose_training_changed_as_to_do(tmp_path, capsys):
+    """A new phase-1 budget retrains every cell below a phase-1 node: the dry run's plan says so
+    (it read DONE.json alone and showed them done, with 0 s to compute), and the run agrees."""
+    import test_study_executors as fakes
+
+    from xstilts.commands.study import print_plan
+    from xstilts.study.cells import plan_status
+    from xstilts.study.executors import LocalExecutor
+    from xstilts.study.plan import build_plan
+    from xstilts.study.runner import run_study
+
+    first = fakes.study(seeds=[1])
+    run_study(first, tmp_path, work=fakes.fake_work, executor=LocalExecutor())
+    assert set(plan_status(build_plan(first), tmp_path).values()) == {"done"}
+    bigger = fakes.study(seeds=[1], budgets={"intermediate": {"examples_seen": 64}})
+    status = plan_status(build_plan(bigger), tmp_path)
+    changed = sorted(str(n.rel_dir).removeprefix("runs/") for n in build_plan(bigger).nodes
+                     if status[n.id] == "changed")
+    assert changed == ["enc/conala-generate/s1/phase1", "enc/conala-generate/s1/tatoeba",
+                       "enc/conala-generate/s1/udpos", "enc/django-generate/s1/phase1",
+                       "enc/django-generate/s1/tatoeba", "enc/django-generate/s1/udpos"]
+    assert {status[n.id] for n in build_plan(bigger).nodes if n.setting == "none"} == {"done"}
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    print_plan(bigger, tmp_path, console)
+    text = console.export_text()
+    assert "6 finished phase run(s) whose training settings changed will be trained afresh" in text
+    n = len(fakes.calls(tmp_path))
+    run_study(bigger, tmp_path, work=fakes.fake_work, executor=LocalExecutor())
+    assert sorted(fakes.calls(tmp_path)[n:]) == changed  # what the dry run said, no more, no less

@@ -22,12 +22,13 @@ def print_plan(study, study_dir: Path, console) -> None:
     """The plan as a rich table: phase runs per phase, what is done, and the compute estimate."""
     from rich.table import Table
 
+    from xstilts.study.cells import plan_status
     from xstilts.study.plan import build_plan, estimate, format_duration
     from xstilts.study.runner import STORE_FILE
     from xstilts.study.store import ResultStore
 
     plan = build_plan(study)
-    status = plan.status(study_dir)
+    status = plan_status(plan, study_dir)
     store = ResultStore(study_dir / STORE_FILE) if (study_dir / STORE_FILE).is_file() else None
     device = "gpu" if study.executor.gpus > 0 else "cpu"
     table = Table(title=f"study {study.name}: plan ({study_dir})")
@@ -45,16 +46,19 @@ def print_plan(study, study_dir: Path, console) -> None:
             continue
         sub = type(plan)(study, nodes)
         est = estimate(sub, status, store, device)
-        counts = {k: sum(status[n.id] == k for n in nodes) for k in ("done", "failed", "started", "todo")}
+        counts = {k: sum(status[n.id] == k for n in nodes) for k in ("done", "failed", "started", "todo", "changed")}
         num, what = labels[phase]
         table.add_row(f"{num}", what, str(len(nodes)), str(counts["done"]), str(counts["failed"]),
-                      str(counts["started"]), str(counts["todo"] + counts["failed"] + counts["started"]),
+                      str(counts["started"]), str(counts["todo"] + counts["failed"] + counts["started"] + counts["changed"]),
                       format_duration(est.seconds))
         total_runs += len(nodes)
     est = estimate(plan, status, store, device)
     table.add_row("all", "", str(total_runs), str(sum(v == "done" for v in status.values())), "", "", "",
                   format_duration(est.seconds), style="bold")
     console.print(table)
+    if changed := sum(v == "changed" for v in status.values()):
+        console.print(f"{changed} finished phase run(s) whose training settings changed will be trained afresh "
+                      "(counted under 'to do'; their old run dirs are kept as NAME.old-HASH).")
     n_int = sum(1 for n in plan.nodes if n.phase == "intermediate")
     users = sum(1 for n in plan.nodes if n.depends_on)
     console.print(

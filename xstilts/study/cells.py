@@ -338,6 +338,24 @@ def node_training_hashes(plan: Plan) -> dict[str, str]:
     return _chained_hashes(plan, spec_of)
 
 
+def plan_status(plan: Plan, study_dir: Path) -> dict[str, str]:
+    """:meth:`Plan.status` with the config hashes taken into account, as a run would decide
+    (:func:`reuse_state`): a finished node whose training changed is ``changed`` (it will be
+    trained afresh, its old run dir kept aside), one whose evaluation changed is ``started`` (it
+    will be re-evaluated); the rest as :meth:`Plan.status` reads them."""
+    status = plan.status(study_dir)
+    config, training, legacy = node_config_hashes(plan), node_training_hashes(plan), node_legacy_hashes(plan)
+    for node in plan.nodes:
+        if status[node.id] != "done":
+            continue
+        state = reuse_state(node.run_dir(study_dir), config[node.id], training[node.id], legacy[node.id])
+        if state == "aside":
+            status[node.id] = "changed"
+        elif state == "reuse":
+            status[node.id] = "started"
+    return status
+
+
 def _capped(hp: dict[str, Any], budget, defaults: dict[str, Any], processes: int = 1) -> dict[str, Any]:
     """Study hyperparameters with the phase budget applied as caps (the smaller value wins).
 
