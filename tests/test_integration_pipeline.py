@@ -336,3 +336,15 @@ def test_a_cell_on_two_processes_trains_with_ddp_and_counts_both_in_its_budget(w
     assert len(logs) == 2  # phase 1 and the target cell, each a torchrun launch
     metrics = json.loads((tmp_path / "runs" / "tiny" / "csqa" / "s1" / "phase1" / "metrics.json").read_text())
     assert metrics["phase1"]["planner"]["world_size"] == 2
+    # sharding: fsdp (FSDP2 over the same two processes): the same budget, the same scores to rounding
+    spec["executor"] = {"processes_per_cell": 2, "sharding": "fsdp"}
+    sharded = run_study(parse_study(spec), tmp_path / "fsdp", data_dir=world["data"], executor=LocalExecutor())
+    assert not sharded.failed, [o.error for o in sharded.failed]
+    con = sqlite3.connect(tmp_path / "fsdp" / "results.sqlite")
+    df_fsdp = pd.read_sql("SELECT cell, task, language, metric, value FROM scores", con)
+    con.close()
+    assert dict(zip(df_fsdp[df_fsdp.task == "(budget)"].metric, df_fsdp[df_fsdp.task == "(budget)"].value)) == budget
+    fr_fsdp = df_fsdp[(df_fsdp.task == "udpos") & (df_fsdp.language == "fr") & (df_fsdp.metric == "f1")]
+    assert abs(fr_fsdp.value.iloc[0] - fr.value.iloc[0]) < 1e-6
+    launched = (tmp_path / "fsdp" / "runs" / "tiny" / "csqa" / "s1" / "phase1" / "launch.yaml").read_text()
+    assert "sharding: fsdp" in launched

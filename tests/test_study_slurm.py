@@ -159,6 +159,25 @@ def test_processes_per_cell_needs_as_many_gpus_and_groups_them_per_worker():
     assert make_executor(study(executor={"gpus": 2, "processes_per_cell": 2})).slots == 1
 
 
+
+def test_fsdp_needs_several_processes_and_changes_only_its_own_hashes():
+    from xstilts.errors import ConfigError
+    from xstilts.study.cells import node_config_hashes
+    from xstilts.study.plan import build_plan
+    from xstilts.train.train_config import TrainConfig
+
+    with pytest.raises(ConfigError, match="sharding: fsdp shards a cell over its processes"):
+        study(executor={"sharding": "fsdp"})
+    with pytest.raises(ConfigError, match="fp16 .* is not supported"):
+        TrainConfig(sharding="fsdp", mixed_precision="fp16")
+    ddp, fsdp = (study(executor={"gpus": 2, "processes_per_cell": 2, "sharding": s}) for s in ("ddp", "fsdp"))
+    implicit = study(executor={"gpus": 2, "processes_per_cell": 2})
+    assert node_config_hashes(build_plan(ddp)) == node_config_hashes(build_plan(implicit))
+    h_ddp, h_fsdp = node_config_hashes(build_plan(ddp)), node_config_hashes(build_plan(fsdp))
+    for node in build_plan(fsdp).nodes:  # every cell that trains is another run; retrieval is one process
+        assert (h_ddp[node.id] != h_fsdp[node.id]) == (node.phase != "retrieval" or node.depends_on is not None)
+
+
 def stopped_by_sigterm(req) -> dict:
     """A job cancelled (scancel sends SIGTERM): the training loop checkpoints and stops."""
     with graceful_stop() as stop:

@@ -97,3 +97,67 @@ def test_two_process_ddp_trains_packed_rows(tmp_path, task):
     # 48 examples / batch 4 = 12 batches, 6 per process: 6 steps; training moved the weights
     assert lines[0][1:3] == ["6", "True"] and lines[1][1:3] == ["6", "True"]
     assert lines[0][3] == lines[1][3]  # both replicas end with the same weights
+
+
+FSDP_SCRIPT = """
+import os, signal, sys
+import torch
+sys.path.insert(0, {tests!r})
+from train_helpers import accuracy_eval, collate, synthetic_features, tiny_classifier, weights_digest
+from xstilts.train.loop import shard_units, train
+from xstilts.train.signals import StoppedBySignal
+from xstilts.train.train_config import TrainConfig
+out = sys.argv[1]
+feats, dev = synthetic_features(64, 1), synthetic_features(16, 2)
+def config(sharding):  # accumulation, clipping, warm-up, evaluation, best weights, checkpoints
+    return TrainConfig(learning_rate=3e-3, batch_size=4, grad_accum=2, epochs=3, warmup_ratio=0.1,
+                       max_grad_norm=0.5, eval_every=3, checkpoint_every=2, metric_for_best="accuracy",
+                       load_best_at_end=False, progress=False, tensorboard=False, cpu=True,
+                       sharding=sharding)
+def fresh():
+    return tiny_classifier(0, dropout=0.1)  # dropout on: resume must restore every rank's RNG
+assert len(shard_units(fresh())) == 1  # the one transformer layer, then the root
+results = {{}}
+for sharding in ("ddp", "fsdp"):
+    model = fresh()
+    r = train(model, feats, collate, config(sharding), eval_fn=accuracy_eval(dev), out_dir=out + "/" + sharding)
+    results[sharding] = (model, r)
+# interrupted: SIGTERM on every rank at its 7th batch; the ranks agree to stop at step 10
+count = [0]
+def stopping_collate(batch):
+    count[0] += 1
+    if count[0] == 7:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return collate(batch)
+model = fresh()
+try:
+    train(model, feats, stopping_collate, config("fsdp"), eval_fn=accuracy_eval(dev), out_dir=out + "/resumed")
+    stopped = -1
+except StoppedBySignal as exc:
+    stopped = exc.step
+model = fresh()
+resumed = train(model, feats, collate, config("fsdp"), eval_fn=accuracy_eval(dev), out_dir=out + "/resumed")
+ddp, fsdp = results["ddp"][0].state_dict(), results["fsdp"][0].state_dict()
+gap = max(float((ddp[k] - fsdp[k]).abs().max()) for k in ddp)
+saved = fresh()
+saved.load_state_dict(torch.load(out + "/fsdp/final/model.pt", weights_only=True))  # one process, no FSDP
+with open(out + "-rank" + os.environ["RANK"], "w") as fh:
+    fh.write(" ".join(map(str, [os.environ["RANK"], results["fsdp"][1].global_step, results["ddp"][1].global_step,
+                                len(results["fsdp"][1].eval_history), gap < 1e-5, weights_digest(results["fsdp"][0]),
+                                stopped, resumed.resumed_from_step, weights_digest(model) == weights_digest(results["fsdp"][0]),
+                                weights_digest(saved) == weights_digest(results["fsdp"][0]),
+                                results["fsdp"][1].eval_history == resumed.eval_history])))
+"""
+
+
+@pytest.mark.slow
+def test_two_process_fsdp_trains_as_ddp_resumes_exactly_and_saves_whole_weights(tmp_path):
+    """sharding: fsdp (FSDP2 over gloo): the same weights as DDP to float rounding, after
+    accumulation, clipping and evaluation; a run stopped by SIGTERM resumes to the weights of an
+    uninterrupted one; final/model.pt loads into the plain model in one process."""
+    lines = _torchrun(FSDP_SCRIPT.format(tests=str(REPO / "tests")), tmp_path, 29535)
+    for rank, line in enumerate(lines):
+        # 64 examples / batch 4 = 16 batches, 8 per process, 4 steps of 2 per epoch: 12 steps
+        assert line[:5] == [str(rank), "12", "12", "4", "True"], line
+        assert line[6:] == ["10", "10", "True", "True", "True"], line
+    assert lines[0][5] == lines[1][5]  # every rank gets the same whole weights back

@@ -253,7 +253,9 @@ def _defaults_for(node: PlanNode) -> dict[str, Any] | None:
     else:
         kind = get_task(node.target).kind.value
         phase = {"common": defaults.COMMON_DEFAULTS, "target": defaults.TARGET_DEFAULTS.get(kind)}
-    return {"phase": phase, "train": asdict(TrainConfig())}
+    train = asdict(TrainConfig())
+    train.pop("sharding")  # how several processes share the state: in the spec when it is fsdp (_node_spec)
+    return {"phase": phase, "train": train}
 
 
 def _node_spec(plan: Plan, node: PlanNode, parent: str | None) -> dict[str, Any]:
@@ -279,6 +281,8 @@ def _node_spec(plan: Plan, node: PlanNode, parent: str | None) -> dict[str, Any]
         spec["eval_split"] = study.eval_splits[node.target]
     if study.executor.processes_per_cell > 1 and node.phase != "retrieval":  # DDP: other batches
         spec["processes"] = study.executor.processes_per_cell
+        if study.executor.sharding == "fsdp":  # only then, so that DDP nodes keep their hashes
+            spec["sharding"] = "fsdp"
     return spec
 
 
@@ -401,6 +405,9 @@ def run_config_for(request: WorkRequest) -> dict[str, Any]:
                               defaults.TARGET_DEFAULTS.get(target_kind, defaults.TARGET_DEFAULTS["tagging"])),
         },
     }
+    if study.executor.sharding == "fsdp":  # the executor's choice, for every phase that trains
+        for phase_hp in cfg["hyperparameters"].values():
+            phase_hp["sharding"] = "fsdp"
     if request.cache_dir:  # tokenised features shared by the study's cells
         cfg["cache_dir"] = request.cache_dir
     if study.budgets.eval_max_examples is not None:  # phase 3, and phase 1's own quality

@@ -43,7 +43,7 @@ from xstilts.train.train_config import TrainConfig
 TRAIN_KEYS = (
     "learning_rate", "batch_size", "grad_accum", "epochs", "max_steps", "warmup_ratio", "warmup_steps",
     "weight_decay", "max_grad_norm", "schedule", "mixed_precision", "eval_every", "patience",
-    "checkpoint_every", "group_by_length", "mega_batch_mult",
+    "checkpoint_every", "group_by_length", "mega_batch_mult", "sharding",
 )
 DEV_SUBSET = 500  # dev examples per task for early stopping (jiant's eval_subset_num)
 

@@ -108,6 +108,10 @@ class PhaseHyperparameters(_Strict):
     head_lr_scale: float | None = Field(
         None, gt=0, description="a fresh task head trains at learning_rate x this (intermediate 'head' parts)"
     )
+    sharding: Literal["ddp", "fsdp"] | None = Field(
+        None, description="several processes (torchrun): ddp keeps a replica of the training state in each, "
+        "fsdp shards weights, gradients and optimizer state over them (FSDP2; default ddp)"
+    )
 
 
 class Hyperparameters(_Strict):

@@ -272,6 +272,9 @@ class ExecutorConfig(_Strict):
         1, ge=1,
         description="processes that train one cell together (DDP, launched with torchrun): one per GPU of the "
                     "cell; local with gpus G runs G / N cells at once; on the CPU, N processes over gloo")
+    sharding: Literal["ddp", "fsdp"] = Field(
+        "ddp", description="with processes_per_cell > 1: ddp replicates weights, gradients and optimizer state "
+                           "in every process; fsdp shards them over the cell's processes (a model too big for one GPU)")
     address: str | None = Field(None, description="Ray cluster address (None: start or join a local one)")
     cluster: Literal["slurm", "local", "debug"] | None = Field(
         None, description="slurm: submitit's executor (None: SLURM where sbatch exists, else local processes)")
@@ -289,6 +292,8 @@ class ExecutorConfig(_Strict):
 
     @model_validator(mode="after")
     def _processes_fit(self) -> "ExecutorConfig":
+        if self.sharding == "fsdp" and self.processes_per_cell < 2:
+            raise ValueError("sharding: fsdp shards a cell over its processes: set processes_per_cell >= 2")
         if self.gpus and self.processes_per_cell > self.gpus:
             raise ValueError(f"processes_per_cell {self.processes_per_cell} needs as many GPUs per cell; gpus is "
                              f"{self.gpus}")

@@ -1,4 +1,5 @@
-"""The training loop: one function, the same code on one CPU, one GPU or many (Accelerate).
+"""The training loop: one function, the same code on one CPU, one GPU or many (Accelerate DDP,
+or torch FSDP2 with ``sharding="fsdp"``).
 
 ``train`` owns the optimizer, the schedule, the batches, evaluation, early stopping, logging
 and checkpoints; the model is any ``nn.Module`` whose ``forward(**batch)`` returns an object
@@ -112,6 +113,44 @@ def build_accelerator(config: TrainConfig, find_unused_parameters: bool = False)
         cpu=cpu,
         kwargs_handlers=handlers,
     )
+
+
+def shard_units(model) -> list:
+    """The modules FSDP shards one by one: every block of every ``nn.ModuleList`` (the transformer
+    layers of an encoder or decoder), outermost only; the root then holds the rest (embeddings,
+    heads and tied weights, which must stay in one unit)."""
+    import torch
+
+    units: list = []
+    inside: set[int] = set()
+    for module in model.modules():
+        if id(module) in inside:
+            continue
+        if isinstance(module, torch.nn.ModuleList):
+            for block in module:
+                if any(True for _ in block.parameters()):
+                    units.append(block)
+                    inside.update(id(m) for m in block.modules())
+    return units
+
+
+def fsdp_shard(model, num_processes: int, device):
+    """``model`` sharded in place over ``num_processes`` processes with torch FSDP2
+    (``fully_shard``): each unit of :func:`shard_units`, then the root."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    mesh = init_device_mesh(device.type, (num_processes,))
+    for unit in shard_units(model):
+        fully_shard(unit, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    return model
+
+
+def _full_state_options(cpu_offload: bool = False):
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, cpu_offload=cpu_offload)
 
 
 class _Logger:
@@ -264,12 +303,26 @@ class _TrainingRun:
         self._plan_schedule()
         self.device = device = accelerator.device
         model.to(device)
+        # FSDP: a copy of the model is sharded and trained; ``model`` stays whole (the weights the
+        # caller gets back, evaluation and saving), gathered from the shards when it is needed and
+        # kept in host memory in between.
+        self.fsdp = config.sharding == "fsdp"
+        if self.fsdp and accelerator.num_processes < 2:
+            raise ConfigError(f"{description}: sharding: fsdp needs several processes (torchrun; "
+                              f"processes_per_cell > 1), got {accelerator.num_processes}")
+        if self.fsdp:
+            import copy
+
+            trained = fsdp_shard(copy.deepcopy(model), accelerator.num_processes, device)
+            model.to("cpu")
+        else:
+            trained = model
         # The fused kernel is one vectorised pass over parameters, gradients and moments: on CUDA and
         # on CPU (torch >= 2.4) it is several times faster than the per-tensor loop (10x on CPU for a
         # 96M-row embedding matrix), with the same results to float rounding.
         fused = config.fused_optimizer and device.type in ("cuda", "cpu")
         optimizer = torch.optim.AdamW(
-            parameter_groups(model, config.weight_decay, config.learning_rate),
+            parameter_groups(trained, config.weight_decay, config.learning_rate),
             lr=config.learning_rate,
             betas=tuple(config.adam_betas),
             eps=config.adam_epsilon,
@@ -278,8 +331,11 @@ class _TrainingRun:
         # The scheduler is not handed to accelerate: its wrapper would step it once per process.
         self.scheduler = build_scheduler(optimizer, kind=config.schedule, total_steps=self.total_steps,
                                          warmup=self.warmup)
-        self.model, self.optimizer = accelerator.prepare(model, optimizer)
-        self.raw_model = accelerator.unwrap_model(self.model)
+        if self.fsdp:  # FSDP2 reduces the gradients itself; no loss scaler (fp16 is refused)
+            self.model, self.optimizer, self.raw_model = trained, optimizer, model
+        else:
+            self.model, self.optimizer = accelerator.prepare(model, optimizer)
+            self.raw_model = accelerator.unwrap_model(self.model)
         # Compiled forward for the steps only; ``model`` (DDP wrapper) keeps no_sync and clipping.
         self.forward_model = torch.compile(self.model, dynamic=True) if config.compile else self.model
         sparse_embeddings = config.sparse_embedding_grads
@@ -293,6 +349,8 @@ class _TrainingRun:
             "total_steps": self.total_steps,
             "grad_accum": config.grad_accum,
         }
+        if self.fsdp:  # a DDP checkpoint's optimizer state is not a sharded one's: refuse to mix them
+            self.signature["sharding"] = "fsdp"
         self.state = TrainerState()
         self.resumed_from: int | None = None
         self._resume()
@@ -351,8 +409,16 @@ class _TrainingRun:
                 f"{self.description}: cannot resume from {ckpt}: it was written with different data or "
                 f"settings ({saved.get('signature')} != {self.signature}); use a new output folder"
             )
-        self.raw_model.load_state_dict(torch.load(ckpt / "model.pt", map_location="cpu", weights_only=True))
-        self.optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location="cpu", weights_only=True))
+        weights = torch.load(ckpt / "model.pt", map_location="cpu", weights_only=True)
+        optimizer_state = torch.load(ckpt / "optimizer.pt", map_location="cpu", weights_only=True)
+        self.raw_model.load_state_dict(weights)
+        if self.fsdp:  # every rank reads the full state and keeps its shard
+            from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
+
+            set_model_state_dict(self.model, weights, options=_full_state_options())
+            set_optimizer_state_dict(self.model, self.optimizer, optimizer_state, options=_full_state_options())
+        else:
+            self.optimizer.load_state_dict(optimizer_state)
         self.scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=True))
         if self.accelerator.scaler is not None and (ckpt / "scaler.pt").exists():
             self.accelerator.scaler.load_state_dict(torch.load(ckpt / "scaler.pt", weights_only=True))
@@ -369,11 +435,17 @@ class _TrainingRun:
 
         state, config, accelerator = self.state, self.config, self.accelerator
         metrics_box: list[Any] = [None]
+        if self.fsdp:
+            self.gather_weights()
         if self.is_main:
+            if self.fsdp:
+                self.raw_model.to(self.device)
             self.raw_model.eval()
             with torch.no_grad(), accelerator.autocast():
                 metrics_box[0] = {k: float(v) for k, v in self.eval_fn(self.raw_model).items()}
             self.raw_model.train()
+            if self.fsdp:
+                self.raw_model.to("cpu")
         if accelerator.num_processes > 1:
             broadcast_object_list(metrics_box)
         metrics = metrics_box[0]
@@ -409,14 +481,23 @@ class _TrainingRun:
         step = self.state.global_step
         self.state.log_window = [self.log_loss_sum, self.log_loss_n]
         tmp = ckpt_root / f"{ck.TMP_PREFIX}{ck.step_dir_name(step)}"
+        if self.fsdp:  # collective: every rank takes part, rank 0 gets the full states
+            from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
+
+            weights = get_model_state_dict(self.model, options=_full_state_options(cpu_offload=True))
+            optimizer_state = get_optimizer_state_dict(self.model, self.optimizer,
+                                                       options=_full_state_options(cpu_offload=True))
+        else:
+            weights, optimizer_state = None, None
         try:
             if is_main:
                 ck.begin_checkpoint(ckpt_root, step)
             accelerator.wait_for_everyone()
             ck.torch_save_durably(ck.capture_rng_state(), tmp / f"rng-{accelerator.process_index}.pt")
             if is_main:
-                ck.torch_save_durably(self.raw_model.state_dict(), tmp / "model.pt")
-                ck.torch_save_durably(self.optimizer.state_dict(), tmp / "optimizer.pt")
+                ck.torch_save_durably(weights if self.fsdp else self.raw_model.state_dict(), tmp / "model.pt")
+                ck.torch_save_durably(optimizer_state if self.fsdp else self.optimizer.state_dict(),
+                                      tmp / "optimizer.pt")
                 ck.torch_save_durably(self.scheduler.state_dict(), tmp / "scheduler.pt")
                 if accelerator.scaler is not None:
                     ck.torch_save_durably(accelerator.scaler.state_dict(), tmp / "scaler.pt")
@@ -436,6 +517,13 @@ class _TrainingRun:
             self.state.log_window = None
         accelerator.wait_for_everyone()
         self.last_checkpoint_step = step
+
+    def gather_weights(self) -> None:
+        """FSDP: the trained shards into the whole model on every rank (collective)."""
+        from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+        full = get_model_state_dict(self.model, options=_full_state_options())
+        self.raw_model.load_state_dict({k: v.to("cpu") for k, v in full.items()})
 
     def stop_requested(self, force: bool = False) -> bool:
         """Whether to stop now: this process's flag, or with several processes their agreement
@@ -493,7 +581,11 @@ class _TrainingRun:
         for k, idx in enumerate(window):
             batch = move_to_device(next(batch_stream), self.device)
             sync = k == len(window) - 1
-            ctx = contextlib.nullcontext() if sync else accelerator.no_sync(model)
+            if self.fsdp:  # reduce-scatter the gradients on the window's last micro-batch only
+                model.set_requires_gradient_sync(sync)
+                ctx = contextlib.nullcontext()
+            else:
+                ctx = contextlib.nullcontext() if sync else accelerator.no_sync(model)
             with ctx:
                 with accelerator.autocast():
                     loss = get_loss(self.forward_model(**batch)) / len(window)
@@ -501,8 +593,14 @@ class _TrainingRun:
             step_losses.append(loss.detach())
             self.examples_seen += len(idx)
         if config.max_grad_norm is not None and config.max_grad_norm > 0:
-            clip = self.kept_grads.clip_grad_norm_ if self.kept_grads is not None else accelerator.clip_grad_norm_
-            clip(model.parameters(), config.max_grad_norm)
+            if self.fsdp:  # the norm over all shards (DTensor gradients)
+                import torch
+
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            else:
+                clip = (self.kept_grads.clip_grad_norm_ if self.kept_grads is not None
+                        else accelerator.clip_grad_norm_)
+                clip(model.parameters(), config.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -604,6 +702,9 @@ class _TrainingRun:
             self.progress.close()
             self.progress = None
         train_seconds = time.perf_counter() - self.t_start
+        if self.fsdp:  # the final weights, whole, on every rank's device (as without sharding)
+            self.gather_weights()
+            self.raw_model.to(self.device)
         if self.eval_fn is not None and config.load_best_at_end and (out_dir / "best" / "model.pt").is_file():
             self.raw_model.load_state_dict(ck.load_weights(out_dir / "best", map_location="cpu"))
         result = TrainResult(

@@ -66,6 +66,10 @@ class TrainConfig:
     # big embedding tables: sparse backward into a gradient buffer kept across steps (saves the
     # table-sized allocation each step); None: on for a single CPU process (embedding_grads.py)
     sparse_embedding_grads: bool | None = None
+    # Several processes: "ddp" keeps a full replica of the weights, gradients and optimizer state
+    # in every process; "fsdp" shards all three over the processes (torch FSDP2: each transformer
+    # block, then the rest), for a model whose training state does not fit one device.
+    sharding: Literal["ddp", "fsdp"] = "ddp"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -88,6 +92,11 @@ class TrainConfig:
         need(self.patience is None or self.patience >= 1, f"patience must be >= 1, got {self.patience}")
         need(self.keep_checkpoints >= 1, f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
         need(self.mega_batch_mult >= 1, f"mega_batch_mult must be >= 1, got {self.mega_batch_mult}")
+        need(self.sharding in ("ddp", "fsdp"), f"sharding must be ddp or fsdp; got {self.sharding!r}")
+        need(not (self.sharding == "fsdp" and self.mixed_precision == "fp16"),
+             "sharding: fsdp trains in fp32 or bf16; fp16 (a loss scaler over sharded gradients) is not supported")
+        need(not (self.sharding == "fsdp" and self.sparse_embedding_grads),
+             "sharding: fsdp needs dense embedding gradients; sparse_embedding_grads must not be true")
         need(self.dataloader_workers >= 0,
              f"dataloader_workers must be >= 0, got {self.dataloader_workers}")
 
