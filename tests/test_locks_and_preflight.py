@@ -513,6 +513,17 @@ def test_the_dry_run_counts_finished_cells_whose_training_changed_as_to_do(tmp_p
     print_plan(bigger, tmp_path, console)
     text = console.export_text()
     assert "6 finished phase run(s) whose training settings changed will be trained afresh" in text
+    import sqlite3
+
+    seen: dict[str, str] = {}
+
+    def watched(req):  # the store's status of the cell while its work runs
+        con = sqlite3.connect(tmp_path / "results.sqlite")
+        (seen[req.node.id],) = con.execute("SELECT status FROM cells WHERE cell = ?", (req.node.id,)).fetchone()
+        con.close()
+        return fakes.fake_work(req)
+
     n = len(fakes.calls(tmp_path))
-    run_study(bigger, tmp_path, work=fakes.fake_work, executor=LocalExecutor())
+    run_study(bigger, tmp_path, work=watched, executor=LocalExecutor())
     assert sorted(fakes.calls(tmp_path)[n:]) == changed  # what the dry run said, no more, no less
+    assert len(seen) == 6 and set(seen.values()) == {"running"}  # marked running, not left "done"

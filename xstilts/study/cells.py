@@ -117,6 +117,13 @@ def reuse_state(run_dir: Path, config_hash: str, training_hash: str = "", legacy
     return "aside"
 
 
+def will_compute(request: WorkRequest) -> bool:
+    """Whether :func:`execute_node` will run the work rather than skip the node as done: a
+    finished run dir under another training config is computed again (:func:`reuse_state`)."""
+    return reuse_state(Path(request.run_dir), request.config_hash, request.training_hash,
+                       request.legacy_hash) != "done"
+
+
 def _move_aside(run_dir: Path, old_hash: Any) -> None:
     aside = run_dir.with_name(f"{run_dir.name}.old-{old_hash}")
     if aside.exists():

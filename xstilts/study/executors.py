@@ -20,7 +20,7 @@ from xstilts.study.cells import (
     execute_node,
     make_request,
     one_line,
-    read_done,
+    will_compute,
 )
 from xstilts.study.plan import ERROR_FILE, Plan, PlanNode
 from xstilts.study.store import BUDGET_TASK, TRIVIAL_METRIC, UNTRAINED_SUFFIX, ResultStore, ScoreRow
@@ -179,9 +179,10 @@ class LocalExecutor:
         outcomes: dict[str, NodeOutcome] = {}
         for node in _order(ctx.plan):
             dep = outcomes.get(node.depends_on) if node.depends_on else None
-            if read_done(node.run_dir(ctx.study_dir)) is None and not (dep and dep.status == "failed"):
+            request = ctx.request(node)
+            if will_compute(request) and not (dep and dep.status == "failed"):
                 ctx.mark_running(node)
-            outcome = execute_node(work, ctx.request(node), dep)
+            outcome = execute_node(work, request, dep)
             _finish(ctx, node, outcome, outcomes, progress)
         return outcomes
 
@@ -211,9 +212,10 @@ class LocalExecutor:
                         continue
                     pending.remove(node)
                     dep = outcomes.get(node.depends_on) if node.depends_on else None
-                    if read_done(node.run_dir(ctx.study_dir)) is None and not (dep and dep.status == "failed"):
+                    request = ctx.request(node)
+                    if will_compute(request) and not (dep and dep.status == "failed"):
                         ctx.mark_running(node)
-                    running[pool.submit(execute_node, work, ctx.request(node), dep)] = node
+                    running[pool.submit(execute_node, work, request, dep)] = node
                 if not running:
                     break
                 finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
@@ -287,9 +289,10 @@ class RayExecutor:
             by_ref: dict[Any, PlanNode] = {}
             for node in _order(ctx.plan):
                 dep_ref = refs.get(node.depends_on) if node.depends_on else None
-                if read_done(node.run_dir(ctx.study_dir)) is None:
+                request = ctx.request(node)
+                if will_compute(request):
                     ctx.mark_running(node)
-                ref = remote.remote(work, ctx.request(node), dep_ref)
+                ref = remote.remote(work, request, dep_ref)
                 refs[node.id] = ref
                 by_ref[ref] = node
             outcomes: dict[str, NodeOutcome] = {}
