@@ -46,10 +46,10 @@ def print_plan(study, study_dir: Path, console) -> None:
             continue
         sub = type(plan)(study, nodes)
         est = estimate(sub, status, store, device)
-        counts = {k: sum(status[n.id] == k for n in nodes) for k in ("done", "failed", "started", "todo", "changed")}
+        counts = {k: sum(status[n.id] == k for n in nodes) for k in ("done", "failed", "started")}
         num, what = labels[phase]
         table.add_row(f"{num}", what, str(len(nodes)), str(counts["done"]), str(counts["failed"]),
-                      str(counts["started"]), str(counts["todo"] + counts["failed"] + counts["started"] + counts["changed"]),
+                      str(counts["started"]), str(len(nodes) - counts["done"]),
                       format_duration(est.seconds))
         total_runs += len(nodes)
     est = estimate(plan, status, store, device)

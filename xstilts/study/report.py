@@ -726,18 +726,17 @@ def phase1_verdicts(df: Any) -> dict[tuple[str, str, str], tuple[str, float, flo
                 n = (t.extra or {}).get("num_choices")
                 if isinstance(n, int):
                     ref = max(ref if ref is not None else 0.0, 100.0 / n)
-            learnt = is_learnt(means[metric], ref)
-            if learnt and not _gain_excludes_zero(_gain_over_seeds(grp, metric)):
-                learnt = False
-            out[(encoder, setting, task)] = (metric, means[metric], ref, learnt)
-            continue
-        loss = next((m for m in PHASE1_LOSSES if m in means), None)
-        if loss is not None:
-            ref = means.get(loss + UNTRAINED_SUFFIX)
-            learnt = None if ref is None else means[loss] <= (1 - LOSS_REDUCTION) * ref
-            if learnt and not _gain_excludes_zero(_gain_over_seeds(grp, loss), lower_is_better=True):
-                learnt = False
-            out[(encoder, setting, task)] = (loss, means[loss], ref, learnt)
+            learnt, lower_is_better = is_learnt(means[metric], ref), False
+        else:
+            metric = next((m for m in PHASE1_LOSSES if m in means), None)
+            if metric is None:
+                continue
+            ref = means.get(metric + UNTRAINED_SUFFIX)
+            learnt = None if ref is None else means[metric] <= (1 - LOSS_REDUCTION) * ref
+            lower_is_better = True
+        if learnt and not _gain_excludes_zero(_gain_over_seeds(grp, metric), lower_is_better):
+            learnt = False
+        out[(encoder, setting, task)] = (metric, means[metric], ref, learnt)
     return out
 
 

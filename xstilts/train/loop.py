@@ -307,12 +307,12 @@ class _TrainingRun:
         # caller gets back, evaluation and saving), gathered from the shards when it is needed and
         # kept in host memory in between.
         self.fsdp = config.sharding == "fsdp"
-        if self.fsdp and accelerator.num_processes < 2:
-            raise ConfigError(f"{description}: sharding: fsdp needs several processes (torchrun; "
-                              f"processes_per_cell > 1), got {accelerator.num_processes}")
         if self.fsdp:
             import copy
 
+            if accelerator.num_processes < 2:
+                raise ConfigError(f"{description}: sharding: fsdp needs several processes (torchrun; "
+                                  f"processes_per_cell > 1), got {accelerator.num_processes}")
             trained = fsdp_shard(copy.deepcopy(model), accelerator.num_processes, device)
             model.to("cpu")
         else:
