@@ -48,18 +48,11 @@ def test_classlabel_features_win_over_declared_names(tmp_path: Path) -> None:
     assert example.tags == ["B-LOC", "O", "O"]  # not the declared order's "B-PER"
 
 
-def test_udpos_skips_multiword_surface_rows(tmp_path: Path) -> None:
-    names = HUB_SPECS["udpos"].label_names
-    path = _parquet(
-        tmp_path / "ud.parquet",
-        {
-            "idx": ["s1"],
-            "tokens": [["du", "de", "le", "pain"]],
-            "upos": [[names.index("_"), names.index("ADP"), names.index("DET"), names.index("NOUN")]],
-        },
-    )
+def test_udpos_reads_google_xtreme_pos_tags_in_the_cards_order(tmp_path: Path) -> None:
+    # google/xtreme udpos.<Name>: tokens + pos_tags, 17 tags alphabetically (its dataset card)
+    path = _parquet(tmp_path / "ud.parquet", {"tokens": [["du", "pain"]], "pos_tags": [[1, 7]]})
     (sentence,) = load_hub("udpos", "test", "fr", data_files=path, cache_dir=tmp_path / "cache")
-    assert (sentence.id, sentence.tokens, sentence.tags) == ("s1", ["de", "le", "pain"], ["ADP", "DET", "NOUN"])
+    assert (sentence.tokens, sentence.tags) == (["du", "pain"], ["ADP", "NOUN"])
 
 
 def test_qa_answers_and_tydiqa_language_filter(tmp_path: Path) -> None:
@@ -97,7 +90,7 @@ def test_bad_answer_span_names_the_row(tmp_path: Path) -> None:
 
 
 def test_tatoeba_rows_are_aligned_pairs(tmp_path: Path) -> None:
-    path = _parquet(tmp_path / "t.parquet", {"sentence1": ["Hallo.", "Danke."], "sentence2": ["Hello.", "Thanks."]})
+    path = _parquet(tmp_path / "t.parquet", {"source_sentence": ["Hallo.\n", "Danke.\n"], "target_sentence": ["Hello.\n", "Thanks.\n"]})
     (bitext,) = load_hub("tatoeba", "test", "de", data_files=path, cache_dir=tmp_path / "cache")
     assert bitext.source == {"0": "Hallo.", "1": "Danke."}
     assert bitext.gold == {("0", "0"), ("1", "1")}
@@ -105,10 +98,11 @@ def test_tatoeba_rows_are_aligned_pairs(tmp_path: Path) -> None:
 
 def test_specs_cover_the_tasks_and_configs() -> None:
     assert set(HUB_SPECS) == {"xnli", "pawsx", "udpos", "panx", "xquad", "mlqa", "tydiqa", "tatoeba"}
-    assert hub_spec("mlqa").config_for("de") == "mlqa.de.de"
+    assert hub_spec("mlqa").config_for("de") == "MLQA.de.de"
     assert hub_spec("xquad").config_for("zh") == "xquad.zh"
-    assert hub_spec("tatoeba").config_for("de") == "deu-eng"
-    assert hub_spec("udpos").config_for("en") == "en_ewt"
+    assert hub_spec("tatoeba").config_for("de") == "tatoeba.deu"
+    assert hub_spec("udpos").config_for("en") == "udpos.English"
+    assert hub_spec("panx").config_for("de") == "PAN-X.de"
     with pytest.raises(ConfigError, match="bucc2018"):
         hub_spec("bucc2018")
     with pytest.raises(ConfigError, match="hub split"):

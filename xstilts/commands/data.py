@@ -22,13 +22,15 @@ def _split_tasks(tasks: list[str] | None) -> list[str] | None:
 
 def register(app: typer.Typer) -> None:
     data_app = typer.Typer(
-        help="Inspect data folders: what is present, example counts, malformed files.",
+        help="Get data (from the hub or release archives) and inspect data folders.",
         no_args_is_help=True,
     )
 
     @data_app.command("check")
     def check_command(
-        data_dir: Annotated[Path, typer.Argument(help="Data folder (searched recursively).")],
+        data_dir: Annotated[
+            str, typer.Argument(help="Data folder (searched recursively), or hub:[DIR] to fetch first.")
+        ],
         tasks: Annotated[
             Optional[list[str]],
             typer.Option(
@@ -46,10 +48,14 @@ def register(app: typer.Typer) -> None:
         from xstilts.data.check import check_data, render_text
         from xstilts.tasks import get_task
 
+        from xstilts.data.fetch import resolve_data_dir
+        from xstilts.tasks.xtreme import XTREME_TASKS
+
         names = _split_tasks(tasks)
         for name in names or ():
             get_task(name)  # unknown names fail before any reading
-        report = check_data(data_dir, names)
+        folder = resolve_data_dir(data_dir, [(n, None) for n in names or XTREME_TASKS], echo=_err)
+        report = check_data(folder, names)
         if as_json:
             typer.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
         else:
@@ -60,7 +66,7 @@ def register(app: typer.Typer) -> None:
     @data_app.command("show")
     def show_command(
         task: Annotated[str, typer.Argument(help="Task name, e.g. udpos.")],
-        data_dir: Annotated[Path, typer.Option("--data-dir", "-d", help="Data folder.")],
+        data_dir: Annotated[str, typer.Option("--data-dir", "-d", help="Data folder, or hub:[DIR].")],
         split: Annotated[
             str, typer.Option("--split", "-s", help="Split: train, dev or test.")
         ] = "test",
@@ -72,8 +78,10 @@ def register(app: typer.Typer) -> None:
         A malformed file stops it with one line naming the file, the line and what was expected
         (exit status 2), just as training would.
         """
+        from xstilts.data.fetch import resolve_data_dir
         from xstilts.data.readers import find_files, read_examples
 
+        data_dir = resolve_data_dir(data_dir, [(task, [lang])], echo=_err)
         examples = read_examples(task, data_dir, split, lang)
         files = [str(p) for p in find_files(task, data_dir, split, lang)]
         head = {"task": task, "split": split, "lang": lang, "files": files, "count": len(examples)}
@@ -87,4 +95,53 @@ def register(app: typer.Typer) -> None:
                     row[key] = dict(list(value.items())[:limit])
             typer.echo(json.dumps(row, ensure_ascii=False, default=str))
 
+    @data_app.command("get")
+    def get_command(
+        tasks: Annotated[
+            Optional[list[str]],
+            typer.Argument(help="'xtreme' (the nine targets) and/or task names. Default: xtreme."),
+        ] = None,
+        out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the files into.")] = Path("data"),
+        languages: Annotated[
+            Optional[list[str]],
+            typer.Option("--languages", "-l", help="Only these languages (repeat or comma-separate)."),
+        ] = None,
+        splits: Annotated[
+            Optional[list[str]],
+            typer.Option("--splits", "-s", help="Only these splits: train, dev, test (repeat or comma-separate)."),
+        ] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    ) -> None:
+        """Fetch tasks from the Hugging Face hub (or their release archives) into OUT, in the
+        layouts the readers read, with a manifest per file (DIR/manifests/FILE.json: source,
+        revision, URLs, sha256, count). What is there already is skipped, so an interrupted run
+        resumes; a file you put there yourself is left alone. Exit status 2 when a source cannot
+        be reached (one line says which and why)."""
+        from xstilts.data.fetch import get
+
+        report = get(
+            _split_tasks(tasks) or ["xtreme"],
+            out,
+            languages=_split_tasks(languages),
+            splits=_split_tasks(splits),
+            echo=_err,
+        )
+        if as_json:
+            typer.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+            return
+        written = [f for f in report.files if f.status == "written"]
+        kept = [f for f in report.files if f.status != "written"]
+        typer.echo(f"{out}: {len(written)} file(s) written, {len(kept)} already there")
+        for task, notes in report.notes.items():
+            for note in notes:
+                typer.echo(f"  note: {task}: {note}")
+        for item in report.absent:
+            typer.echo(f"  not in its source: {item}")
+        for task, why in report.unavailable.items():
+            typer.echo(f"  cannot be fetched: {task}: {why}")
+
     app.add_typer(data_app, name="data")
+
+
+def _err(line: str) -> None:
+    typer.echo(line, err=True)

@@ -44,7 +44,7 @@ def predict(
     ],
     task: Annotated[str, typer.Option("--task", "-t", help="Task name (see `xstilts tasks`).")],
     data_dir: Annotated[
-        Path, typer.Option("--data-dir", "-d", help="Folder holding the task's files.")
+        str, typer.Option("--data-dir", "-d", help="Folder holding the task's files, or hub:[DIR] to fetch them.")
     ],
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Output root: files go to OUT/{task}/test-{lang}.*")
@@ -117,14 +117,17 @@ def predict(
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
 ) -> None:
     """Predict every language of a task with no gradient, batches sorted by length; write XTREME's layout."""
+    from xstilts.data.fetch import resolve_data_dir
     from xstilts.evaluation.predict import predict_task
 
+    langs = _split_list(languages)
+    folder = resolve_data_dir(data_dir, [(task, langs)], echo=lambda line: typer.echo(line, err=True))
     written = predict_task(
         task,
         model,
-        data_dir,
+        folder,
         out,
-        _split_list(languages),
+        langs,
         split=split,
         batch_size=batch_size,
         max_tokens=max_tokens,

@@ -91,7 +91,7 @@ def run(
         overrides["intermediate.sampling"] = sampling
     if mlm_data:
         overrides["mlm.data"] = mlm_data
-    cfg = load_run_config(config, **overrides)
+    cfg = with_hub_data(load_run_config(config, **overrides))
 
     from xstilts.study.pipeline import is_rank_zero, run_pipeline
     from xstilts.study.rundir import SCORES_FILE, RunDir
@@ -117,6 +117,30 @@ def run(
         typer.echo(f"{task}: score {score:.2f}" if score is not None else f"{task}: no score")
         if parts:
             typer.echo("  " + "  ".join(parts))
+
+
+def with_hub_data(cfg):
+    """``cfg`` with a ``hub:[DIR]`` data source replaced by the folder the needed tasks were
+    fetched into (``xstilts data get``'s layouts); a local folder is left as it is."""
+    from xstilts.data.fetch import is_hub, resolve_data_dir
+
+    def echo(line: str) -> None:
+        typer.echo(line, err=True)
+
+    update: dict[str, object] = {}
+    if is_hub(cfg.data_dir):
+        needs = [(cfg.target, cfg.languages)] if cfg.target else []
+        inherited = [t.task for t in (cfg.intermediate.tasks if cfg.intermediate else []) if t.data_dir is None]
+        needs += [(name, ["en"]) for name in inherited]
+        update["data_dir"] = str(resolve_data_dir(cfg.data_dir, needs, echo=echo))
+    if cfg.intermediate and any(is_hub(t.data_dir) for t in cfg.intermediate.tasks):
+        tasks = [
+            t.model_copy(update={"data_dir": str(resolve_data_dir(t.data_dir, [(t.task, ["en"])], echo=echo))})
+            if is_hub(t.data_dir) else t
+            for t in cfg.intermediate.tasks
+        ]
+        update["intermediate"] = cfg.intermediate.model_copy(update={"tasks": tasks})
+    return cfg.model_copy(update=update) if update else cfg
 
 
 def run_stoppably(job: Callable[[], T]) -> T:

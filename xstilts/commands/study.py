@@ -78,7 +78,8 @@ def register(app: typer.Typer) -> None:
     def study_command(
         config: Annotated[Path, typer.Argument(help="Study YAML (see configs/).")],
         data_dir: Annotated[
-            Path | None, typer.Option("--data-dir", help="Data folder (default: the config's data_dir).")
+            str | None,
+            typer.Option("--data-dir", help="Data folder, or hub:[DIR] to fetch it (default: the config's data_dir)."),
         ] = None,
         out: Annotated[
             Path | None, typer.Option("--out", help="Study directory (default: studies/NAME).")
@@ -104,7 +105,7 @@ def register(app: typer.Typer) -> None:
         console = Console(highlight=False, soft_wrap=True, width=max(Console().width, 110))
         study = load_study(config)
         study_dir = check_output_dir((out or default_out(config, study.name)).resolve(), "the study directory (--out)")
-        data = data_dir or (Path(study.data_dir) if study.data_dir else None)
+        data = hub_data(study, data_dir or study.data_dir)
         if dry_run:
             print_plan(study, study_dir, console)
             if work is None:  # a test's own unit of work reads what it likes
@@ -114,6 +115,23 @@ def register(app: typer.Typer) -> None:
         if data is not None and not Path(data).is_dir():
             raise MissingDataError(f"data folder not found: {data} (give --data-dir DIR)")
         raise typer.Exit(run_and_report(study, study_dir, data, console, work=work, report=report, wait=wait))
+
+
+def hub_data(study, value: str | None) -> Path | None:
+    """The study's data folder; for ``hub:[DIR]``, the folder its targets (in the study's
+    languages) and intermediate tasks are first fetched into, as ``xstilts data get`` does."""
+    from xstilts.data.fetch import is_hub, resolve_data_dir
+
+    if not is_hub(value):
+        return Path(value) if value else None
+    langs = study.languages
+    needs: list[tuple[str, object]] = []
+    for target in study.targets:
+        wanted = langs.get(target) if isinstance(langs, dict) else langs
+        needs.append((target, list(wanted) if wanted else None))
+    tasks = {t.task for setting in study.intermediate for t in setting.tasks}
+    needs += [(name, ["en"]) for name in sorted(tasks)]
+    return resolve_data_dir(value, needs, echo=lambda line: typer.echo(line, err=True))
 
 
 def _load_work(spec: str | None):

@@ -25,6 +25,7 @@ from xstilts.data.examples import (
     TaggingExample,
 )
 from xstilts.errors import ConfigError, DataFormatError
+from xstilts.data.sources import UDPOS_NAMES
 from xstilts.languages import TATOEBA_ISO3
 from xstilts.tasks import get_task
 from xstilts.tasks.base import Task, TaskKind
@@ -57,22 +58,12 @@ class HubSpec:
             return self.configs[lang]
         if self.config is None:
             return None
-        return self.config.format(lang=lang, lang3=TATOEBA_ISO3.get(lang, lang))
+        return self.config.format(
+            lang=lang, lang3=TATOEBA_ISO3.get(lang, lang), Name=UDPOS_NAMES.get(lang, lang)
+        )
 
 
 _DEV_TEST = {"train": "train", "dev": "validation", "test": "test"}
-
-# The universal_dependencies loader is per treebank; XTREME merges all treebanks of a language,
-# the hub loader takes the main one (pass ``config=`` for another).
-_UD_TREEBANKS = {
-    "af": "af_afribooms", "ar": "ar_padt", "bg": "bg_btb", "de": "de_gsd", "el": "el_gdt",
-    "en": "en_ewt", "es": "es_ancora", "et": "et_edt", "eu": "eu_bdt", "fa": "fa_seraji",
-    "fi": "fi_tdt", "fr": "fr_gsd", "he": "he_htb", "hi": "hi_hdtb", "hu": "hu_szeged",
-    "id": "id_gsd", "it": "it_isdt", "ja": "ja_gsd", "kk": "kk_ktb", "ko": "ko_kaist",
-    "mr": "mr_ufal", "nl": "nl_alpino", "pt": "pt_bosque", "ru": "ru_syntagrus", "ta": "ta_ttb",
-    "te": "te_mtg", "th": "th_pud", "tl": "tl_trg", "tr": "tr_imst", "ur": "ur_udtb",
-    "vi": "vi_vtb", "yo": "yo_ytb", "zh": "zh_gsd",
-}  # fmt: skip
 
 _TYDIQA_NAMES = {
     "ar": "arabic", "bn": "bengali", "en": "english", "fi": "finnish", "id": "indonesian",
@@ -102,24 +93,24 @@ HUB_SPECS: dict[str, HubSpec] = {
         columns={"id": "id", "text_a": "sentence1", "text_b": "sentence2", "label": "label"},
         label_names=("0", "1"),
     ),
+    # google/xtreme merges every UD 2.5 treebank of a language as XTREME does; its pos_tags
+    # ClassLabel is the 17 UPOS tags in this order (dataset card); there is no id column.
     "udpos": HubSpec(
-        path="universal-dependencies/universal_dependencies",
-        config=None,
-        configs=_UD_TREEBANKS,
+        path="google/xtreme",
+        config="udpos.{Name}",
         splits=_DEV_TEST,
-        columns={"id": "idx", "tokens": "tokens", "tags": "upos"},
+        columns={"tokens": "tokens", "tags": "pos_tags"},
         label_names=(
-            "NOUN", "PUNCT", "ADP", "NUM", "SYM", "SCONJ", "ADJ", "PART", "DET", "CCONJ",
-            "PROPN", "PRON", "X", "_", "ADV", "INTJ", "VERB", "AUX",
+            "ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON",
+            "PROPN", "PUNCT", "SCONJ", "SYM", "VERB", "X",
         ),  # fmt: skip
-        skip_tags=("_",),
     ),
     "panx": HubSpec(
-        path="unimelb-nlp/wikiann",
-        config="{lang}",
+        path="google/xtreme",
+        config="PAN-X.{lang}",
         splits=_DEV_TEST,
         columns={"tokens": "tokens", "tags": "ner_tags"},
-        label_names=("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"),
+        label_names=("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"),  # the card's order
     ),
     "xquad": HubSpec(
         path="google/xquad",
@@ -127,9 +118,9 @@ HUB_SPECS: dict[str, HubSpec] = {
         splits={"test": "validation"},
         columns={k: v for k, v in _QA_COLUMNS.items() if k != "title"},
     ),
-    "mlqa": HubSpec(
-        path="facebook/mlqa",
-        config="mlqa.{lang}.{lang}",
+    "mlqa": HubSpec(  # facebook/mlqa holds a loading script only; google/xtreme has parquet
+        path="google/xtreme",
+        config="MLQA.{lang}.{lang}",
         splits={"dev": "validation", "test": "test"},
         columns={k: v for k, v in _QA_COLUMNS.items() if k != "title"},
     ),
@@ -140,11 +131,13 @@ HUB_SPECS: dict[str, HubSpec] = {
         columns=_QA_COLUMNS,
         id_prefix={lang: f"{name}-" for lang, name in _TYDIQA_NAMES.items()},
     ),
+    # source_sentence is the non-English side, target_sentence the English one (google/xtreme's
+    # former loading script); one validation split, which is the test set XTREME scores.
     "tatoeba": HubSpec(
-        path="mteb/tatoeba-bitext-mining",
-        config="{lang3}-eng",
-        splits={"test": "test"},
-        columns={"source": "sentence1", "target": "sentence2"},
+        path="google/xtreme",
+        config="tatoeba.{lang3}",
+        splits={"test": "validation"},
+        columns={"source": "source_sentence", "target": "target_sentence"},
     ),
 }
 

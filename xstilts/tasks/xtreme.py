@@ -49,7 +49,7 @@ XNLI = REGISTRY.register(
             "dev": ("xnli/dev-{lang}.tsv",),
             "test": ("xnli/test-{lang}.tsv",),
         },
-        hub="xnli",
+        hub="facebook/xnli",
         description="Cross-lingual natural language inference (premise, hypothesis → 3 classes).",
     )
 )
@@ -66,7 +66,7 @@ PAWSX = REGISTRY.register(
             "dev": ("pawsx/dev-{lang}.tsv",),
             "test": ("pawsx/test-{lang}.tsv",),
         },
-        hub="paws-x",
+        hub="google-research-datasets/paws-x",
         description="Paraphrase identification on adversarial pairs (2 classes).",
     )
 )
@@ -84,7 +84,7 @@ UDPOS = REGISTRY.register(
             "dev": ("udpos/dev-{lang}.tsv", "UD_*/{lang}_*-ud-dev.conllu"),
             "test": ("udpos/test-{lang}.tsv", "UD_*/{lang}_*-ud-test.conllu"),
         },
-        hub="universal_dependencies",
+        hub="google/xtreme",
         description="Universal Dependencies v2.5 part-of-speech tagging (17 UPOS tags).",
     )
 )
@@ -101,7 +101,7 @@ PANX = REGISTRY.register(
             "dev": ("panx/dev-{lang}.tsv",),
             "test": ("panx/test-{lang}.tsv",),
         },
-        hub="wikiann",
+        hub="google/xtreme",
         description="WikiANN named entities (PER, LOC, ORG in IOB2), Rahimi et al. splits.",
     )
 )
@@ -137,7 +137,7 @@ MLQA = REGISTRY.register(
                 "mlqa/test-{lang}.json",
             ),
         },
-        hub="facebook/mlqa",
+        hub="google/xtreme",
         description="Multilingual extractive QA (context and question in the same language).",
     )
 )
