@@ -1,13 +1,17 @@
 """A local Hugging Face hub cache, laid out as ``huggingface_hub`` keeps it, for offline tests.
 
 ``HF_HUB_CACHE/datasets--ORG--NAME/refs/REVISION`` holds the commit hash and
-``snapshots/COMMIT/`` the repository's files (parquet under the dataset's repo layout). With
+``snapshots/COMMIT/`` the repository's files (parquet under the dataset's repo layout), each a
+link to ``blobs/SHA256`` as the cache holds them. With
 ``HF_HUB_OFFLINE=1``, ``snapshot_download`` resolves a revision to that folder exactly as it
 does after a real download.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +27,20 @@ def hub_repo(cache: Path, repo: str, files: dict[str, Any], *, revision: str = "
     ref.parent.mkdir(parents=True, exist_ok=True)
     ref.write_text(commit)
     snapshot = base / "snapshots" / commit
+    blobs = base / "blobs"
+    blobs.mkdir(parents=True, exist_ok=True)
     for rel, content in files.items():
+        if not isinstance(content, bytes):
+            buffer = io.BytesIO()
+            content.to_parquet(buffer)
+            content = buffer.getvalue()
+        blob = blobs / hashlib.sha256(content).hexdigest()  # the cache keeps content by hash
+        blob.write_bytes(content)
         path = snapshot / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            content.to_parquet(str(path))
+        if path.is_symlink() or path.exists():
+            path.unlink()
+        path.symlink_to(os.path.relpath(blob, path.parent))  # and links the snapshot to it
     return snapshot
 
 

@@ -294,3 +294,128 @@ def test_a_study_on_hub_data_fetches_its_targets_in_its_languages(tmp_path, monk
     got = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and "manifests" not in p.parts)
     assert got == ["tatoeba/tatoeba.deu-eng.deu", "tatoeba/tatoeba.deu-eng.eng", "udpos/test-fr.tsv", "udpos/train-en.tsv"]
     assert hub_data(study, str(tmp_path)) == tmp_path  # a local folder is used as it is
+
+
+def _qa(ids, contexts, questions, answers, titles=None):
+    cols = {"id": ids, "context": contexts, "question": questions,
+            "answers": [{"text": [t for t, _ in a], "answer_start": [s for _, s in a]} for a in answers]}
+    if titles is not None:
+        cols["title"] = titles
+    return dataset(cols)
+
+
+_PAIR = ("the cat sat", [("cat", 4)])
+# task -> (repo, revision, {repo path: dataset}, split, language, expected count, check of the read examples)
+ROUND_TRIPS = {
+    "pawsx": ("google-research-datasets/paws-x", "main", lambda: {"en/train-00000-of-00001.parquet": dataset(
+        {"id": [1, 2], "sentence1": ["a b", "c d"], "sentence2": ["b a", "d c"], "label": [1, -1]},
+        {"label": ["0", "1"]})}, "train", "en", 1, lambda ex: ex[0].label == "1"),
+    "panx": ("google/xtreme", "main", lambda: {"PAN-X.de/validation-00000-of-00001.parquet": dataset(
+        {"tokens": [["Berlin", "ist", "groß"]], "ner_tags": [[5, 0, 0]], "langs": [["de"] * 3]},
+        {"ner_tags": ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"]})},
+        "dev", "de", 1, lambda ex: ex[0].tags == ["B-LOC", "O", "O"]),
+    "xquad": ("google/xquad", "main", lambda: {"xquad.de/validation-00000-of-00001.parquet": _qa(
+        ["q1", "q2"], [_PAIR[0], _PAIR[0]], ["who?", "what?"], [_PAIR[1], [("sat", 8)]])},
+        "test", "de", 2, lambda ex: ex[1].answers[0].text == "sat" and ex[0].context == ex[1].context),
+    "mlqa": ("google/xtreme", "main", lambda: {"MLQA.de.de/test-00000-of-00001.parquet": _qa(
+        ["m1"], [_PAIR[0]], ["who?"], [_PAIR[1]], titles=["T"])}, "test", "de", 1, lambda ex: ex[0].title == "T"),
+    "tydiqa": ("google-research-datasets/tydiqa", "main", lambda: {"secondary_task/validation-00000-of-00001.parquet": _qa(
+        ["finnish-1", "english-2"], [_PAIR[0]] * 2, ["q", "q"], [_PAIR[1]] * 2, titles=["a", "b"])},
+        "test", "fi", 1, lambda ex: ex[0].id == "finnish-1"),
+    "snli": ("stanfordnlp/snli", "main", lambda: {"plain_text/test-00000-of-00001.parquet": dataset(
+        {"premise": ["p"], "hypothesis": ["h"], "label": [1]}, {"label": NLI})},
+        "test", "en", 1, lambda ex: ex[0].label == "neutral"),
+    "anli": ("facebook/anli", "main", lambda: {f"plain_text/dev_r{r}-00000-of-00001.parquet": dataset(
+        {"uid": [f"u{r}"], "premise": [f"p{r}"], "hypothesis": ["h"], "label": [r - 1], "reason": [""]},
+        {"label": NLI}) for r in (1, 2, 3)}, "dev", "en", 3,
+        lambda ex: [(e.id, e.label) for e in ex] == [("u1", "entailment"), ("u2", "neutral"), ("u3", "contradiction")]),
+    "qqp": ("nyu-mll/glue", "main", lambda: {"qqp/validation-00000-of-00001.parquet": dataset(
+        {"question1": ["Why\tso?"], "question2": ["How?"], "label": [1], "idx": [7]},
+        {"label": ["not_duplicate", "duplicate"]})}, "dev", "en", 1,
+        lambda ex: (ex[0].text_a, ex[0].label) == ("Why so?", "1")),
+    "squad_v2": ("rajpurkar/squad_v2", "main", lambda: {"squad_v2/validation-00000-of-00001.parquet": _qa(
+        ["a", "b"], [_PAIR[0]] * 2, ["q1", "q2"], [_PAIR[1], []], titles=["t", "t"])},
+        "dev", "en", 2, lambda ex: [e.is_impossible for e in ex] == [False, True]),
+    "hellaswag": ("Rowan/hellaswag", "refs/convert/parquet", lambda: {"default/validation/0000.parquet": dataset(
+        {"ind": [4], "activity_label": ["x"], "ctx_a": ["A man"], "ctx_b": ["then"], "ctx": ["A man then"],
+         "endings": [["e0", "e1", "e2", "e3"]], "source_id": ["s"], "split": ["val"], "split_type": ["indomain"],
+         "label": ["2"]})}, "dev", "en", 1, lambda ex: ex[0].label == 2 and ex[0].choices[0] == "then e0"),
+    "commonsenseqa": ("tau/commonsense_qa", "main", lambda: {"data/validation-00000-of-00001.parquet": dataset(
+        {"id": ["c1"], "question": ["Where?"], "question_concept": ["x"],
+         "choices": [{"label": list("ABCDE"), "text": list("vwxyz")}], "answerKey": ["C"]})},
+        "dev", "en", 1, lambda ex: ex[0].label == 2),
+    "conala_mined": ("neulab/conala", "refs/convert/parquet", lambda: {"mined/train/0000.parquet": dataset(
+        {"question_id": [1], "parent_answer_post_id": [2], "prob": [0.5], "snippet": ["f()"], "intent": ["call f"],
+         "id": ["1_2_0"]})}, "train", "en", 1, lambda ex: ex[0].target == "f()"),
+    "mconala": ("neulab/mconala", "refs/convert/parquet", lambda: {"es/test/0000.parquet": dataset(
+        {"question_id": [1], "intent": ["ordenar"], "rewritten_intent": ["ordenar `x`"], "snippet": ["x.sort()"]})},
+        "test", "es", 1, lambda ex: ex[0].source == "ordenar `x`"),
+    "concode": ("google/code_x_glue_tc_text_to_code", "main", lambda: {"data/validation-00000-of-00001.parquet": dataset(
+        {"id": [0], "nl": ["return one"], "code": ["int f ( ) { return 1 ; }"]})}, "dev", "en", 1,
+        lambda ex: ex[0].language == "java"),
+    "humaneval": ("openai/openai_humaneval", "main", lambda: {"openai_humaneval/test-00000-of-00001.parquet": dataset(
+        {"task_id": ["HumanEval/0"], "prompt": ["def f():\n    \"\"\"One.\"\"\"\n"], "canonical_solution": ["    return 1\n"],
+         "test": ["def check(c):\n    assert c() == 1\n"], "entry_point": ["f"]})}, "test", "en", 1,
+        lambda ex: ex[0].id == "HumanEval/0"),
+    "codesearchnet_cxg": ("google/code_x_glue_ct_code_to_text", "main", lambda: {"python/test-00000-of-00001.parquet": dataset(
+        {"id": [0], "repo": ["r"], "path": ["p.py"], "func_name": ["f"], "original_string": ["def f(): pass"],
+         "language": ["python"], "code": ["def f(): pass"], "code_tokens": [["def"]], "docstring": ["Does f."],
+         "docstring_tokens": [["Does"]], "sha": ["0"], "url": ["u"]})}, "test", "python", 1,
+        lambda ex: ex[0].source == "Does f."),
+}
+
+
+@pytest.mark.parametrize("task", sorted(ROUND_TRIPS))
+def test_every_hub_task_is_written_so_its_reader_reads_the_rows_back(task, tmp_path):
+    repo, revision, files, split, lang, count, check = ROUND_TRIPS[task]
+    cache, out = tmp_path / "hub", tmp_path / "data"
+    hub_repo(cache, repo, files(), revision=revision)
+    report = fetch.get([task], out, languages=[lang], splits=[split], cache_dir=cache)
+    written = [f for f in report.files if f.status == "written"]
+    assert written and all(f.count == count for f in written), report.to_json()
+    examples = read_examples(task, out, split, lang)
+    assert len(examples) == count and check(examples)
+    assert {f.status for f in fetch.get([task], out, languages=[lang], splits=[split], cache_dir=cache).files} == {"present"}
+
+
+def test_django_comes_from_its_release_files(tmp_path, monkeypatch):
+    server = tmp_path / "server"
+    server.mkdir()
+    (server / "all.anno").write_text("".join(f"call f {i}\n" for i in range(18805)))
+    (server / "all.code").write_text("".join(f"f({i})\n" for i in range(18805)))
+    monkeypatch.setenv("XSTILTS_DJANGO_URL", f"file://{server}")
+    out = tmp_path / "data"
+    report = fetch.get(["django"], out)
+    assert sorted(f.path for f in report.files if f.status == "written") == ["django/all.anno", "django/all.code"]
+    assert len(read_examples("django", out, "test", "en")) == 18805 - 17000
+    assert {f.status for f in report.files[2:]} == {"present"}  # dev and test share the files
+
+
+def test_the_command_shows_progress_and_names_what_it_could_not_fetch(tmp_path, monkeypatch, capsys):
+    from xstilts.cli import main
+
+    cache, out = tmp_path / "hub", tmp_path / "data"
+    _xtreme_cache(cache)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    assert main(["data", "get", "udpos,ccg", "--languages", "fr", "--splits", "test", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert f"udpos test fr: 1 sentences -> udpos/test-fr.tsv" in captured.err
+    assert f"{out}: 1 file(s) written, 0 already there" in captured.out
+    assert "cannot be fetched: ccg: CCGbank is licensed by the LDC" in captured.out
+    assert main(["data", "get", "udpos", "-l", "fr", "-s", "test", "--out", str(out)]) == 0
+    assert "0 file(s) written, 1 already there" in capsys.readouterr().out
+
+
+def test_a_malformed_hub_row_is_one_error_line_naming_the_source_and_row(tmp_path, monkeypatch, capsys):
+    from xstilts.cli import main
+
+    cache = tmp_path / "hub"
+    hub_repo(cache, "google/xquad", {"xquad.de/validation-00000-of-00001.parquet": _qa(
+        ["q1", "q2"], [_PAIR[0]] * 2, ["who?", "what?"], [_PAIR[1], [("dog", 4)]])})
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    capsys.readouterr()  # the fixture's own output
+    assert main(["data", "get", "xquad", "-l", "de", "-s", "test", "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: hub:google/xquad/xquad.de[validation]:2: expected answer 'dog' of question q2 "
+                   "at context[4:7], found 'cat'"]
+    assert not (tmp_path / "d" / "xquad").exists()  # nothing half-written

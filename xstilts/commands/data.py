@@ -99,7 +99,8 @@ def register(app: typer.Typer) -> None:
     def get_command(
         tasks: Annotated[
             Optional[list[str]],
-            typer.Argument(help="'xtreme' (the nine targets) and/or task names. Default: xtreme."),
+            typer.Argument(help="Task names and groups: xtreme (the nine targets), nlu (the paper's nine "
+                          "intermediate tasks), code (every code task). Default: xtreme."),
         ] = None,
         out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the files into.")] = Path("data"),
         languages: Annotated[

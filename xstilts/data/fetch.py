@@ -50,7 +50,8 @@ from xstilts.data.sources import (
 from xstilts.errors import ConfigError, DataFormatError, MissingDataError
 from xstilts.fileio import write_json_atomic, write_text_atomic
 from xstilts.languages import TATOEBA_ISO3
-from xstilts.tasks import get_task
+from xstilts.tasks import REGISTRY, get_task
+from xstilts.tasks.intermediate import PAPER_NLU_TASKS
 from xstilts.tasks.base import Task
 
 HUB_PREFIX = "hub:"
@@ -484,11 +485,20 @@ def _unpack(archive: Path, into: Path) -> list[str]:
 
 
 # -------------------------------------------------------------------------------------- get
+# Names that stand for several tasks: the nine targets, the paper's nine intermediate tasks,
+# every code task.
+GROUPS: dict[str, Callable[[], Sequence[str]]] = {
+    "xtreme": lambda: XTREME_GROUP,
+    "nlu": lambda: PAPER_NLU_TASKS,
+    "code": lambda: REGISTRY.names("code"),
+}
+
+
 def _expand_group(names: Sequence[str]) -> list[str]:
     tasks: list[str] = []
     for name in names:
-        if name == "xtreme":
-            tasks.extend(XTREME_GROUP)
+        if name in GROUPS:
+            tasks.extend(_expand_group(GROUPS[name]()))
             continue
         task = get_task(name)  # unknown names fail here, with the known ones listed
         components = task.extra.get("components") if task.reader == "anli_plus" else None
@@ -646,7 +656,8 @@ def get(
     cache_dir: str | Path | None = None,
     echo: Callable[[str], None] = lambda line: None,
 ) -> GetReport:
-    """Fetch ``tasks`` (names, or ``xtreme`` for the nine targets) into ``out``; see the module
+    """Fetch ``tasks`` (names, or the groups ``xtreme``, ``nlu`` (the paper's nine) and ``code``)
+    into ``out``; see the module
     docstring. Raises :class:`MissingDataError` (one line) when the hub or a release server
     cannot be reached and nothing is cached."""
     out = Path(out)

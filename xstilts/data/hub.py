@@ -122,7 +122,7 @@ HUB_SPECS: dict[str, HubSpec] = {
         path="google/xtreme",
         config="MLQA.{lang}.{lang}",
         splits={"dev": "validation", "test": "test"},
-        columns={k: v for k, v in _QA_COLUMNS.items() if k != "title"},
+        columns=_QA_COLUMNS,  # google/xtreme's MLQA keeps the title
     ),
     "tydiqa": HubSpec(
         path="google-research-datasets/tydiqa",
