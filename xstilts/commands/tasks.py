@@ -12,7 +12,7 @@ def register(app: typer.Typer) -> None:
     @app.command("tasks")
     def tasks_command(
         family: Annotated[
-            str | None, typer.Option(help="Only this family: xtreme, nlu or code.")
+            str | None, typer.Option(help="Only this family: xtreme, xtreme-r, nlu or code.")
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     ) -> None:

@@ -15,7 +15,7 @@ from xstilts.data.examples import BitextExample
 from xstilts.data.readers import ProblemSink, available, count_unit, find_files, read_examples
 from xstilts.errors import DataFormatError, MissingDataError, XstiltsError
 from xstilts.tasks import get_task
-from xstilts.tasks.base import Task
+from xstilts.tasks.base import TARGET_FAMILIES, Task
 from xstilts.tasks.xtreme import XTREME_TASKS
 
 
@@ -122,7 +122,7 @@ def check_data(data_dir: str | Path, tasks: list[str] | None = None) -> DataChec
         result = TaskCheck(name=task.name, unit=count_unit(task))
         # One listing look-up per task; NLU/code tasks have layouts of their own (ANLI rounds,
         # CCGbank sections), so for them every (split, language) is tried.
-        present = available(task, root) if task.family == "xtreme" else None
+        present = available(task, root) if task.family in TARGET_FAMILIES else None
         for split, langs in task.splits.items():
             if split not in task.files:
                 continue

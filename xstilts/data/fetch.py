@@ -387,6 +387,7 @@ def _raw(fmt: Callable[[Iterable[Mapping[str, Any]]], str]) -> Callable[[_Rows, 
 
 _RENDER: dict[str, Render] = {
     **{name: _render_xtreme for name in XTREME_GROUP if name != "bucc2018"},
+    "xcopa": _render_rows(_raw(_jsonl)),
     "squad_v1": _render_squad,
     "squad_v2": _render_squad,
     "mnli": _render_rows(_nli_release),
@@ -467,20 +468,21 @@ def _download(url: str, dest: Path) -> None:
     os.replace(part, dest)
 
 
-def _unpack(archive: Path, into: Path) -> list[str]:
-    """Unpack ``archive`` below ``into``; the files it held, relative to ``into``."""
+def _unpack(archive: Path, into: Path, members: Sequence[str] = ()) -> list[str]:
+    """Unpack ``archive`` (only ``members``, when given) below ``into``; the files written,
+    relative to ``into``."""
     names: list[str] = []
     if archive.name.endswith(".zip"):
         with zipfile.ZipFile(archive) as handle:
             for info in handle.infolist():
-                if not info.is_dir():
+                if not info.is_dir() and (not members or info.filename in members):
                     handle.extract(info, into)
                     names.append(info.filename)
         return names
     with tarfile.open(archive) as handle:
-        members = [m for m in handle.getmembers() if m.isfile()]
-        handle.extractall(into, members=members, filter="data")
-        names = [m.name for m in members]
+        chosen = [m for m in handle.getmembers() if m.isfile() and (not members or m.name in members)]
+        handle.extractall(into, members=chosen, filter="data")
+        names = [m.name for m in chosen]
     return names
 
 
@@ -626,7 +628,7 @@ class _Getter:
             _download(url, local)
         digest = _sha256(local)
         try:
-            members = _unpack(local, self.out)
+            members = _unpack(local, self.out, archive.members)
         except (tarfile.TarError, zipfile.BadZipFile, OSError) as exc:
             local.unlink(missing_ok=True)  # a damaged download is fetched afresh next time
             raise DataFormatError(local, None, "a readable release archive", str(exc)[:120]) from None

@@ -33,6 +33,7 @@ from typing import Union
 
 from xstilts.data.examples import (
     BitextExample,
+    MultipleChoiceExample,
     QAAnswer,
     QAExample,
     SentencePairExample,
@@ -45,7 +46,7 @@ from xstilts.languages import TATOEBA_ISO3
 from xstilts.tasks import get_task
 from xstilts.tasks.base import Task, TaskKind
 
-Example = Union[SentencePairExample, TaggingExample, QAExample, BitextExample]
+Example = Union[SentencePairExample, TaggingExample, QAExample, BitextExample, MultipleChoiceExample]
 
 __all__ = [
     "Example",
@@ -774,10 +775,80 @@ def _read_tatoeba(
 
 
 # --------------------------------------------------------------------------------------------
+# Multiple choice: COPA / XCOPA JSONL
+# --------------------------------------------------------------------------------------------
+
+# How a COPA premise is asked about, as the two alternatives answer it.
+COPA_QUESTIONS = {"cause": "What was the cause?", "effect": "What happened as a result?"}
+
+
+def _read_copa_jsonl(
+    path: Path, task: Task, split: str, lang: str, sink: ProblemSink
+) -> list[MultipleChoiceExample]:
+    """COPA's JSONL (SuperGLUE's COPA, XCOPA): premise, choice1, choice2, question
+    (cause|effect), label 0/1 (absent in an unlabelled test file), idx."""
+    text = _read_text(path, sink)
+    lines = [(n, line) for n, line in _lines(text) if line.strip()]
+    _require_records(path, len(lines), "COPA record (a JSON object per line)", sink, text)
+    examples: list[MultipleChoiceExample] = []
+    for number, line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            _report(sink, path, number, "one JSON object per line", f"{exc.msg}: {line[:60]!r}")
+            continue
+        if not isinstance(record, dict):
+            _report(sink, path, number, "a JSON object", type(record).__name__)
+            continue
+        fields = [record.get(k) for k in ("premise", "choice1", "choice2")]
+        if not all(isinstance(f, str) for f in fields):
+            missing = [k for k, f in zip(("premise", "choice1", "choice2"), fields) if not isinstance(f, str)]
+            _report(sink, path, number, "premise, choice1 and choice2 as strings", f"no string {missing[0]!r}")
+            continue
+        question = record.get("question")
+        if question not in COPA_QUESTIONS:
+            _report(sink, path, number, "question 'cause' or 'effect'", repr(question))
+            continue
+        label = record.get("label")
+        if label is not None and (isinstance(label, bool) or label not in (0, 1)):
+            _report(sink, path, number, "label 0 (choice1) or 1 (choice2)", repr(label))
+            continue
+        ident = str(record.get("idx", len(examples)))
+        examples.append(
+            MultipleChoiceExample(
+                id=f"{split}-{lang}-{ident}",
+                context=fields[0],
+                question=COPA_QUESTIONS[question],
+                choices=[fields[1], fields[2]],
+                label=label,
+            )
+        )
+    return examples
+
+
+# --------------------------------------------------------------------------------------------
 # Dispatch
 # --------------------------------------------------------------------------------------------
 
 _RETRIEVAL_READERS = {"bucc2018": "bucc", "tatoeba": "tatoeba"}
+
+
+def _plain(reader):
+    """A reader that needs no listing of the data folder."""
+    return lambda path, task, split, lang, sink, listing: reader(path, task, split, lang, sink)
+
+
+# Reader name (``Task.reader``, or the one the kind implies) -> reader(path, task, split, lang,
+# sink, listing): the one place a task's reader is resolved.
+READERS = {
+    "pair-tsv": _plain(_read_pair_tsv),
+    "tag-tsv": _plain(_read_tag_tsv),
+    "conllu": _plain(_read_conllu),
+    "squad": _plain(_read_squad),
+    "copa-jsonl": _plain(_read_copa_jsonl),
+    "bucc": _read_bucc,
+    "tatoeba": _read_tatoeba,
+}
 
 
 def _reader_name(task: Task, path: Path) -> str:
@@ -817,22 +888,12 @@ def read_path(
     sink = sink or ProblemSink(strict=True)
     listing = _LISTINGS.get(Path(data_dir)) if data_dir is not None else None
     reader = _reader_name(task, path)
+    if reader not in READERS:
+        raise ConfigError(f"unknown reader {reader!r} for task {task.name}; readers: {', '.join(READERS)}")
     try:
-        if reader == "pair-tsv":
-            return list(_read_pair_tsv(path, task, split, lang, sink))
-        if reader == "tag-tsv":
-            return list(_read_tag_tsv(path, task, split, lang, sink))
-        if reader == "conllu":
-            return list(_read_conllu(path, task, split, lang, sink))
-        if reader == "squad":
-            return list(_read_squad(path, task, split, lang, sink))
-        if reader == "bucc":
-            return list(_read_bucc(path, task, split, lang, sink, listing))
-        if reader == "tatoeba":
-            return list(_read_tatoeba(path, task, split, lang, sink, listing))
+        return list(READERS[reader](path, task, split, lang, sink, listing))
     except _FatalFileError:
         return []
-    raise ConfigError(f"unknown reader {reader!r} for task {task.name}")
 
 
 def read_examples(

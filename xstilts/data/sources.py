@@ -79,6 +79,7 @@ class ReleaseArchive:
     into: str
     languages: tuple[str, ...] | None = None
     files: tuple[str, ...] = ()  # plain files (no archive): each is fetched as {url}/{file}
+    members: tuple[str, ...] = ()  # the archive's files to keep (default: all)
     verified: str = ""
 
 
@@ -166,6 +167,20 @@ SOURCES: dict[str, TaskSource] = {
         {"*": HubTable("google/xtreme", "tatoeba.{lang3}", {"test": ("validation",)},
                        verified="tatoeba.deu/validation-00000-of-00001.parquet seen")},
         notes=("source_sentence is the non-English side, target_sentence English (line i <-> i)",),
+    ),
+    "xcopa": TaskSource(
+        {
+            "train": ReleaseArchive(
+                "https://dl.fbaipublicfiles.com/glue/superglue/data/v2/COPA.zip",
+                {"train": "COPA"}, into="COPA", members=("COPA/train.jsonl",),
+                verified="SuperGLUE's COPA release (COPA/train.jsonl, val.jsonl, test.jsonl)"),
+            "dev": HubTable("cambridgeltl/xcopa", "{lang}", {"dev": ("validation",)},
+                            verified="config folders {lang}/ seen, file names not"),
+            "test": HubTable("cambridgeltl/xcopa", "{lang}", {"test": ("test",)},
+                             verified="config folders {lang}/ seen, file names not"),
+        },
+        notes=("English training is SuperGLUE's COPA (400 examples); XCOPA itself has only "
+               "validation (100) and test (500) per language",),
     ),
     # --- the paper's intermediate tasks -----------------------------------------------------
     "mnli": TaskSource(

@@ -139,7 +139,7 @@ def intermediate_task_names() -> list[str]:
 def target_task_names() -> list[str]:
     from xstilts.tasks import REGISTRY
 
-    return REGISTRY.names("xtreme")
+    return REGISTRY.targets()
 
 
 class IntermediateTaskSpec(_Strict):

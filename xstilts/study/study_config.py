@@ -375,7 +375,7 @@ class StudyConfig(_Strict):
     def _targets(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         from xstilts.tasks import REGISTRY
 
-        allowed = REGISTRY.names("xtreme")
+        allowed = REGISTRY.targets()
         bad = [t for t in value if t not in allowed]
         if bad:
             raise ValueError(f"unknown target task(s) {', '.join(bad)}; allowed: {', '.join(allowed)}")

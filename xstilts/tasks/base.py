@@ -41,7 +41,7 @@ class Task:
     files: dict[str, tuple[str, ...]]
     labels: tuple[str, ...] | None = None
     description: str = ""
-    family: str = "xtreme"  # xtreme | nlu | code
+    family: str = "xtreme"  # xtreme | xtreme-r (targets) | nlu | code
     hub: str | None = None
     reader: str | None = None  # reader name when it is not implied by the kind
     score_split: str = "test"
@@ -55,6 +55,9 @@ class Task:
     @property
     def has_training_data(self) -> bool:
         return "train" in self.splits
+
+
+TARGET_FAMILIES = ("xtreme", "xtreme-r")
 
 
 class TaskRegistry:
@@ -87,6 +90,10 @@ class TaskRegistry:
 
     def names(self, family: str | None = None) -> list[str]:
         return [t.name for t in self._tasks.values() if family is None or t.family == family]
+
+    def targets(self) -> list[str]:
+        """The target tasks: XTREME's nine, then those from XTREME-R."""
+        return [t.name for t in self._tasks.values() if t.family in TARGET_FAMILIES]
 
 
 # The one registry; xstilts.tasks.code, .intermediate and .xtreme add their tasks to it.

@@ -22,6 +22,7 @@ XQUAD_LANGS = _langs("ar de el en es hi ru th tr vi zh")
 MLQA_LANGS = _langs("ar de en es hi vi zh")
 TYDIQA_LANGS = _langs("ar bn en fi id ko ru sw te")
 BUCC_LANGS = _langs("de fr ru zh")
+XCOPA_LANGS = _langs("et ht id it qu sw ta th tr vi zh")
 TATOEBA_LANGS = _langs(
     "af ar bg bn de el es et eu fa fi fr he hi hu id it ja jv ka kk ko ml mr nl pt ru sw ta te "
     "th tl tr ur vi zh"
@@ -191,6 +192,28 @@ TATOEBA = REGISTRY.register(
         files={"test": ("tatoeba.{lang3}-eng.{lang3}", "tatoeba/{lang}-en.{lang}")},
         description="Tatoeba sentence retrieval (xx → en nearest neighbour), top-1 accuracy.",
         extra={"mining": "nearest"},
+    )
+)
+
+# XTREME-R's XCOPA (Ponti et al. 2020): a premise, "cause" or "effect", two alternatives. English
+# training is COPA (SuperGLUE's COPA/train.jsonl, the same JSONL fields); each language has its
+# own validation (100) and test (500) file, so dev is per language and there is no English dev.
+XCOPA = REGISTRY.register(
+    Task(
+        name="xcopa",
+        kind=TaskKind.MULTIPLE_CHOICE,
+        reader="copa-jsonl",
+        splits={"train": EN, "dev": XCOPA_LANGS, "test": XCOPA_LANGS},
+        metric="accuracy",
+        files={
+            "train": ("COPA/train.jsonl", "copa/train.jsonl"),
+            "dev": ("xcopa/data/{lang}/val.{lang}.jsonl", "xcopa/val.{lang}.jsonl"),
+            "test": ("xcopa/data/{lang}/test.{lang}.jsonl", "xcopa/test.{lang}.jsonl"),
+        },
+        family="xtreme-r",  # a target, from XTREME-R: not one of the XTREME score's nine
+        hub="cambridgeltl/xcopa",
+        description="XCOPA (XTREME-R): causal commonsense reasoning, premise + cause/effect → 1 of 2 alternatives.",
+        extra={"num_choices": 2},
     )
 )
 
