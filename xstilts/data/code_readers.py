@@ -34,6 +34,7 @@ from xstilts.data.examples import GenerationExample
 from xstilts.errors import ConfigError, DataFormatError, MissingDataError
 from xstilts.fileio import decode_utf8, input_error, open_input, read_input_bytes
 from xstilts.tasks import Task, get_task
+from xstilts.tasks.sources import HubTable
 
 log = logging.getLogger(__name__)
 
@@ -379,21 +380,6 @@ def _holds_nothing(path: Path) -> bool:
     return all(not raw.strip() for _, raw in _binary_lines(path))
 
 
-# Hub configs per task ("{lang}" is filled in); hub split names are the release's, with
-# validation for our dev. MBPP's "full" config is the release file (the other is "sanitized").
-HUB_CONFIGS: dict[str, str | None] = {
-    "conala": "curated",
-    "conala_mined": "mined",
-    "mconala": "{lang}",
-    "django": None,
-    "concode": None,
-    "mbpp": "full",
-    "humaneval": None,
-    "codesearchnet": "{lang}",
-    "codesearchnet_cxg": "{lang}",
-}
-
-
 def read_code_hub(
     task: Task | str, split: str, lang: str = "en", *, data_files: str | Path | list | None = None
 ) -> list[GenerationExample]:
@@ -410,19 +396,21 @@ def read_code_hub(
     task = get_task(task)
     if task.family != "code" or task.reader not in READERS:
         raise ConfigError(f"task {task.name!r} is not a code task")
-    hub_split = {"dev": "validation"}.get(split, split)
     if data_files is not None:
         files = [str(f) for f in (data_files if isinstance(data_files, list) else [data_files])]
         builder = "parquet" if files[0].endswith(".parquet") else "json"
         rows = load_dataset(builder, data_files=files, split="train")
         where = Path(files[0])
     else:
-        if task.hub is None:
-            raise ConfigError(f"task {task.name!r} has no hub dataset")
-        config = HUB_CONFIGS.get(task.name)
-        config = config.format(lang=lang) if config else None
-        rows = load_dataset(task.hub, config, split=hub_split)
-        where = Path(f"hub:{task.hub}/{config or ''}/{hub_split}")
+        table = task.source.for_split(split) if task.source is not None else None
+        hub_splits = table.hub_splits(split) if isinstance(table, HubTable) else None
+        if not hub_splits:
+            raise ConfigError(f"task {task.name!r} has no hub dataset for {split!r}")
+        config = table.config_for(lang)
+        # MBPP's hub splits make one release file: its split is taken by task id below
+        hub_split = hub_splits[0] if "all" not in table.splits else {"dev": "validation"}.get(split, split)
+        rows = load_dataset(table.repo, config, split=hub_split, revision=table.revision)
+        where = Path(table.describe(lang, hub_split))
     out: list[GenerationExample] = []
     language = str(task.extra.get("code_language", "python"))
     for i, row in enumerate(rows):

@@ -36,23 +36,17 @@ from typing import Any
 
 from xstilts import __version__
 from xstilts.data.examples import BitextExample, QAExample, SentencePairExample, TaggingExample
-from xstilts.data.hub import HUB_SPECS, convert_rows
+from xstilts.data.hub import convert_rows
 from xstilts.data.nlu_readers import nlu_examples_from_records
 from xstilts.data.readers import count_unit, read_examples
-from xstilts.data.sources import (
-    XTREME_GROUP,
-    HubTable,
-    ReleaseArchive,
-    TaskSource,
-    Unavailable,
-    task_source,
-)
 from xstilts.errors import ConfigError, DataFormatError, MissingDataError
 from xstilts.fileio import write_json_atomic, write_text_atomic
 from xstilts.languages import TATOEBA_ISO3
 from xstilts.tasks import REGISTRY, get_task
 from xstilts.tasks.intermediate import PAPER_NLU_TASKS
-from xstilts.tasks.base import Task
+from xstilts.tasks.sources import HubTable, ReleaseArchive, TaskSource, Unavailable
+from xstilts.tasks.xtreme import XTREME_TASKS
+from xstilts.tasks.base import Task, TaskKind
 
 HUB_PREFIX = "hub:"
 MANIFESTS = "manifests"
@@ -324,32 +318,27 @@ def _cosmos_csv(rows: _Rows, source: str) -> str:
     return buffer.getvalue()
 
 
-# Where a file goes when the first registered pattern is not the natural one.
-_TARGETS = {
-    "tatoeba": "tatoeba/tatoeba.{lang3}-eng.{lang3}",
-    "humaneval": "humaneval/HumanEval.jsonl",
-    "conala": "conala-corpus/conala-{split}.json",
-    "conala_mined": "conala-corpus/conala-mined.jsonl",
-}
-
-
-def target_path(task: Task, split: str, lang: str) -> str:
-    pattern = _TARGETS.get(task.name) or next(
+def target_path(task: Task, split: str, lang: str, table: HubTable | None = None) -> str:
+    """Where (task, split, lang) is written: the source's ``path``, else the task's first
+    file pattern of the split (without wildcards)."""
+    pattern = (table.path if table is not None else None) or next(
         p for p in task.files[split] if "*" not in p and "?" not in p
     )
     return pattern.format(split=split, lang=lang, lang3=TATOEBA_ISO3.get(lang, lang))
 
 
-# One rendering per task family: rows (and their source) -> {relative path: text}.
-Render = Callable[[Task, str, str, _Rows, str], dict[str, str]]
+# A writer: (task, split, lang, its hub table, rows, where they came from) -> {path: text}.
+Render = Callable[[Task, str, str, HubTable, _Rows, str], dict[str, str]]
 
 
-def _render_xtreme(task: Task, split: str, lang: str, rows: _Rows, source: str) -> dict[str, str]:
-    spec = HUB_SPECS[task.name]
-    path = target_path(task, split, lang)
-    examples = convert_rows(task, spec, rows, split, lang, source=source)
-    if task.name == "pawsx":  # labels the release replaced with -1 (its card): no gold
-        examples = [ex for ex in examples if ex.label is not None or split == "test"]
+def _render_examples(task: Task, split: str, lang: str, table: HubTable, rows: _Rows, source: str) -> dict[str, str]:
+    """The targets: rows converted by the hub conversion (``table.columns``), then written in
+    XTREME's layout for the kind."""
+    path = target_path(task, split, lang, table)
+    examples = convert_rows(task, table, rows, split, lang, source=source)
+    if task.kind is TaskKind.SENTENCE_PAIR and split != "test":
+        # a label of -1 is no gold (PAWS-X's card): a labelled split leaves the pair out
+        examples = [ex for ex in examples if ex.label is not None]
     kind = type(examples[0]) if examples else None
     if kind is SentencePairExample:
         return {path: _pairs_tsv(examples)}
@@ -368,15 +357,15 @@ def _render_xtreme(task: Task, split: str, lang: str, rows: _Rows, source: str) 
     return {path: ""}
 
 
-def _render_squad(task: Task, split: str, lang: str, rows: _Rows, source: str) -> dict[str, str]:
+def _render_squad(task: Task, split: str, lang: str, table: HubTable, rows: _Rows, source: str) -> dict[str, str]:
     examples = nlu_examples_from_records(task, rows, source=source)
     version = "2.0" if task.metric == "squad_v2" else "1.1"
-    return {target_path(task, split, lang): _squad_json(examples, version)}  # type: ignore[arg-type]
+    return {target_path(task, split, lang, table): _squad_json(examples, version)}  # type: ignore[arg-type]
 
 
 def _render_rows(writer: Callable[[_Rows, str], str]) -> Render:
-    def render(task: Task, split: str, lang: str, rows: _Rows, source: str) -> dict[str, str]:
-        return {target_path(task, split, lang): writer(rows, source)}
+    def render(task: Task, split: str, lang: str, table: HubTable, rows: _Rows, source: str) -> dict[str, str]:
+        return {target_path(task, split, lang, table): writer(rows, source)}
 
     return render
 
@@ -385,26 +374,25 @@ def _raw(fmt: Callable[[Iterable[Mapping[str, Any]]], str]) -> Callable[[_Rows, 
     return lambda rows, source: fmt(rows)
 
 
-_RENDER: dict[str, Render] = {
-    **{name: _render_xtreme for name in XTREME_GROUP if name != "bucc2018"},
-    "xcopa": _render_rows(_raw(_jsonl)),
-    "squad_v1": _render_squad,
-    "squad_v2": _render_squad,
-    "mnli": _render_rows(_nli_release),
-    "snli": _render_rows(_nli_release),
-    "anli": _render_rows(_anli_release),
-    "qqp": _render_rows(_qqp_tsv),
-    "cosmosqa": _render_rows(_cosmos_csv),
-    "hellaswag": _render_rows(_raw(_jsonl)),
-    "commonsenseqa": _render_rows(_raw(_jsonl)),
-    "conala": _render_rows(_raw(_json_array)),
-    "conala_mined": _render_rows(_raw(_jsonl)),
-    "mconala": _render_rows(_raw(_json_array)),
-    "concode": _render_rows(_raw(_jsonl)),
-    "humaneval": _render_rows(_raw(_jsonl)),
-    "codesearchnet_cxg": _render_rows(_raw(_jsonl)),
-    "mbpp": _render_rows(lambda rows, source: _jsonl(sorted(rows, key=lambda r: r.get("task_id", 0)))),
+# Writers by the name a task's HubTable gives (``write``); the targets' default is "examples".
+WRITERS: dict[str, Render] = {
+    "examples": _render_examples,
+    "squad-json": _render_squad,
+    "nli-release": _render_rows(_nli_release),
+    "anli-release": _render_rows(_anli_release),
+    "qqp-tsv": _render_rows(_qqp_tsv),
+    "cosmos-csv": _render_rows(_cosmos_csv),
+    "jsonl-rows": _render_rows(_raw(_jsonl)),
+    "json-array-rows": _render_rows(_raw(_json_array)),
+    "mbpp-jsonl": _render_rows(lambda rows, source: _jsonl(sorted(rows, key=lambda r: r.get("task_id", 0)))),
 }
+
+
+def _writer(table: HubTable) -> Render:
+    name = table.write or "examples"
+    if name not in WRITERS:
+        raise ConfigError(f"{table.repo}: unknown writer {name!r}; writers: {', '.join(WRITERS)}")
+    return WRITERS[name]
 
 
 # ------------------------------------------------------------------------------------ manifests
@@ -490,7 +478,7 @@ def _unpack(archive: Path, into: Path, members: Sequence[str] = ()) -> list[str]
 # Names that stand for several tasks: the nine targets, the paper's nine intermediate tasks,
 # every code task.
 GROUPS: dict[str, Callable[[], Sequence[str]]] = {
-    "xtreme": lambda: XTREME_GROUP,
+    "xtreme": lambda: XTREME_TASKS,
     "nlu": lambda: PAPER_NLU_TASKS,
     "code": lambda: REGISTRY.names("code"),
 }
@@ -557,16 +545,17 @@ class _Getter:
         return False
 
     def _hub(self, task: Task, split: str, lang: str, table: HubTable) -> None:
-        hub_splits = table.splits.get(split) or table.splits.get("all")
+        hub_splits = table.hub_splits(split)
         if hub_splits is None:
             self.report.absent.append(f"{task.name} {split} {lang}")
             return
-        per_round = task.name == "anli"  # one file per round, R1..R3 side by side
-        first = target_path(task, split, lang)
+        per_round = table.write == "anli-release"  # one file per round, R1..R3 side by side
+        first = target_path(task, split, lang, table)
         rels = (
             [first.replace("/R1/", f"/R{r}/") for r in (1, 2, 3)] if per_round else [first]
         )
-        if task.name == "tatoeba":
+        if task.kind is TaskKind.RETRIEVAL and _writer(table) is _render_examples:
+            # a bitext target is written as LASER's pair files: the English side beside it
             rels.append(first.rsplit(".", 1)[0] + ".eng")
         if self._done(task, split, lang, rels):
             return
@@ -590,13 +579,13 @@ class _Getter:
                 "revision": fetched.commit, "urls": fetched.urls, "rows": len(rows),
             })
             if per_round:
-                (text,) = _RENDER[task.name](task, split, lang, rows, where).values()
+                (text,) = _writer(table)(task, split, lang, table, rows, where).values()
                 texts[first.replace("/R1/", f"/R{index + 1}/")] = text
             else:
                 gathered.extend(rows)
                 gathered.features = gathered.features or rows.features
         if not per_round:
-            texts = _RENDER[task.name](task, split, lang, gathered, table.describe(lang, hub_splits[0]))
+            texts = _writer(table)(task, split, lang, table, gathered, table.describe(lang, hub_splits[0]))
         for rel, text in texts.items():
             write_text_atomic(self.out / rel, text)
         self._finish(task, split, lang, list(texts), {"source": sources})
@@ -666,7 +655,7 @@ def get(
     getter = _Getter(out, cache_dir=cache_dir, echo=echo)
     for name in _expand_group(list(tasks) or ["xtreme"]):
         task = get_task(name)
-        source = task_source(name)
+        source = task.source
         if source is None:
             getter.report.unavailable[name] = "no public source is declared for it"
             continue
@@ -701,7 +690,7 @@ def resolve_data_dir(
         return Path(value)
     folder = hub_folder(str(value))
     for task, langs in needs:
-        if task_source(get_task(task).name) is None and get_task(task).reader != "anli_plus":
+        if get_task(task).source is None and get_task(task).reader != "anli_plus":
             raise ConfigError(f"{task} has no hub or release source; give a local --data-dir")
         # English too: the training split of every target is English
         wanted = sorted(set(langs) | {"en"}) if langs else None

@@ -1,8 +1,9 @@
 """XTREME target tasks from the Hugging Face hub, converted into xstilts examples.
 
 With ``datasets`` 4+/5.x hub datasets are parquet files (loading scripts are gone), so one
-generic loader serves every task; what differs per task is declared in :data:`HUB_SPECS`: the
-dataset id, the config name per language, the split names and which column holds which field.
+generic loader serves every task; what differs per task is declared on the task itself
+(``Task.source``, a :class:`~xstilts.tasks.sources.HubTable`): the dataset id, the config name
+per language, the split names and which column holds which field.
 Passing ``data_files`` reads local parquet files through the same conversion (that is how the
 tests exercise it without a network).
 
@@ -13,7 +14,6 @@ pairs, which makes mining trivial), so it is read from the BUCC files only.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,132 +25,18 @@ from xstilts.data.examples import (
     TaggingExample,
 )
 from xstilts.errors import ConfigError, DataFormatError
-from xstilts.data.sources import UDPOS_NAMES
-from xstilts.languages import TATOEBA_ISO3
 from xstilts.tasks import get_task
 from xstilts.tasks.base import Task, TaskKind
+from xstilts.tasks.sources import HubTable
 
 
-@dataclass(frozen=True)
-class HubSpec:
-    """Where a task lives on the hub and how its columns map onto our example fields.
-
-    ``columns`` maps an example field (``text_a``, ``text_b``, ``label``, ``tokens``, ``tags``,
-    ``id``, ``question``, ``context``, ``answers``, ``title``, ``source``, ``target``) to the
-    hub column. ``label_names`` names integer labels when the column's features do not (a
-    plain parquet file has no ClassLabel metadata). ``config`` is a template with ``{lang}``
-    / ``{lang3}``; ``configs`` overrides it per language. ``id_prefix`` keeps only rows whose
-    id starts with the given per-language prefix (TyDiQA stores all languages in one config).
-    ``skip_tags`` drops tokens with these tags (UD's multiword-token surface rows, tagged ``_``).
-    """
-
-    path: str
-    config: str | None
-    splits: Mapping[str, str]
-    columns: Mapping[str, str]
-    label_names: tuple[str, ...] | None = None
-    configs: Mapping[str, str] = field(default_factory=dict)
-    id_prefix: Mapping[str, str] = field(default_factory=dict)
-    skip_tags: tuple[str, ...] = ()
-
-    def config_for(self, lang: str) -> str | None:
-        if lang in self.configs:
-            return self.configs[lang]
-        if self.config is None:
-            return None
-        return self.config.format(
-            lang=lang, lang3=TATOEBA_ISO3.get(lang, lang), Name=UDPOS_NAMES.get(lang, lang)
-        )
-
-
-_DEV_TEST = {"train": "train", "dev": "validation", "test": "test"}
-
-_TYDIQA_NAMES = {
-    "ar": "arabic", "bn": "bengali", "en": "english", "fi": "finnish", "id": "indonesian",
-    "ko": "korean", "ru": "russian", "sw": "swahili", "te": "telugu",
-}  # fmt: skip
-
-_QA_COLUMNS = {
-    "id": "id",
-    "question": "question",
-    "context": "context",
-    "answers": "answers",
-    "title": "title",
-}
-
-HUB_SPECS: dict[str, HubSpec] = {
-    "xnli": HubSpec(
-        path="facebook/xnli",
-        config="{lang}",
-        splits=_DEV_TEST,
-        columns={"text_a": "premise", "text_b": "hypothesis", "label": "label"},
-        label_names=("entailment", "neutral", "contradiction"),
-    ),
-    "pawsx": HubSpec(
-        path="google-research-datasets/paws-x",
-        config="{lang}",
-        splits=_DEV_TEST,
-        columns={"id": "id", "text_a": "sentence1", "text_b": "sentence2", "label": "label"},
-        label_names=("0", "1"),
-    ),
-    # google/xtreme merges every UD 2.5 treebank of a language as XTREME does; its pos_tags
-    # ClassLabel is the 17 UPOS tags in this order (dataset card); there is no id column.
-    "udpos": HubSpec(
-        path="google/xtreme",
-        config="udpos.{Name}",
-        splits=_DEV_TEST,
-        columns={"tokens": "tokens", "tags": "pos_tags"},
-        label_names=(
-            "ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON",
-            "PROPN", "PUNCT", "SCONJ", "SYM", "VERB", "X",
-        ),  # fmt: skip
-    ),
-    "panx": HubSpec(
-        path="google/xtreme",
-        config="PAN-X.{lang}",
-        splits=_DEV_TEST,
-        columns={"tokens": "tokens", "tags": "ner_tags"},
-        label_names=("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"),  # the card's order
-    ),
-    "xquad": HubSpec(
-        path="google/xquad",
-        config="xquad.{lang}",
-        splits={"test": "validation"},
-        columns={k: v for k, v in _QA_COLUMNS.items() if k != "title"},
-    ),
-    "mlqa": HubSpec(  # facebook/mlqa holds a loading script only; google/xtreme has parquet
-        path="google/xtreme",
-        config="MLQA.{lang}.{lang}",
-        splits={"dev": "validation", "test": "test"},
-        columns=_QA_COLUMNS,  # google/xtreme's MLQA keeps the title
-    ),
-    "tydiqa": HubSpec(
-        path="google-research-datasets/tydiqa",
-        config="secondary_task",
-        splits={"train": "train", "test": "validation"},
-        columns=_QA_COLUMNS,
-        id_prefix={lang: f"{name}-" for lang, name in _TYDIQA_NAMES.items()},
-    ),
-    # source_sentence is the non-English side, target_sentence the English one (google/xtreme's
-    # former loading script); one validation split, which is the test set XTREME scores.
-    "tatoeba": HubSpec(
-        path="google/xtreme",
-        config="tatoeba.{lang3}",
-        splits={"test": "validation"},
-        columns={"source": "source_sentence", "target": "target_sentence"},
-    ),
-}
-
-
-def hub_spec(task: Task | str) -> HubSpec:
-    name = task.name if isinstance(task, Task) else task
-    try:
-        return HUB_SPECS[name]
-    except KeyError:
-        known = ", ".join(sorted(HUB_SPECS))
-        raise ConfigError(
-            f"no hub dataset is declared for task {name!r}; hub tasks: {known}"
-        ) from None
+def hub_spec(task: Task | str, split: str = "test") -> HubTable:
+    """The hub dataset (``Task.source``) that ``split`` of a task is read from."""
+    task = get_task(task)
+    source = task.source.for_split(split) if task.source is not None else None
+    if not isinstance(source, HubTable):
+        raise ConfigError(f"no hub dataset is declared for task {task.name!r} ({split})")
+    return source
 
 
 def load_hub(
@@ -177,11 +63,11 @@ def load_hub(
         return read_nlu_hub(
             task, split, data_files=data_files, revision=revision, cache_dir=cache_dir
         )
-    spec = hub_spec(task)
+    spec = hub_spec(task, split)
     if split not in spec.splits:
         known = ", ".join(spec.splits)
         raise ConfigError(f"{task.name} has no hub split for {split!r}; hub splits: {known}")
-    hub_split = spec.splits[split]
+    hub_split = spec.splits[split][0]
     if data_files is not None:
         if isinstance(data_files, (str, Path)):
             files = [str(data_files)]
@@ -197,13 +83,13 @@ def load_hub(
     else:
         name = config or spec.config_for(lang)
         dataset = datasets.load_dataset(
-            spec.path,
+            spec.repo,
             name,
             split=hub_split,
-            revision=revision,
+            revision=revision or spec.revision,
             cache_dir=str(cache_dir) if cache_dir else None,
         )
-        source = f"hub:{spec.path}/{name}[{hub_split}]"
+        source = f"hub:{spec.repo}/{name}[{hub_split}]"
     return convert_rows(task, spec, dataset, split, lang, source=source)
 
 
@@ -230,7 +116,7 @@ def _label_text(value: Any, names: Sequence[str] | None) -> str | None:
 
 
 def convert_rows(
-    task: Task, spec: HubSpec, rows: Any, split: str, lang: str, *, source: str = "hub"
+    task: Task, spec: HubTable, rows: Any, split: str, lang: str, *, source: str = "hub"
 ) -> list[Any]:
     """Turn hub rows (a ``datasets.Dataset`` or any iterable of dicts) into the kind's examples."""
     features = getattr(rows, "features", None)
@@ -287,7 +173,7 @@ def convert_rows(
             tags = [_label_text(t, names) for t in raw_tags]
             if len(tags) != len(tokens):
                 raise problem(number, f"one tag per token ({len(tokens)})", f"{len(tags)} tags")
-            kept = [(tok, tag) for tok, tag in zip(tokens, tags) if tag not in spec.skip_tags]
+            kept = list(zip(tokens, tags))
             for _, tag in kept:
                 if labels and tag not in labels:
                     raise problem(number, f"a tag in {{{', '.join(sorted(labels))}}}", repr(tag))

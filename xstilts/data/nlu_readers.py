@@ -34,7 +34,8 @@ format, chosen by ``Task.reader``:
 Every malformed record raises :class:`DataFormatError` (file, 1-based line, what was expected)
 or, in collecting mode, is reported to a :class:`~xstilts.data.problems.ProblemSink`.
 
-Hub datasets: :data:`HUB_SPECS` says where each task lives on the Hugging Face hub and
+Hub datasets: each task's ``source`` (:mod:`xstilts.tasks.sources`) says where it lives on the
+Hugging Face hub and
 :func:`nlu_examples_from_records` turns the hub's records into the same examples.
 """
 
@@ -61,6 +62,7 @@ from xstilts.data.problems import ProblemSink
 from xstilts.errors import ConfigError, DataFormatError, MissingDataError
 from xstilts.tasks import get_task
 from xstilts.tasks.base import Task
+from xstilts.tasks.sources import HubTable
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +82,6 @@ _NLI_HUB_INDEX = ("entailment", "neutral", "contradiction")
 _NO_GOLD = "-"
 
 __all__ = [
-    "HUB_SPECS",
     "HubSpec",
     "ccg_tag_set",
     "map_unknown_tags",
@@ -736,38 +737,6 @@ def read_nlu_examples(
 
 
 # --------------------------------------------------------------------------- hub datasets
-@dataclass(frozen=True)
-class HubSpec:
-    """Where a task lives on the Hugging Face hub: dataset id, config and split names."""
-
-    dataset: str
-    config: str | None
-    splits: dict[str, tuple[str, ...]]
-
-
-HUB_SPECS: dict[str, HubSpec] = {
-    "anli": HubSpec(
-        "facebook/anli",
-        None,
-        {s: tuple(f"{s}_r{r}" for r in (1, 2, 3)) for s in ("train", "dev", "test")},
-    ),
-    "mnli": HubSpec(
-        "nyu-mll/multi_nli", None, {"train": ("train",), "dev": ("validation_matched",)}
-    ),
-    "snli": HubSpec(
-        "stanfordnlp/snli", None, {"train": ("train",), "dev": ("validation",), "test": ("test",)}
-    ),
-    "qqp": HubSpec("nyu-mll/glue", "qqp", {"train": ("train",), "dev": ("validation",)}),
-    "squad_v1": HubSpec("rajpurkar/squad", None, {"train": ("train",), "dev": ("validation",)}),
-    "squad_v2": HubSpec("rajpurkar/squad_v2", None, {"train": ("train",), "dev": ("validation",)}),
-    "hellaswag": HubSpec("Rowan/hellaswag", None, {"train": ("train",), "dev": ("validation",)}),
-    "cosmosqa": HubSpec("allenai/cosmos_qa", None, {"train": ("train",), "dev": ("validation",)}),
-    "commonsenseqa": HubSpec(
-        "tau/commonsense_qa", None, {"train": ("train",), "dev": ("validation",)}
-    ),
-}
-
-
 def nlu_examples_from_records(
     task: Task | str, records: Iterable[Mapping[str, Any]], source: str = "<hub>"
 ) -> list[NLUExample]:
@@ -888,8 +857,8 @@ def read_nlu_hub(
             for name in components
             for ex in read_nlu_hub(name, split, revision=revision, cache_dir=cache_dir)
         ]
-    spec = HUB_SPECS.get(task.name)
-    if spec is None or split not in spec.splits:
+    spec = task.source.for_split(split) if task.source is not None else None
+    if not isinstance(spec, HubTable) or spec.hub_splits(split) is None:
         raise ConfigError(f"{task.name}: no hub dataset for split {split!r}")
     import datasets  # heavy; only when the hub is asked for
 
@@ -905,16 +874,17 @@ def read_nlu_hub(
         )
         return nlu_examples_from_records(task, data, source=files[0])
     examples: list[NLUExample] = []
-    for hub_split in spec.splits[split]:
+    for hub_split in spec.hub_splits(split) or ():
         try:
             data = datasets.load_dataset(
-                spec.dataset, spec.config, split=hub_split, revision=revision, cache_dir=cache
+                spec.repo, spec.config, split=hub_split, revision=revision or spec.revision,
+                cache_dir=cache,
             )
         except Exception as exc:  # offline, unknown id, ...: one readable line
             raise MissingDataError(
-                f"could not load {spec.dataset} ({hub_split}) from the hub: {exc}"
+                f"could not load {spec.repo} ({hub_split}) from the hub: {exc}"
             ) from None
         examples.extend(
-            nlu_examples_from_records(task, data, source=f"hub:{spec.dataset}[{hub_split}]")
+            nlu_examples_from_records(task, data, source=f"hub:{spec.repo}[{hub_split}]")
         )
     return examples

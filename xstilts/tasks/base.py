@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from xstilts.errors import ConfigError
+from xstilts.tasks.sources import TaskSource
 
 
 class TaskKind(str, Enum):
@@ -42,8 +43,8 @@ class Task:
     labels: tuple[str, ...] | None = None
     description: str = ""
     family: str = "xtreme"  # xtreme | xtreme-r (targets) | nlu | code
-    hub: str | None = None
     reader: str | None = None  # reader name when it is not implied by the kind
+    source: TaskSource | None = None  # where `xstilts data get` and the hub loaders fetch it
     score_split: str = "test"
     extra: dict[str, object] = field(default_factory=dict)
 
@@ -51,6 +52,11 @@ class Task:
     def languages(self) -> tuple[str, ...]:
         """The evaluation languages (of the split that is scored)."""
         return self.splits.get(self.score_split, ())
+
+    @property
+    def hub(self) -> str | None:
+        """The hub dataset the task mostly comes from, if any."""
+        return self.source.hub_repo if self.source is not None else None
 
     @property
     def has_training_data(self) -> bool:

@@ -17,6 +17,7 @@ CodeBLEU), ``pass_at_k`` (execution), ``mrr`` (NL → code retrieval); see
 from __future__ import annotations
 
 from xstilts.tasks.base import REGISTRY, Task, TaskKind
+from xstilts.tasks.sources import TRAIN_DEV_TEST, ReleaseArchive, TaskSource, Unavailable, hub
 
 EN = ("en",)
 CSN_LANGS = ("go", "java", "javascript", "php", "python", "ruby")
@@ -55,7 +56,9 @@ CONALA = REGISTRY.register(
             ),
             "test": ("conala/conala-test.json", "conala-corpus/conala-test.json", "conala-test.json"),
         },
-        hub="neulab/conala",
+        source=hub("neulab/conala", "curated", {"train": ("train",), "test": ("test",)},
+                   revision="refs/convert/parquet", write="json-array-rows",
+                   path="conala-corpus/conala-{split}.json"),
         description="CoNaLa curated: StackOverflow intents (rewritten where available) → Python snippets.",
         extra={"code_language": "python"},
     )
@@ -70,7 +73,8 @@ CONALA_MINED = REGISTRY.register(
         splits={"train": EN},
         metric="code_generation",
         files={"train": ("conala-corpus/conala-mined.jsonl", "conala/conala-mined.jsonl", "conala-mined.jsonl")},
-        hub="neulab/conala",
+        source=hub("neulab/conala", "mined", {"train": ("train",)}, revision="refs/convert/parquet",
+                   write="jsonl-rows", path="conala-corpus/conala-mined.jsonl"),
         description="CoNaLa mined: 600k automatically mined intent/snippet pairs (training only; noisy).",
         extra={"code_language": "python", "hub_config": "mined"},
     )
@@ -87,6 +91,10 @@ DJANGO = REGISTRY.register(
         files={split: ("django/all.anno", "all.anno") for split in DJANGO_SPLITS},
         description="Django: English pseudo-code → one line of Python (16000/1000/1805 split in file order).",
         extra={"code_language": "python", "line_ranges": DJANGO_SPLITS},
+        source=TaskSource({"*": ReleaseArchive(
+            "https://raw.githubusercontent.com/odashi/ase15-django-dataset/master/django",
+            into="django", files=("all.anno", "all.code"),
+            verified="the ASE'15 release repository; no hub copy")}),
     )
 )
 
@@ -104,7 +112,9 @@ CONCODE = REGISTRY.register(
             split: (f"text-to-code/dataset/concode/{split}.json", f"concode/{split}.json")
             for split in ("train", "dev", "test")
         },
-        hub="google/code_x_glue_tc_text_to_code",
+        source=hub("google/code_x_glue_tc_text_to_code", None, TRAIN_DEV_TEST, folder="data",
+                   write="jsonl-rows",
+                   notes=("CodeXGLUE's test split has no references (empty code); quality is read on dev",)),
         description="CONCODE (CodeXGLUE text-to-code): Javadoc + class context → Java method.",
         extra={"code_language": "java"},
     )
@@ -119,7 +129,9 @@ MBPP = REGISTRY.register(
         splits={split: EN for split in ("train", "dev", "test", "prompt")},
         metric="pass_at_k",
         files={split: ("mbpp/mbpp.jsonl", "mbpp.jsonl") for split in MBPP_SPLITS},
-        hub="google-research-datasets/mbpp",
+        source=hub("google-research-datasets/mbpp", "full", {"all": ("train", "validation", "test", "prompt")},
+                   write="mbpp-jsonl", verified="file names under full/ not seen",
+                   notes=("the four hub splits are one release file (mbpp.jsonl), split by task id",)),
         description="MBPP: short problem statements → Python functions checked by three assert tests.",
         extra={"code_language": "python", "task_id_ranges": MBPP_SPLITS},
     )
@@ -141,7 +153,8 @@ HUMANEVAL = REGISTRY.register(
                 "HumanEval.jsonl",
             )
         },
-        hub="openai/openai_humaneval",
+        source=hub("openai/openai_humaneval", "openai_humaneval", {"test": ("test",)}, write="jsonl-rows",
+                   path="humaneval/HumanEval.jsonl", verified="file names under openai_humaneval/ not seen"),
         description="HumanEval: 164 Python signatures with docstrings, scored by unit tests (evaluation only).",
         extra={"code_language": "python"},
     )
@@ -161,7 +174,9 @@ CODESEARCHNET = REGISTRY.register(
             "dev": ("{lang}/final/jsonl/valid/{lang}_valid_*.jsonl.gz", "{lang}/final/jsonl/valid/{lang}_valid_*.jsonl"),
             "test": ("{lang}/final/jsonl/test/{lang}_test_*.jsonl.gz", "{lang}/final/jsonl/test/{lang}_test_*.jsonl"),
         },
-        hub="code-search-net/code_search_net",
+        source=TaskSource({"*": Unavailable(
+            "the hub repository holds a script and zips; fetch codesearchnet_cxg (CodeXGLUE's "
+            "filtered copy) instead")}),
         description="CodeSearchNet: docstring ↔ function in six programming languages (NL → code retrieval).",
     )
 )
@@ -179,7 +194,8 @@ CODESEARCHNET_CXG = REGISTRY.register(
             "dev": ("code-to-text/dataset/{lang}/valid.jsonl",),
             "test": ("code-to-text/dataset/{lang}/test.jsonl",),
         },
-        hub="google/code_x_glue_ct_code_to_text",
+        source=hub("google/code_x_glue_ct_code_to_text", "{lang}", TRAIN_DEV_TEST, write="jsonl-rows",
+                   verified="file names under {lang}/ not seen"),
         description="CodeSearchNet as filtered by CodeXGLUE (code-to-text), six programming languages.",
     )
 )
@@ -193,7 +209,8 @@ MCONALA = REGISTRY.register(
         splits={"test": MCONALA_LANGS},
         metric="code_generation",
         files={"test": ("mconala/{lang}_test.json", "dataset/test/{lang}_test.json", "{lang}_test.json")},
-        hub="neulab/mconala",
+        source=hub("neulab/mconala", "{lang}", {"test": ("test",)}, revision="refs/convert/parquet",
+                   write="json-array-rows", verified="export path not seen"),
         description="MCoNaLa: Spanish, Japanese and Russian intents → Python (zero-shot evaluation only).",
         extra={"code_language": "python"},
     )

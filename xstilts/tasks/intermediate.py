@@ -14,6 +14,9 @@ with them (see :mod:`xstilts.data.readers`); the first that matches wins.
 from __future__ import annotations
 
 from xstilts.tasks.base import REGISTRY, Task, TaskKind
+from xstilts.tasks.sources import SQUAD_V1, TaskSource, Unavailable, hub
+from xstilts.tasks.sources import TRAIN_DEV as HUB_TRAIN_DEV
+from xstilts.tasks.sources import TRAIN_DEV_TEST as HUB_TRAIN_DEV_TEST
 
 EN = ("en",)
 TRAIN_DEV = {"train": EN, "dev": EN}
@@ -74,7 +77,8 @@ MNLI = _register(
             "mnli/mnli_val.jsonl",
         ),
     },
-    hub="nyu-mll/multi_nli",
+    source=hub("nyu-mll/multi_nli", None, {"train": ("train",), "dev": ("validation_matched",)},
+               folder="data", write="nli-release"),
     description="MultiNLI (dev = matched); original jsonl with gold_label, GLUE TSV or jiant JSONL.",
 )
 
@@ -86,7 +90,7 @@ QQP = _register(
     metric="accuracy",
     labels=("0", "1"),
     files={s: (f"QQP/{s}.tsv", f"qqp/{s}.tsv") for s in ("train", "dev")},
-    hub="nyu-mll/glue",
+    source=hub("nyu-mll/glue", "qqp", HUB_TRAIN_DEV, write="qqp-tsv"),
     description="Quora Question Pairs, GLUE TSV (id qid1 qid2 question1 question2 is_duplicate).",
     extra={"report_f1": True, "positive_label": "1"},
 )
@@ -101,7 +105,7 @@ SQUAD_V1 = _register(
         s: (f"squad/{s}-v1.1.json", f"squad1.1/{s}-v1.1.json", f"{s}-v1.1.json")
         for s in ("train", "dev")
     },
-    hub="rajpurkar/squad",
+    source=TaskSource({"*": SQUAD_V1}),
     description="SQuAD v1.1 extractive QA (SQuAD JSON); EM/F1 as evaluate-v1.1.py.",
 )
 
@@ -115,7 +119,8 @@ SQUAD_V2 = _register(
         s: (f"squad/{s}-v2.0.json", f"squad2.0/{s}-v2.0.json", f"{s}-v2.0.json")
         for s in ("train", "dev")
     },
-    hub="rajpurkar/squad_v2",
+    source=hub("rajpurkar/squad_v2", None, HUB_TRAIN_DEV, folder="squad_v2", write="squad-json",
+               verified="folder squad_v2/ not seen"),
     description="SQuAD v2.0 with unanswerable questions; EM/F1 overall, HasAns and NoAns as evaluate-v2.0.py.",
 )
 
@@ -129,7 +134,8 @@ HELLASWAG = _register(
         "train": ("hellaswag/hellaswag_train.jsonl", "hellaswag_train.jsonl"),
         "dev": ("hellaswag/hellaswag_val.jsonl", "hellaswag_val.jsonl"),
     },
-    hub="Rowan/hellaswag",
+    source=hub("Rowan/hellaswag", None, HUB_TRAIN_DEV, folder="default", revision="refs/convert/parquet",
+               write="jsonl-rows", verified="the repository holds a script; its parquet export is read"),
     description="HellaSwag sentence completion: context ctx_a, choices ctx_b + each of 4 endings.",
     extra={"num_choices": 4},
 )
@@ -144,7 +150,8 @@ COSMOSQA = _register(
         "train": ("cosmosqa/data/train.csv", "cosmosqa/train.csv"),
         "dev": ("cosmosqa/data/valid.csv", "cosmosqa/valid.csv"),
     },
-    hub="allenai/cosmos_qa",
+    source=hub("allenai/cosmos_qa", None, HUB_TRAIN_DEV, folder="default", revision="refs/convert/parquet",
+               write="cosmos-csv", verified="the repository holds a script; export path not seen"),
     description="Cosmos QA commonsense reading comprehension (CSV: id, context, question, answer0..3, label).",
     extra={"num_choices": 4},
 )
@@ -159,7 +166,8 @@ COMMONSENSEQA = _register(
         "train": ("commonsenseqa/train_rand_split.jsonl", "train_rand_split.jsonl"),
         "dev": ("commonsenseqa/dev_rand_split.jsonl", "dev_rand_split.jsonl"),
     },
-    hub="tau/commonsense_qa",
+    source=hub("tau/commonsense_qa", None, HUB_TRAIN_DEV, folder="data", write="jsonl-rows",
+               verified="file names under data/ not seen"),
     description="CommonsenseQA (random split), original JSONL or hub schema; 5 choices A-E.",
     extra={"num_choices": 5},
 )
@@ -172,6 +180,7 @@ CCG = _register(
     metric="token_accuracy",
     labels=None,  # the supertags of the training data: xstilts.data.nlu_readers.nlu_label_set
     files={s: (f"ccg/{s}.auto", f"ccgbank/{s}.auto") for s in ("train", "dev", "test")},
+    source=TaskSource({"*": Unavailable("CCGbank is licensed by the LDC (LDC2005T13): no public copy")}),
     description="CCGbank supertagging (AUTO format; LDC-licensed, not downloadable); token accuracy.",
     extra={
         # A CCGbank release (data/AUTO/NN/wsj_NNNN.auto): the standard sections per split.
@@ -191,7 +200,9 @@ ANLI = _register(
     metric="accuracy",
     labels=NLI_LABELS,
     files=_ANLI_FILES,
-    hub="facebook/anli",
+    source=hub("facebook/anli", None,
+               {s: tuple(f"{s}_r{r}" for r in (1, 2, 3)) for s in ("train", "dev", "test")},
+               folder="plain_text", write="anli-release", verified="folder plain_text/ not seen"),
     description="Adversarial NLI, rounds 1-3 together (jsonl: uid, premise, hypothesis, label e/n/c).",
     extra={"rounds": ("R1", "R2", "R3")},
 )
@@ -207,7 +218,8 @@ SNLI = _register(
         s: (f"snli_1.0/snli_1.0_{s}.jsonl", f"snli_1.0_{s}.jsonl", f"snli_1.0/snli_1.0_{s}.txt")
         for s in ("train", "dev", "test")
     },
-    hub="stanfordnlp/snli",
+    source=hub("stanfordnlp/snli", None, HUB_TRAIN_DEV_TEST, folder="plain_text", write="nli-release",
+               verified="folder plain_text/ not seen"),
     description="Stanford NLI 1.0 (jsonl: sentence1, sentence2, gold_label; '-' pairs left out).",
 )
 

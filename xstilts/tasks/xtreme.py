@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 from xstilts.tasks.base import REGISTRY, Task, TaskKind
+from xstilts.tasks.sources import (
+    QA_COLUMNS,
+    SQUAD_V1,
+    TRAIN_DEV_TEST,
+    HubTable,
+    ReleaseArchive,
+    TaskSource,
+    hub,
+)
 
 
 def _langs(spec: str) -> tuple[str, ...]:
@@ -38,6 +47,12 @@ PAWSX_LABELS = ("0", "1")
 
 EN = ("en",)
 
+# TyDiQA's ids start with the language's English name (google-research-datasets/tydiqa).
+_TYDIQA_NAMES = {
+    "ar": "arabic", "bn": "bengali", "en": "english", "fi": "finnish", "id": "indonesian",
+    "ko": "korean", "ru": "russian", "sw": "swahili", "te": "telugu",
+}  # fmt: skip
+
 XNLI = REGISTRY.register(
     Task(
         name="xnli",
@@ -50,7 +65,11 @@ XNLI = REGISTRY.register(
             "dev": ("xnli/dev-{lang}.tsv",),
             "test": ("xnli/test-{lang}.tsv",),
         },
-        hub="facebook/xnli",
+        source=hub("facebook/xnli", "{lang}", TRAIN_DEV_TEST,
+                   columns={"text_a": "premise", "text_b": "hypothesis", "label": "label"},
+                   label_names=("entailment", "neutral", "contradiction"),
+                   verified="layout {lang}/{split}-00000-of-00001.parquet seen for en",
+                   notes=("the hub's test split carries the labels XTREME's download withholds",)),
         description="Cross-lingual natural language inference (premise, hypothesis → 3 classes).",
     )
 )
@@ -67,7 +86,10 @@ PAWSX = REGISTRY.register(
             "dev": ("pawsx/dev-{lang}.tsv",),
             "test": ("pawsx/test-{lang}.tsv",),
         },
-        hub="google-research-datasets/paws-x",
+        source=hub("google-research-datasets/paws-x", "{lang}", TRAIN_DEV_TEST,
+                   columns={"id": "id", "text_a": "sentence1", "text_b": "sentence2", "label": "label"},
+                   label_names=("0", "1"), verified="file names under {lang}/ not seen",
+                   notes=("pairs whose label the release replaced with -1 are left out",)),
         description="Paraphrase identification on adversarial pairs (2 classes).",
     )
 )
@@ -85,7 +107,11 @@ UDPOS = REGISTRY.register(
             "dev": ("udpos/dev-{lang}.tsv", "UD_*/{lang}_*-ud-dev.conllu"),
             "test": ("udpos/test-{lang}.tsv", "UD_*/{lang}_*-ud-test.conllu"),
         },
-        hub="google/xtreme",
+        source=hub("google/xtreme", "udpos.{Name}", TRAIN_DEV_TEST,
+                   columns={"tokens": "tokens", "tags": "pos_tags"},
+                   label_names=tuple(UPOS_LABELS),  # pos_tags' ClassLabel order (the card)
+                   verified="udpos.English/train-* seen; Kazakh has no dev, tl/th/yo test only",
+                   notes=("google/xtreme merges every UD 2.5 treebank of a language, as XTREME does",)),
         description="Universal Dependencies v2.5 part-of-speech tagging (17 UPOS tags).",
     )
 )
@@ -102,7 +128,11 @@ PANX = REGISTRY.register(
             "dev": ("panx/dev-{lang}.tsv",),
             "test": ("panx/test-{lang}.tsv",),
         },
-        hub="google/xtreme",
+        source=hub("google/xtreme", "PAN-X.{lang}", TRAIN_DEV_TEST,
+                   columns={"tokens": "tokens", "tags": "ner_tags"},
+                   label_names=("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"),  # the card's
+                   verified="PAN-X.de/{split}-00000-of-00001.parquet seen",
+                   notes=("the hub's test split carries the labels XTREME's download withholds",)),
         description="WikiANN named entities (PER, LOC, ORG in IOB2), Rahimi et al. splits.",
     )
 )
@@ -119,7 +149,13 @@ XQUAD = REGISTRY.register(
             "dev": ("squad/dev-v1.1.json", "squad1.1/dev-v1.1.json"),
             "test": ("xquad/xquad.{lang}.json", "xquad/test-{lang}.json"),
         },
-        hub="google/xquad",
+        source=TaskSource({
+            "train": SQUAD_V1,
+            "dev": SQUAD_V1,
+            "test": HubTable("google/xquad", "xquad.{lang}", {"test": ("validation",)},
+                             columns={k: v for k, v in QA_COLUMNS.items() if k != "title"},
+                             verified="xquad.{lang}/validation-00000-of-00001.parquet seen"),
+        }),
         description="Cross-lingual extractive QA: SQuAD v1.1 dev paragraphs translated into 10 languages.",
     )
 )
@@ -138,7 +174,14 @@ MLQA = REGISTRY.register(
                 "mlqa/test-{lang}.json",
             ),
         },
-        hub="google/xtreme",
+        source=TaskSource(
+            {
+                "train": SQUAD_V1,
+                "*": HubTable("google/xtreme", "MLQA.{lang}.{lang}",
+                              {"dev": ("validation",), "test": ("test",)}, columns=QA_COLUMNS),
+            },
+            notes=("facebook/mlqa holds only a loading script; google/xtreme has the parquet copy",),
+        ),
         description="Multilingual extractive QA (context and question in the same language).",
     )
 )
@@ -161,7 +204,11 @@ TYDIQA = REGISTRY.register(
                 "tydiqa/test-{lang}.json",
             ),
         },
-        hub="google-research-datasets/tydiqa",
+        source=hub("google-research-datasets/tydiqa", "secondary_task",
+                   {"train": ("train",), "test": ("validation",)}, columns=QA_COLUMNS,
+                   id_prefix={lang: f"{name}-" for lang, name in _TYDIQA_NAMES.items()},
+                   verified="secondary_task file names not seen",
+                   notes=("one config holds every language; rows are kept by their id prefix",)),
         description="TyDi QA gold passage task (typologically diverse extractive QA).",
     )
 )
@@ -178,6 +225,14 @@ BUCC = REGISTRY.register(
             "test": ("bucc2018/{lang}-en.test.{lang}", "{lang}-en.training.{lang}"),
         },
         description="BUCC 2018 parallel sentence mining (xx–en); threshold tuned on dev, F1 on test.",
+        source=TaskSource(
+            {"*": ReleaseArchive(
+                "https://comparable.limsi.fr/bucc2018/bucc2018-{lang}-en.{name}-gold.tar.bz2",
+                {"dev": "sample", "test": "training"}, into="bucc2018",
+                verified="archive names from the former google/xtreme loading script")},
+            notes=("the hub copies (google/xtreme bucc18.*) keep only the gold pairs, without the "
+                   "distractor sentences that make mining hard, so the release archives are used",),
+        ),
         extra={"mining": "margin"},
     )
 )
@@ -191,6 +246,13 @@ TATOEBA = REGISTRY.register(
         # LASER's files (line i <-> line i) first; XTREME's copy sorts the English side.
         files={"test": ("tatoeba.{lang3}-eng.{lang3}", "tatoeba/{lang}-en.{lang}")},
         description="Tatoeba sentence retrieval (xx → en nearest neighbour), top-1 accuracy.",
+        # source_sentence is the non-English side, target_sentence English (the former loading
+        # script); its one validation split is the test set XTREME scores.
+        source=hub("google/xtreme", "tatoeba.{lang3}", {"test": ("validation",)},
+                   columns={"source": "source_sentence", "target": "target_sentence"},
+                   path="tatoeba/tatoeba.{lang3}-eng.{lang3}",
+                   verified="tatoeba.deu/validation-00000-of-00001.parquet seen",
+                   notes=("written as LASER's aligned pair files (line i <-> line i)",)),
         extra={"mining": "nearest"},
     )
 )
@@ -211,7 +273,18 @@ XCOPA = REGISTRY.register(
             "test": ("xcopa/data/{lang}/test.{lang}.jsonl", "xcopa/test.{lang}.jsonl"),
         },
         family="xtreme-r",  # a target, from XTREME-R: not one of the XTREME score's nine
-        hub="cambridgeltl/xcopa",
+        source=TaskSource(
+            {
+                "train": ReleaseArchive(
+                    "https://dl.fbaipublicfiles.com/glue/superglue/data/v2/COPA.zip",
+                    {"train": "COPA"}, members=("COPA/train.jsonl",),
+                    verified="SuperGLUE's COPA release (COPA/train.jsonl, val.jsonl, test.jsonl)"),
+                "*": HubTable("cambridgeltl/xcopa", "{lang}", {"dev": ("validation",), "test": ("test",)},
+                              write="jsonl-rows", verified="config folders {lang}/ seen, file names not"),
+            },
+            notes=("English training is SuperGLUE's COPA (400 examples); XCOPA itself has only "
+                   "validation (100) and test (500) per language",),
+        ),
         description="XCOPA (XTREME-R): causal commonsense reasoning, premise + cause/effect → 1 of 2 alternatives.",
         extra={"num_choices": 2},
     )
