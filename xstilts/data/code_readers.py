@@ -33,6 +33,7 @@ from typing import IO, Any
 from xstilts.data.examples import GenerationExample
 from xstilts.errors import ConfigError, DataFormatError, MissingDataError
 from xstilts.fileio import decode_utf8, input_error, open_input, read_input_bytes
+from xstilts.data.readers import FAMILY_READERS
 from xstilts.tasks import Task, get_task
 from xstilts.tasks.sources import HubTable
 
@@ -435,3 +436,6 @@ def read_code_hub(
         else:
             raise ConfigError(f"task {task.name!r} has no hub copy (read its release files)")
     return out
+
+
+FAMILY_READERS["code"] = lambda task, data_dir, split, lang, sink: read_code_examples(task, data_dir, split, lang)

@@ -24,6 +24,7 @@ from xstilts.data.examples import (
     SentencePairExample,
     TaggingExample,
 )
+from xstilts.data.nlu_readers import read_nlu_hub
 from xstilts.errors import ConfigError, DataFormatError
 from xstilts.tasks import get_task
 from xstilts.tasks.base import Task, TaskKind
@@ -57,9 +58,7 @@ def load_hub(
     import datasets  # heavy; only commands that load hub data pay for it
 
     task = task if isinstance(task, Task) else get_task(task)
-    if task.family == "nlu":  # the NLU intermediate tasks keep their own hub table
-        from xstilts.data.nlu_readers import read_nlu_hub
-
+    if task.family == "nlu":  # the NLU intermediate tasks convert their own records
         return read_nlu_hub(
             task, split, data_files=data_files, revision=revision, cache_dir=cache_dir
         )

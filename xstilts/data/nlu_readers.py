@@ -54,11 +54,13 @@ from typing import Any, Union
 
 from xstilts.data.examples import (
     MultipleChoiceExample,
+    QAAnswer,
     QAExample,
     SentencePairExample,
     TaggingExample,
 )
 from xstilts.data.problems import ProblemSink
+from xstilts.data.readers import FAMILY_PATH_READERS, FAMILY_READERS, find_files, read_path
 from xstilts.errors import ConfigError, DataFormatError, MissingDataError
 from xstilts.tasks import get_task
 from xstilts.tasks.base import Task
@@ -315,8 +317,6 @@ def _read_qqp(path: Path, task: Task, split: str, sink: ProblemSink) -> list[Sen
 # --------------------------------------------------------------------------- SQuAD
 def _read_squad(path: Path, task: Task, split: str, sink: Any) -> list[QAExample]:
     """SQuAD JSON through the XTREME readers' parser, plus the v2.0 answerability checks."""
-    from xstilts.data.readers import read_path
-
     problems = ProblemSink.strict_unless(sink)
     # The SQuAD parser itself belongs to the XTREME readers; the family is set to "xtreme" so
     # that a dispatch of NLU tasks in read_path can never route this call back here.
@@ -705,8 +705,6 @@ def read_nlu_examples(
     task: Task | str, data_dir: str | Path, split: str, lang: str = "en", *, sink: Any = None
 ) -> list[NLUExample]:
     """The examples of an NLU task's split below ``data_dir``, in file order (English only)."""
-    from xstilts.data.readers import find_files
-
     task = get_task(task)
     if lang != "en":
         raise ConfigError(f"{task.name} is an English intermediate task; no language {lang!r}")
@@ -746,8 +744,6 @@ def nlu_examples_from_records(
     gold, left out); SQuAD gives ``answers: {text: [...], answer_start: [...]}``; HellaSwag's
     label is a string; CommonsenseQA's hub schema is the one its reader already knows.
     """
-    from xstilts.data.examples import QAAnswer
-
     task = get_task(task)
     path = Path(source)
     sink = ProblemSink()
@@ -888,3 +884,9 @@ def read_nlu_hub(
             nlu_examples_from_records(task, data, source=f"hub:{spec.repo}[{hub_split}]")
         )
     return examples
+
+
+FAMILY_READERS["nlu"] = lambda task, data_dir, split, lang, sink: read_nlu_examples(
+    task, data_dir, split, lang, sink=sink
+)
+FAMILY_PATH_READERS["nlu"] = lambda task, path, split, sink: read_nlu_path(task, path, split, sink=sink)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
@@ -838,6 +838,12 @@ def _plain(reader):
     return lambda path, task, split, lang, sink, listing: reader(path, task, split, lang, sink)
 
 
+# Families whose tasks keep their own formats and file finding register their readers here
+# (xstilts.data.nlu_readers: "nlu", xstilts.data.code_readers: "code"; the package imports both):
+# family -> reader(task, data_dir, split, lang, sink) and reader(task, path, split, sink).
+FAMILY_READERS: dict[str, Callable[..., list]] = {}
+FAMILY_PATH_READERS: dict[str, Callable[..., list]] = {}
+
 # Reader name (``Task.reader``, or the one the kind implies) -> reader(path, task, split, lang,
 # sink, listing): the one place a task's reader is resolved.
 READERS = {
@@ -881,10 +887,8 @@ def read_path(
     """
     task = get_task(task)
     path = Path(path)
-    if task.family == "nlu":
-        from xstilts.data.nlu_readers import read_nlu_path
-
-        return list(read_nlu_path(task, path, split, sink=sink))
+    if task.family in FAMILY_PATH_READERS:
+        return list(FAMILY_PATH_READERS[task.family](task, path, split, sink))
     sink = sink or ProblemSink(strict=True)
     listing = _LISTINGS.get(Path(data_dir)) if data_dir is not None else None
     reader = _reader_name(task, path)
@@ -913,14 +917,8 @@ def read_examples(
     :class:`DataFormatError` (file, line, what was expected) at the first malformed record.
     """
     task = get_task(task)
-    if task.family == "nlu":  # the intermediate tasks' own formats
-        from xstilts.data.nlu_readers import read_nlu_examples
-
-        return list(read_nlu_examples(task, data_dir, split, lang, sink=sink))
-    if task.family == "code":
-        from xstilts.data.code_readers import read_code_examples
-
-        return list(read_code_examples(task, data_dir, split, lang))
+    if task.family in FAMILY_READERS:  # the intermediate and code tasks' own formats
+        return list(FAMILY_READERS[task.family](task, data_dir, split, lang, sink))
     listing = _LISTINGS.get(Path(data_dir))
     paths = _locate(task, listing, split, lang)
     if not paths:
