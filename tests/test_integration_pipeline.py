@@ -78,6 +78,7 @@ def test_nlu_intermediate_quality_in_metrics_json(world, tmp_path, monkeypatch):
 
 
 def test_study_records_and_reports_nlu_quality_and_shares_the_feature_cache(world, tmp_path, monkeypatch):
+    from xstilts.data import feature_cache
     from xstilts.data import features as F
     from xstilts.study.executors import LocalExecutor
     from xstilts.study.report import write_report
@@ -92,7 +93,7 @@ def test_study_records_and_reports_nlu_quality_and_shares_the_feature_cache(worl
             calls.append((getattr(task, "name", task), len(examples)))
         return real(task, examples, tokenizer, **kw)
 
-    monkeypatch.setattr(F, "featurize", spy)
+    monkeypatch.setattr(feature_cache, "featurize", spy)  # where training features are made
 
     def study(seeds):
         return parse_study({

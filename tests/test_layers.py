@@ -5,7 +5,7 @@
 
 A module may import its own layer and any layer to its left, never one to its right; imports
 inside functions count as much as those at the top (an import moved into a function to dodge a
-cycle is still the cycle). Read from the source with :mod:`ast`, so the test needs nothing
+cycle is still the cycle), and below the commands there are none. Read from the source with :mod:`ast`, so the test needs nothing
 installed and names the file and line of every violation.
 """
 
@@ -106,8 +106,39 @@ def test_no_import_cycles_between_modules():
     assert not unexpected, f"modules that import each other in a circle: {unexpected}"
 
 
+def function_imports(path: Path) -> list[int]:
+    """Lines of ``xstilts`` imports inside a function (``if TYPE_CHECKING:`` blocks are not)."""
+    lines = []
+    for fn in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for node in ast.walk(fn):
+                module = node.module if isinstance(node, ast.ImportFrom) else None
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+                if (module or "").startswith("xstilts") or any(n.startswith("xstilts") for n in names):
+                    lines.append(node.lineno)
+    return sorted(set(lines))
+
+
+def test_imports_are_at_the_top_below_the_commands():
+    """Below the command line, every xstilts import is at the top of its file. (The commands
+    import their layers when they run, so that `xstilts --help` does not load torch.)"""
+    late = []
+    for name, path in modules().items():
+        if layer_of(name) in ("commands", "cli"):
+            continue
+        late += [f"{path.relative_to(PACKAGE.parent)}:{line}" for line in function_imports(path)]
+    assert not late, "xstilts imports inside functions:\n" + "\n".join(late)
+
+
+def function_imports_seen(tmp_path: Path) -> bool:
+    probe = tmp_path / "probe.py"
+    probe.write_text("def f():\n    if True:\n        from xstilts.errors import ConfigError\n")
+    return function_imports(probe) == [3]
+
+
 def test_the_contract_sees_a_violation(tmp_path, monkeypatch):
     """The checks are not vacuous: a data module importing the study layer is reported."""
+    assert function_imports_seen(tmp_path)
     fake = tmp_path / "xstilts"
     (fake / "data").mkdir(parents=True)
     (fake / "study").mkdir()

@@ -120,6 +120,7 @@ def test_phase2_starts_from_phase1_encoder(small_world, tmp_path, monkeypatch):
     """Intermediate PAN-X -> target UDPOS: phase 2's starting weights are the phase-1 encoder's."""
     from safetensors.torch import load_file
 
+    import xstilts.study.pipeline as pipeline_module
     import xstilts.train.loop as loop
     from xstilts.study.pipeline import run_pipeline
     from xstilts.study.run_config import load_run_config
@@ -133,7 +134,7 @@ def test_phase2_starts_from_phase1_encoder(small_world, tmp_path, monkeypatch):
             seen["head"] = {k: tuple(v.shape) for k, v in model.head.state_dict().items()}
         return real_train(model, *a, **kw)
 
-    monkeypatch.setattr(loop, "train", spy)
+    monkeypatch.setattr(pipeline_module, "train", spy)
     cfg = load_run_config(
         None, model=str(small_world["model"]), target="udpos", intermediate="panx",
         data_dir=str(small_world["data"]), out=str(tmp_path / "run"), seed=1, progress=False,
@@ -213,6 +214,7 @@ def test_retrieval_target_skips_fine_tuning(small_world, tmp_path, monkeypatch, 
 
 def test_mlm_phase0_and_cotraining_then_interrupted_run_resumes(small_world, tmp_path, monkeypatch):
     """Phase 0 MLM -> PAN-X with MLM co-training -> UDPOS; a crash in phase 2 resumes there."""
+    import xstilts.study.pipeline as pipeline_module
     import xstilts.train.loop as loop
     from xstilts.study.pipeline import run_pipeline
     from xstilts.study.run_config import load_run_config
@@ -241,7 +243,7 @@ def test_mlm_phase0_and_cotraining_then_interrupted_run_resumes(small_world, tmp
             raise RuntimeError("killed in phase 2")
         return real_train(model, *a, **kw)
 
-    monkeypatch.setattr(loop, "train", crash_in_phase2)
+    monkeypatch.setattr(pipeline_module, "train", crash_in_phase2)
     with pytest.raises(RuntimeError, match="killed in phase 2"):
         run_pipeline(cfg)
     assert calls == ["phase0-mlm", "phase1", "phase2-udpos"]
@@ -253,7 +255,7 @@ def test_mlm_phase0_and_cotraining_then_interrupted_run_resumes(small_world, tmp
     stamp = (run / "encoder" / "model.safetensors").stat().st_mtime_ns
 
     calls.clear()
-    monkeypatch.setattr(loop, "train", lambda model, *a, **kw: (calls.append(kw.get("description")), real_train(model, *a, **kw))[1])
+    monkeypatch.setattr(pipeline_module, "train", lambda model, *a, **kw: (calls.append(kw.get("description")), real_train(model, *a, **kw))[1])
     run_pipeline(cfg)
     assert calls == ["phase2-udpos"]  # phases 0 and 1 were finished: not trained again
     assert (run / "encoder" / "model.safetensors").stat().st_mtime_ns == stamp

@@ -16,6 +16,7 @@ def tok():
 
 def test_cached_features_equal_fresh_and_are_read_back(shared_data, tok, tmp_path, monkeypatch):
     from xstilts.data import features as F
+    from xstilts.data import feature_cache
     from xstilts.data.feature_cache import cached_featurize
     from xstilts.data.readers import read_examples
 
@@ -26,7 +27,7 @@ def test_cached_features_equal_fresh_and_are_read_back(shared_data, tok, tmp_pat
     assert len(list(tmp_path.glob("features-*.pkl"))) == 1
     calls = []
     real = F.featurize
-    monkeypatch.setattr(F, "featurize", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(feature_cache, "featurize", lambda *a, **k: calls.append(1) or real(*a, **k))
     again = cached_featurize("udpos", examples, tok, cache_dir=tmp_path, for_training=True, max_length=64)
     assert again == fresh and calls == []  # a hit: no tokenisation
     # any change of settings or examples is a miss with its own entry
@@ -49,6 +50,7 @@ def test_tokenizer_changes_the_key(tok):
 
 
 def test_no_cache_dir_means_plain_featurize(shared_data, tok):
+    from xstilts.data import feature_cache
     from xstilts.data.feature_cache import cached_featurize
     from xstilts.data.features import featurize
     from xstilts.data.readers import read_examples
@@ -58,6 +60,7 @@ def test_no_cache_dir_means_plain_featurize(shared_data, tok):
 
 
 def test_a_damaged_entry_is_rebuilt(shared_data, tok, tmp_path):
+    from xstilts.data import feature_cache
     from xstilts.data.feature_cache import cached_featurize
     from xstilts.data.readers import read_examples
 

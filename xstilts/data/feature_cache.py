@@ -20,6 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from xstilts.data import features
+from xstilts.data.features import featurize, resolve_kind
+
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:
     """A digest of everything in a tokenizer that decides its output."""
@@ -54,13 +57,11 @@ def examples_fingerprint(examples: Sequence[Any]) -> str:
 
 
 def _code_fingerprint() -> str:
-    from xstilts.data import features
 
     return hashlib.sha256(Path(features.__file__).read_bytes()).hexdigest()
 
 
 def cache_key(task: Any, examples: Sequence[Any], tokenizer: Any, settings: dict) -> str:
-    from xstilts.data.features import resolve_kind
 
     kind, t = resolve_kind(task)
     parts = {
@@ -87,7 +88,6 @@ def cached_featurize(
 
     ``settings`` are featurize's keyword arguments (``max_length``, ``for_training``...).
     """
-    from xstilts.data.features import featurize
 
     if cache_dir is None:
         return featurize(task, examples, tokenizer, **settings)

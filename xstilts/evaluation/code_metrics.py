@@ -12,7 +12,9 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from xstilts.errors import ConfigError
+from xstilts.data.code_readers import iter_jsonl
+from xstilts.errors import ConfigError, DataFormatError
+from xstilts.evaluation.execution import Sandbox
 
 _WS = re.compile(r"\s+")
 _CODE_TOKEN = re.compile(r"([^A-Za-z0-9_\s])")
@@ -259,8 +261,6 @@ def read_samples(path, known_ids) -> list[tuple[str, str]]:
     dataset does not have is a DataFormatError at its line."""
     from pathlib import Path
 
-    from xstilts.data.code_readers import iter_jsonl
-    from xstilts.errors import DataFormatError
 
     path = Path(path)
     out = []
@@ -298,7 +298,6 @@ def evaluate_samples(
     {pass@k: x100}, "problems": {id: {n, correct, pass@k...}}, "results": [per-sample dicts with
     passed, status, reason, completed, duration_s]}``.
     """
-    from xstilts.evaluation.execution import Sandbox
 
     sandbox = sandbox or Sandbox()
     attempted = {tid for tid, _ in samples}

@@ -29,6 +29,9 @@ from typing import TYPE_CHECKING
 from xstilts.errors import ConfigError
 from xstilts.evaluation.metrics import classification
 from xstilts.evaluation.metrics.squad import normalize_answer, squad_scores, token_f1
+from xstilts.evaluation.predict import predict_examples
+from xstilts.tasks import get_task
+from xstilts.tasks.base import TaskKind
 
 if TYPE_CHECKING:
     from xstilts.data.examples import QAExample
@@ -236,8 +239,6 @@ def score_intermediate(
     answer text ("" = no answer, SQuAD v2.0); tagging → tag lists per sentence. Returns metric
     name → value (x100), plus counts for QA. Gold examples without labels cannot be scored.
     """
-    from xstilts.tasks import get_task
-    from xstilts.tasks.base import TaskKind
 
     task = get_task(task)
     if task.kind is TaskKind.QA:
@@ -281,8 +282,6 @@ def intermediate_quality(
     ``predict_options`` go to :func:`xstilts.evaluation.predict.predict_examples` (batch_size,
     max_length, doc_stride, device, ...). SQuAD v2.0 predictions include the null answer.
     """
-    from xstilts.evaluation.predict import predict_examples
-    from xstilts.tasks import get_task
 
     task = get_task(task)
     predictions = predict_examples(task, model, tokenizer, dev_examples, **predict_options)

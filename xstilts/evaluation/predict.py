@@ -19,9 +19,32 @@ from pathlib import Path
 from typing import Any
 
 from xstilts.data.batching import PREDICT_BATCH_SIZE as DEFAULT_BATCH_SIZE
-from xstilts.data.batching import check_max_tokens
+from xstilts.data.batching import (
+    check_max_tokens,
+    feature_length,
+    prediction_max_tokens,
+    sorted_batches,
+)
+from xstilts.data.features import collate, featurize
+from xstilts.data.readers import available, read_examples
 from xstilts.errors import ConfigError, MissingDataError
+from xstilts.evaluation.layout import write_predictions
+from xstilts.evaluation.qa_decode import decode_answers, decode_answers_v2
+from xstilts.evaluation.retrieval import predict_retrieval
+from xstilts.fileio import check_output_dir
 from xstilts.models.device import autocast_for, check_precision, resolve_device
+from xstilts.models.heads import (
+    HEAD_CONFIG,
+    PACKED_KINDS,
+    TOKEN_LEVEL_KINDS,
+    TaskModel,
+    check_head_fits,
+    is_task_model_dir,
+    load_task_model,
+    read_head_config,
+)
+from xstilts.models.loading import load_encoder
+from xstilts.models.packing import packed_collator, unpack_rows, unpackable
 from xstilts.tasks import Task, TaskKind, get_task
 
 
@@ -80,9 +103,6 @@ def run_model(
     """
     import torch
 
-    from xstilts.data.batching import feature_length, prediction_max_tokens, sorted_batches
-    from xstilts.data.features import collate
-    from xstilts.models.heads import TOKEN_LEVEL_KINDS
 
     device = resolve_device(device)
     max_tokens = prediction_max_tokens(max_tokens, device.type)
@@ -96,7 +116,6 @@ def run_model(
     )
     packer = None
     if pack:
-        from xstilts.models.packing import packed_collator
 
         packer = packed_collator(model.encoder)
     results: list = [None] * len(features)
@@ -156,7 +175,6 @@ def _unpacked(output, batch):
     """A packed batch's per-token outputs in the padded layout (see :func:`run_model`)."""
     from dataclasses import replace
 
-    from xstilts.models.packing import unpack_rows
 
     cu, longest = batch["cu_seq_lens_q"], batch["max_length_q"]
     fields = ("logits", "start_logits", "end_logits")
@@ -239,7 +257,6 @@ def predict_examples(
     ``pack``: batches run as padding-free rows (None: where the encoder allows it).
     ``precision``: autocast for the forward passes (:func:`autocast_for`; ``auto``: bf16 on GPUs).
     """
-    from xstilts.data.features import featurize
 
     check_precision(precision)  # before featurizing: a typo should not cost the wait
     check_max_tokens(max_tokens)
@@ -258,8 +275,6 @@ def predict_examples(
     common = dict(batch_size=batch_size, max_tokens=max_tokens, device=device, progress=progress,
                   description=description, precision=precision)
     if pack is None:
-        from xstilts.models.heads import PACKED_KINDS
-        from xstilts.models.packing import unpackable
 
         pack = kind in PACKED_KINDS and unpackable(getattr(model, "encoder", None)) is None
     if kind == TaskKind.SENTENCE_PAIR:
@@ -286,11 +301,9 @@ def predict_examples(
         fallback = fallback_label(names)
         return [[t if t is not None else fallback for t in row] for row in tags]
     if kind == TaskKind.QA:
-        from xstilts.evaluation.qa_decode import decode_answers
 
         results = run_model(model, features, tokenizer, _span_logits, pack=pack, **common)
         if task.metric == "squad_v2":  # unanswerable questions: the null answer "" can win
-            from xstilts.evaluation.qa_decode import decode_answers_v2
 
             return decode_answers_v2(
                 examples, features, [s for s, _ in results], [e for _, e in results],
@@ -312,14 +325,6 @@ def predict_examples(
 
 def _load_for_task(task: Task, model_or_path: Any, tokenizer: Any, device: Any):
     """(model, tokenizer) for a task with a head; a path is a folder from ``TaskModel.save``."""
-    from xstilts.models.heads import (
-        HEAD_CONFIG,
-        TaskModel,
-        check_head_fits,
-        is_task_model_dir,
-        load_task_model,
-        read_head_config,
-    )
 
     if isinstance(model_or_path, (str, os.PathLike)):
         path = Path(model_or_path)
@@ -346,7 +351,6 @@ def _load_for_task(task: Task, model_or_path: Any, tokenizer: Any, device: Any):
 def _load_encoder(model_or_path: Any, tokenizer: Any):
     """(encoder, tokenizer) for retrieval: a name or folder, a TaskModel, or an encoder."""
     if isinstance(model_or_path, (str, os.PathLike)):
-        from xstilts.models.loading import load_encoder
 
         return load_encoder(os.fspath(model_or_path))
     if isinstance(model_or_path, tuple):
@@ -361,7 +365,6 @@ def languages_to_predict(
     task: Task, data_dir: str | Path, split: str, languages: Sequence[str] | None
 ) -> list[str]:
     """The requested languages (all present ones by default) whose ``split`` files exist."""
-    from xstilts.data.readers import available
 
     if split not in task.splits:
         raise ConfigError(f"{task.name} has no {split!r} split (it has: {', '.join(task.splits)})")
@@ -414,13 +417,11 @@ def predict_task(
     language → written file. ``precision``: autocast for the forward passes (:func:`autocast_for`;
     ``auto``: bf16 on GPUs), retrieval's embeddings included (``no``: float32).
     """
-    from xstilts.fileio import check_output_dir
 
     task = get_task(task)
     split = split or task.score_split
     check_output_dir(out_dir, "the predictions")  # before any model is loaded or run
     if task.kind == TaskKind.RETRIEVAL:
-        from xstilts.evaluation.retrieval import predict_retrieval
 
         if pooling not in ("mean", "cls"):
             raise ConfigError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
@@ -451,8 +452,6 @@ def predict_task(
         TaskKind.MULTIPLE_CHOICE,
     ):
         raise ConfigError(f"{task.name}: `predict` does not handle {task.kind.value} tasks")
-    from xstilts.data.readers import read_examples
-    from xstilts.evaluation.layout import write_predictions
 
     langs = languages_to_predict(task, data_dir, split, languages)
     dev = resolve_device(device)

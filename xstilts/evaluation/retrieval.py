@@ -45,7 +45,13 @@ from pathlib import Path
 import numpy as np
 
 from xstilts.data.batching import PREDICT_BATCH_SIZE, prediction_max_tokens, sorted_batches
+from xstilts.data.readers import available, read_examples
 from xstilts.errors import ConfigError, MissingDataError
+from xstilts.evaluation.layout import write_predictions
+from xstilts.evaluation.metrics.bucc import bucc_extract, bucc_f1, bucc_optimal_threshold
+from xstilts.models.device import autocast_for, check_precision
+from xstilts.models.loading import encoder_depth
+from xstilts.tasks import Task, TaskKind, get_task
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +70,6 @@ def default_layer(depth: int) -> int:
 
 
 def _depth(encoder) -> int:
-    from xstilts.models.loading import encoder_depth
 
     return encoder_depth(encoder)
 
@@ -119,7 +124,6 @@ def embed_layers(
     run in float32 either way."""
     import torch
 
-    from xstilts.models.device import autocast_for, check_precision
 
     if pooling not in POOLINGS:
         raise ConfigError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
@@ -341,7 +345,6 @@ class BuccResult:
 
 
 def _bitext(task, data_dir, split: str, lang: str):
-    from xstilts.data.readers import read_examples
 
     examples = read_examples(task, data_dir, split, lang)
     if len(examples) != 1:
@@ -372,9 +375,6 @@ def predict_retrieval(
     ``prefix`` is prepended to every sentence (e.g. ``"query: "`` for E5; default none, so
     that any encoder is treated alike). ``max_length`` is capped by the model (XTREME uses 512).
     """
-    from xstilts.data.readers import available
-    from xstilts.evaluation.layout import write_predictions
-    from xstilts.tasks import Task, TaskKind, get_task
 
     t = task if isinstance(task, Task) else get_task(task)
     if t.kind is not TaskKind.RETRIEVAL:
@@ -411,7 +411,6 @@ def predict_retrieval(
 
 def predict_bucc_language(task, data_dir: str | Path, lang: str, embed_fn, k: int = BUCC_NEIGHBOURS) -> BuccResult:
     """Mine dev and test, tune the threshold on dev's gold, apply it to test."""
-    from xstilts.evaluation.metrics.bucc import bucc_extract, bucc_f1, bucc_optimal_threshold
 
     dev = _bitext(task, data_dir, "dev", lang)
     if not dev.gold:

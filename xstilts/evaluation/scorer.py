@@ -25,6 +25,7 @@ from numbers import Integral
 from pathlib import Path
 from typing import Any
 
+from xstilts.data import readers
 from xstilts.errors import ConfigError, DataFormatError, MissingDataError
 from xstilts.evaluation import layout
 from xstilts.evaluation.metrics import bucc, classification, mlqa, squad, tagging, tatoeba
@@ -241,12 +242,10 @@ class _DataTree:
         return bool(self.languages(task))
 
     def languages(self, task: Task) -> set[str]:
-        from xstilts.data import readers
 
         return set(readers.available(task, self.root).get(task.score_split, []))
 
     def gold(self, task: Task, lang: str) -> tuple[Any, Path | None]:
-        from xstilts.data import readers
 
         examples = readers.read_examples(task, self.root, task.score_split, lang)
         path = readers.find_file(task, self.root, task.score_split, lang)

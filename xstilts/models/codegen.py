@@ -37,6 +37,9 @@ import torch
 from torch import nn
 
 from xstilts.errors import ConfigError
+from xstilts.models.heads import build_model
+from xstilts.models.mlm import build_mlm_model
+from xstilts.tasks import TaskKind
 
 # --------------------------------------------------------------------------- whitespace codec
 
@@ -552,8 +555,6 @@ class MatchCollator:
 
 def build_match_model(encoder: nn.Module):
     """The sentence-pair head (2 labels: no-match, match) on the shared encoder."""
-    from xstilts.models.heads import build_model
-    from xstilts.tasks import TaskKind
 
     return build_model(TaskKind.SENTENCE_PAIR, encoder, labels=["no-match", "match"])
 
@@ -566,7 +567,6 @@ class CodeInfill(nn.Module):
 
     def __init__(self, encoder: nn.Module, encoder_source: Any = None) -> None:
         super().__init__()
-        from xstilts.models.mlm import build_mlm_model
 
         self.mlm, self.head_loaded = build_mlm_model(encoder, encoder_source)
         self.encoder = encoder

@@ -40,6 +40,8 @@ import torch
 from torch import nn
 
 from xstilts.errors import ConfigError, DataFormatError, MissingDataError
+from xstilts.fileio import decode_utf8, read_input_bytes
+from xstilts.models.packing import unpack_rows
 from xstilts.tasks import REGISTRY, Task, TaskKind, get_task
 from xstilts.tasks.base import HEAD_KINDS
 
@@ -248,7 +250,6 @@ class TaskModel(nn.Module):
         if start_positions is not None and end_positions is not None:
             span_start, span_end = start_logits, end_logits
             if cu_seq_lens_q is not None:  # a packed row: each sequence over its own positions
-                from xstilts.models.packing import unpack_rows
 
                 span_start, span_end = (unpack_rows(x, cu_seq_lens_q, max_length_q, fill=float("-inf"))
                                         for x in (start_logits, end_logits))  # fmt: skip
@@ -374,7 +375,6 @@ def build_model(
 
 def read_head_config(directory: str | Path) -> dict[str, Any]:
     """``DIR/head.json``, checked: a JSON object naming one of the head kinds (and its labels)."""
-    from xstilts.fileio import decode_utf8, read_input_bytes
 
     path = Path(directory) / HEAD_CONFIG
     text = decode_utf8(read_input_bytes(path), path)

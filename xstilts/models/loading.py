@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from xstilts.errors import XstiltsError
+from xstilts.models.e5 import converted_model_dir
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,6 @@ def _encoder_folder(path: Path) -> Path:
 def resolve_model(name_or_path: str | os.PathLike) -> ResolvedModel:
     """Decide what ``name_or_path`` means, without loading anything (and without a network):
     an existing folder, then a catalogue name (its converted copy must exist), then a hub id."""
-    from xstilts.models.e5 import converted_model_dir
 
     text = os.fspath(name_or_path)
     path = Path(text).expanduser()

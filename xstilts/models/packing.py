@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from xstilts.data.features import make_collate
 from xstilts.errors import ConfigError
 from xstilts.models.loading import position_offset
 
@@ -228,7 +229,6 @@ def choose_collator(encoder: Any, tokenizer: Any, pack: bool) -> tuple[Any, bool
     """``(collate, packed)`` for training: :func:`packed_collator` where ``pack`` is asked and the
     encoder allows it, else dynamic padding; ``packed`` is True, False (not asked) or the reason
     the encoder cannot pack."""
-    from xstilts.data.features import make_collate
 
     if pack:
         reason = unpackable(encoder)

@@ -32,10 +32,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xstilts.errors import MissingDataError
 from xstilts.fileio import write_json_atomic
+from xstilts.study import run_config as defaults
 from xstilts.study.locks import DirLock, LockHeldError
 from xstilts.study.plan import DONE_FILE, ERROR_FILE, Plan, PlanNode
+from xstilts.study.rundir import COSMETIC_FIELDS, PHASE3_FIELDS
+from xstilts.study.study_config import StudyConfig
+from xstilts.tasks import get_task
 from xstilts.train.signals import StoppedBySignal, stop_on_signal
+from xstilts.train.train_config import TrainConfig
 
 WorkFn = Callable[["WorkRequest"], dict[str, Any]]
 
@@ -248,9 +254,6 @@ def _defaults_for(node: PlanNode) -> dict[str, Any] | None:
     computed under the old one."""
     from dataclasses import asdict
 
-    from xstilts.study import run_config as defaults
-    from xstilts.tasks import get_task
-    from xstilts.train.train_config import TrainConfig
 
     if node.phase == "retrieval":  # no training: the embeddings' precision and the evaluation cap
         return {"retrieval": defaults.RETRIEVAL_DEFAULTS}
@@ -333,7 +336,6 @@ def node_training_hashes(plan: Plan) -> dict[str, str]:
     evaluation cap, which for phase-1 nodes caps their quality evaluation and so stays in).
     Two configs of a node with equal training hashes share the trained model: a changed
     evaluation setting re-evaluates it instead of training again (:func:`reuse_state`)."""
-    from xstilts.study.rundir import COSMETIC_FIELDS, PHASE3_FIELDS
 
     skip_pipeline = set(COSMETIC_FIELDS) | set(PHASE3_FIELDS) | {"eval_max_examples"}
 
@@ -389,10 +391,6 @@ def _capped(hp: dict[str, Any], budget, defaults: dict[str, Any], processes: int
 
 def run_config_for(request: WorkRequest) -> dict[str, Any]:
     """The RunConfig (as a mapping) that computes one node; validated by the pipeline."""
-    from xstilts.errors import MissingDataError
-    from xstilts.study import run_config as defaults
-    from xstilts.study.study_config import StudyConfig
-    from xstilts.tasks import get_task
 
     study = StudyConfig(**request.study)
     node = request.node

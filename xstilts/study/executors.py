@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xstilts.errors import ConfigError
 from xstilts.study.cells import (
     NodeOutcome,
     WorkFn,
@@ -24,12 +25,12 @@ from xstilts.study.cells import (
 )
 from xstilts.study.plan import ERROR_FILE, Plan, PlanNode
 from xstilts.study.store import BUDGET_TASK, TRIVIAL_METRIC, UNTRAINED_SUFFIX, ResultStore, ScoreRow
+from xstilts.tasks import TaskKind, get_task
 from xstilts.train.signals import StoppedBySignal
 
 
 def language_score(task_name: str, metrics: dict[str, float]) -> float | None:
     """The per-language number that enters the XTREME score (scorer.task_score's rule)."""
-    from xstilts.tasks import TaskKind, get_task
 
     if get_task(task_name).kind is TaskKind.QA and "f1" in metrics and "exact_match" in metrics:
         return (metrics["exact_match"] + metrics["f1"]) / 2
@@ -155,7 +156,6 @@ class LocalExecutor:
     def __init__(self, gpus: int = 0, workers: int = 1, threads: int | None = None,
                  processes_per_cell: int = 1) -> None:
         if workers < 1:
-            from xstilts.errors import ConfigError
 
             raise ConfigError(f"executor workers must be >= 1, got {workers}")
         self.gpus = gpus
@@ -271,8 +271,6 @@ class RayExecutor:
         try:
             import ray
         except ImportError:
-            from xstilts.errors import ConfigError
-
             raise ConfigError("executor kind 'ray' needs Ray: pip install 'xstilts[ray]'") from None
         started_here = False
         if not ray.is_initialized():

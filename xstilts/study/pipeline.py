@@ -29,14 +29,35 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from xstilts.data.readers import has_split
+from xstilts.data.feature_cache import cached_featurize
+from xstilts.data.readers import available, has_split, read_examples
 from xstilts.errors import ConfigError, MissingDataError
+from xstilts.evaluation.layout import gold_from_examples, write_labels, write_predictions
+from xstilts.evaluation.predict import predict_examples, predict_task
+from xstilts.evaluation.retrieval import embed, tatoeba_predictions
+from xstilts.evaluation.scorer import score_directory, score_language
 from xstilts.fileio import write_json_atomic
 from xstilts.models.device import resolve_device
+from xstilts.models.heads import PACKED_KINDS, build_model, load_task_model
+from xstilts.models.loading import load_encoder, resolve_model
+from xstilts.models.mlm import build_mlm_model, checkpoint_state
+from xstilts.models.packing import choose_collator
 from xstilts.study.locks import DirLock
+from xstilts.study.preflight import check_run
 from xstilts.study.run_config import RunConfig
 from xstilts.study.rundir import ENCODER_DIR, FINISHED_FILE, SCORES_FILE, RunDir
 from xstilts.tasks import Task, TaskKind, get_task
+from xstilts.train.batching import feature_length
+from xstilts.train.formulations import FormulationInput, TrainablePart, get_builder, labels_for
+from xstilts.train.loop import build_accelerator, make_loss_eval, train
+from xstilts.train.mixing import (
+    MixturePlanner,
+    build_multitask_model,
+    mixture_collate,
+    mixture_probabilities,
+    tag_features,
+)
+from xstilts.train.mlm import MLMCollator, mlm_features, read_raw_text
 from xstilts.train.signals import stop_on_signal
 from xstilts.train.train_config import TrainConfig
 
@@ -61,7 +82,6 @@ def train_config(settings: dict[str, Any], config: RunConfig, **extra: Any) -> T
 
 def encoder_state_from_folder(folder: str | Path) -> dict[str, Any]:
     """Tensors saved in a Hugging Face model folder (safetensors, else pytorch .bin)."""
-    from xstilts.models.mlm import checkpoint_state
 
     return checkpoint_state(folder)
 
@@ -132,7 +152,6 @@ def prune_training_weights(train_dir: Path) -> None:
 
 
 def _read(task: Task, data_dir: str | Path, split: str, lang: str) -> list[Any]:
-    from xstilts.data.readers import read_examples
 
     return list(read_examples(task, data_dir, split, lang))
 
@@ -169,9 +188,6 @@ def dev_metric_eval(task: Task, tokenizer: Any, examples: Sequence[Any], setting
                     prediction_batches: dict[str, Any]):
     """``eval_fn`` scoring predictions on English dev with the task's own metric (``score``);
     ``prediction_batches``: the batch bounds (:attr:`RunConfig.prediction_batches`)."""
-    from xstilts.evaluation.layout import gold_from_examples
-    from xstilts.evaluation.predict import predict_examples
-    from xstilts.evaluation.scorer import score_language
 
     gold = gold_from_examples(task, examples)
 
@@ -194,7 +210,6 @@ def dev_metric_eval(task: Task, tokenizer: Any, examples: Sequence[Any], setting
 
 def mixture_loss_eval(parts: Sequence[Any], batch_size: int):
     """``eval_fn`` for phase 1: dev loss of every task that has dev data, and their mean."""
-    from xstilts.train.loop import make_loss_eval
 
     evals = {p.name: make_loss_eval(p.dev_features, p.collate, batch_size) for p in parts if p.dev_features}
 
@@ -241,7 +256,6 @@ class Pipeline:
     def load_encoder(self, source: str):
         """The encoder at ``source``; for a ``random_init`` control run, the same architecture
         with fresh random weights (seeded) instead of the pretrained ones."""
-        from xstilts.models.loading import load_encoder
 
         encoder, tokenizer = load_encoder(source, trust_remote_code=self.config.trust_remote_code)
         if self.config.random_init and source == (self.config.encoder_dir or self.config.model):
@@ -261,7 +275,6 @@ class Pipeline:
         return self.local_folder(self.encoder_source)
 
     def local_folder(self, source: str) -> Path | None:
-        from xstilts.models.loading import resolve_model
 
         try:
             resolved = resolve_model(source)
@@ -279,9 +292,6 @@ class Pipeline:
         if self.rd.phase_done("phase0"):
             self.encoder_source = str(enc_dir)
             return
-        from xstilts.models.mlm import build_mlm_model
-        from xstilts.train.loop import train
-        from xstilts.train.mlm import MLMCollator, mlm_features, read_raw_text
 
         settings = cfg.phase_settings("mlm")
         t0 = time.perf_counter()
@@ -339,15 +349,6 @@ class Pipeline:
         if self.rd.phase_done("phase1"):
             self.encoder_source = str(enc_dir)
             return
-        from xstilts.train.formulations import FormulationInput, get_builder
-        from xstilts.train.loop import train
-        from xstilts.train.mixing import (
-            MixturePlanner,
-            build_multitask_model,
-            mixture_collate,
-            mixture_probabilities,
-            tag_features,
-        )
 
         t0 = time.perf_counter()
         encoder, tokenizer = self.load_encoder(self.encoder_source)
@@ -376,9 +377,6 @@ class Pipeline:
             if isinstance(part.info.get("packed"), str):
                 self.log.info("phase 1: %s: sequences not packed: %s", part.name, part.info["packed"])
         if spec.mlm is not None:
-            from xstilts.models.mlm import build_mlm_model
-            from xstilts.train.formulations import TrainablePart
-            from xstilts.train.mlm import MLMCollator, mlm_features, read_raw_text
 
             if spec.mlm.data is None:
                 raise ConfigError("intermediate.mlm.data: give the raw multilingual text for MLM co-training")
@@ -405,7 +403,6 @@ class Pipeline:
         natural = sum(math.ceil(n / bs) for n in sizes.values())
         per_epoch = math.ceil(natural / (1 - spec.mlm.probability)) if spec.mlm is not None else natural
         tconf = train_config(settings, cfg, metric_for_best="loss")
-        from xstilts.train.loop import build_accelerator
 
         accelerator = build_accelerator(tconf, find_unused_parameters=True)
         planner = MixturePlanner(
@@ -467,18 +464,12 @@ class Pipeline:
 
     def phase2(self, task: Task):
         """Fine-tune a new head on English; returns ``(TaskModel, tokenizer)``."""
-        from xstilts.models.heads import load_task_model
 
         cfg = self.config
         out = self.rd.path / "phase2"
         model_dir = out / "model"
         if self.rd.phase_done("phase2"):
             return load_task_model(model_dir)
-        from xstilts.data.feature_cache import cached_featurize
-        from xstilts.models.heads import PACKED_KINDS, build_model
-        from xstilts.models.packing import choose_collator
-        from xstilts.train.formulations import labels_for
-        from xstilts.train.loop import train
 
         t0 = time.perf_counter()
         settings = cfg.phase_settings("target", task.kind.value)
@@ -531,7 +522,6 @@ class Pipeline:
     # phase 3 -------------------------------------------------------------------------------
 
     def eval_languages(self, task: Task, split: str) -> list[str]:
-        from xstilts.data.readers import available
 
         present = available(task, self.config.data_dir).get(split, [])
         langs = self.config.languages or present
@@ -546,8 +536,6 @@ class Pipeline:
         return list(langs)
 
     def phase3(self, task: Task, model_and_tokenizer=None) -> dict[str, Any]:
-        from xstilts.evaluation.layout import write_labels, write_predictions
-        from xstilts.evaluation.scorer import score_directory
 
         cfg = self.config
         split = cfg.eval_split or task.score_split
@@ -561,7 +549,6 @@ class Pipeline:
         t0 = time.perf_counter()
         per_lang: dict[str, float] = {}
         if task.kind == TaskKind.RETRIEVAL:
-            from xstilts.evaluation.predict import predict_task
 
             encoder, tokenizer = self.load_encoder(self.encoder_source)
             encoder.eval()
@@ -576,7 +563,6 @@ class Pipeline:
                 for lang in langs:
                     write_labels(label_root, task, lang, _read(task, cfg.data_dir, split, lang))
         else:
-            from xstilts.evaluation.predict import predict_examples
 
             model, tokenizer = model_and_tokenizer
             device = resolve_device(cpu=cfg.cpu)
@@ -611,8 +597,6 @@ class Pipeline:
         their gold English targets (in file order) as the whole search space; embedded and
         searched exactly like :func:`xstilts.evaluation.retrieval.predict_retrieval` does the
         full set, so a cap makes retrieval easier but measures the same thing."""
-        from xstilts.evaluation.layout import write_labels, write_predictions
-        from xstilts.evaluation.retrieval import embed, tatoeba_predictions
 
         cfg = self.config
         encoder.to(resolve_device(cpu=cfg.cpu))
@@ -675,7 +659,6 @@ class Pipeline:
 
     def preflight(self) -> None:
         """Every input the phases still to run will read exists and parses (else exit 2)."""
-        from xstilts.study.preflight import check_run
 
         check_run(self.config, self.phases_done())
 
@@ -751,7 +734,6 @@ def cap_bitext(bitext: Any, n: int) -> Any:
 
 
 def _len(feature: Any) -> int:
-    from xstilts.train.batching import feature_length
 
     return feature_length(feature) if isinstance(feature, dict) else len(feature)
 

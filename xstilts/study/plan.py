@@ -27,7 +27,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xstilts.study import run_config
 from xstilts.study.study_config import StudyConfig, slug
+from xstilts.tasks import REGISTRY
 
 DONE_FILE = "DONE.json"
 ERROR_FILE = "error.txt"
@@ -135,17 +137,12 @@ class Plan:
 
 def _pipeline_defaults(phase: str, kind: str) -> dict[str, Any]:
     """The pipeline's default hyperparameters of a phase and task kind (empty if unknown)."""
-    try:
-        from xstilts.study import run_config
-    except ImportError:
-        return {}
     if phase == "intermediate":
         return dict(run_config.INTERMEDIATE_DEFAULTS)
     return dict(run_config.TARGET_DEFAULTS.get(kind, {}))
 
 
 def _train_tokens(task_names: list[str], budget, hparams: dict[str, Any], phase: str = "target") -> float:
-    from xstilts.tasks import REGISTRY
 
     first = REGISTRY.get(task_names[0]).kind.value
     hp = {**_pipeline_defaults(phase, first), **hparams}
@@ -175,7 +172,6 @@ def _train_tokens(task_names: list[str], budget, hparams: dict[str, Any], phase:
 
 
 def _eval_tokens(target: str, languages: tuple[str, ...] | None, cap: int | None) -> float:
-    from xstilts.tasks import REGISTRY
 
     task = REGISTRY.get(target)
     n_langs = len(languages) if languages is not None else len(task.languages)  # upper bound
@@ -186,7 +182,6 @@ def _eval_tokens(target: str, languages: tuple[str, ...] | None, cap: int | None
 
 def build_plan(study: StudyConfig) -> Plan:
     """Expand the grid into nodes; each (encoder, setting, seed) has at most ONE phase-1 node."""
-    from xstilts.tasks import REGISTRY
 
     plan = Plan(study)
     hp_int = dict(study.hyperparameters.intermediate)

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from xstilts.data.readers import available, has_split
+from xstilts.data.code_readers import find_code_files
+from xstilts.data.examples import BitextExample
+from xstilts.data.readers import available, find_files, has_split, read_examples
 from xstilts.errors import MissingDataError, XstiltsError
 from xstilts.evaluation.trivial import reads_training_data
 from xstilts.study.cells import (
@@ -35,6 +37,7 @@ from xstilts.study.cells import (
 from xstilts.study.plan import build_plan
 from xstilts.study.run_config import load_run_config
 from xstilts.tasks import Task, TaskKind, get_task
+from xstilts.train.mlm import read_raw_text
 
 
 @dataclass(frozen=True)
@@ -127,11 +130,7 @@ def _files(task: Task, location: str, split: str, lang: str) -> list[Path]:
     """The files (task, split, lang) is read from, for the fingerprint of a passed check."""
     try:
         if task.family == "code":
-            from xstilts.data.code_readers import find_code_files
-
             return find_code_files(task, location, split, lang)
-        from xstilts.data.readers import find_files
-
         return find_files(task, location, split, lang) if split in task.files else []
     except (XstiltsError, OSError):
         return []
@@ -149,7 +148,6 @@ def _fingerprint(files: list[Path]) -> tuple[tuple[str, int, int], ...]:
 
 
 def _check_text(need: Need) -> str | None:
-    from xstilts.train.mlm import read_raw_text
 
     try:
         if not read_raw_text(need.location, max_lines=1):
@@ -163,8 +161,6 @@ def check_need(need: Need) -> str | None:
     """None when the input is there and parses; else one line saying what is wrong."""
     if need.task is None:
         return _check_text(need)
-    from xstilts.data.examples import BitextExample
-    from xstilts.data.readers import read_examples
 
     task = get_task(need.task)
     if need.optional and not has_split(task, need.location, need.split, need.lang):

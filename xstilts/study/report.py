@@ -26,7 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from xstilts.errors import MissingDataError
 from xstilts.study.published import PUBLISHED, is_xlmr_large
+from xstilts.study.runner import STORE_FILE, STUDY_FILE
 from xstilts.study.stats import (
     LEARNT_FRACTION,
     MIN_SEEDS,
@@ -37,7 +39,9 @@ from xstilts.study.stats import (
     learnt_threshold,
     per_seed_deltas,
 )
-from xstilts.study.store import BUDGET_TASK, TRIVIAL_METRIC, UNTRAINED_SUFFIX
+from xstilts.study.store import BUDGET_TASK, TRIVIAL_METRIC, UNTRAINED_SUFFIX, ResultStore
+from xstilts.study.study_config import Budgets
+from xstilts.tasks import REGISTRY, TaskKind
 
 XTREME_TARGETS = ("xnli", "pawsx", "udpos", "panx", "xquad", "mlqa", "tydiqa", "bucc2018", "tatoeba")
 
@@ -229,9 +233,6 @@ class StudyData:
 def load_study_data(study_dir: Path) -> StudyData:
     import json
 
-    from xstilts.errors import MissingDataError
-    from xstilts.study.runner import STORE_FILE, STUDY_FILE
-    from xstilts.study.store import ResultStore
 
     study_dir = Path(study_dir)
     store_path = study_dir / STORE_FILE
@@ -250,7 +251,6 @@ def load_study_data(study_dir: Path) -> StudyData:
     families = {}
     for s in config.get("intermediate", []):
         fams = set()
-        from xstilts.tasks import REGISTRY
 
         for t in s.get("tasks", []):
             fams.add(REGISTRY.get(t["task"]).family if t["task"] in REGISTRY else "?")
@@ -587,7 +587,6 @@ def build_report(study_dir: str | Path, *, task: str | None = None, figures: boo
 def _budget_lines(cfg: dict[str, Any]) -> list[str]:
     if not cfg:
         return []
-    from xstilts.study.study_config import Budgets
 
     return Budgets(**cfg.get("budgets", {})).describe()
 
@@ -711,7 +710,6 @@ def phase1_verdicts(df: Any) -> dict[tuple[str, str, str], tuple[str, float, flo
     LEARNT_FRACTION of the way from the reference to 100 (a loss: LOSS_REDUCTION lower) and,
     with an interval over seeds, the per-seed gain over the untrained metric excludes 0 (so that
     one lucky seed cannot carry the mean past the line)."""
-    from xstilts.tasks import REGISTRY, TaskKind
 
     out: dict[tuple[str, str, str], tuple[str, float, float | None, bool | None]] = {}
     for (encoder, setting, task), grp in df.groupby(["encoder", "intermediate", "task"], sort=False):

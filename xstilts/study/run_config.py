@@ -46,6 +46,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from xstilts.data.batching import PREDICT_BATCH_SIZE
 from xstilts.errors import ConfigError, DataFormatError
 from xstilts.fileio import decode_utf8, read_input_bytes
+from xstilts.tasks import REGISTRY, TaskKind, get_task
+from xstilts.train.formulations import check_options
 
 SAMPLING = ("uniform", "proportional", "temperature")
 
@@ -121,7 +123,6 @@ class Hyperparameters(_Strict):
 
 
 def _check_task(name: str, allowed: list[str], what: str) -> str:
-    from xstilts.tasks import REGISTRY
 
     if name not in REGISTRY or name not in allowed:
         raise ValueError(f"unknown {what} {name!r}; allowed: {', '.join(sorted(allowed))}")
@@ -130,14 +131,12 @@ def _check_task(name: str, allowed: list[str], what: str) -> str:
 
 def intermediate_task_names() -> list[str]:
     """Tasks that can be trained in phase 1: any task with training data and a trainable kind."""
-    from xstilts.tasks import REGISTRY, TaskKind
 
     return [t.name for t in REGISTRY if t.has_training_data and t.kind not in (TaskKind.RETRIEVAL, TaskKind.MLM)
             or (t.family == "code" and t.has_training_data)]
 
 
 def target_task_names() -> list[str]:
-    from xstilts.tasks import REGISTRY
 
     return REGISTRY.targets()
 
@@ -165,8 +164,6 @@ class IntermediateTaskSpec(_Strict):
 
     @model_validator(mode="after")
     def _check_spec(self) -> IntermediateTaskSpec:
-        from xstilts.tasks import get_task
-        from xstilts.train.formulations import check_options
 
         task = get_task(self.task)
         if self.train_split is not None and self.train_split not in task.splits:
@@ -282,7 +279,6 @@ class RunConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
-        from xstilts.tasks import get_task
 
         if self.target is None and self.intermediate is None and self.mlm is None:
             raise ValueError("nothing to run: give a target task, an intermediate task or an mlm phase")

@@ -16,6 +16,9 @@ from typing import Any
 
 import yaml
 
+import xstilts
+from xstilts.data.readers import read_examples
+from xstilts.evaluation.trivial import reads_training_data, trivial_scores
 from xstilts.fileio import write_json_atomic, write_text_atomic
 from xstilts.study.cells import (
     NodeOutcome,
@@ -35,9 +38,13 @@ from xstilts.study.executors import (
 )
 from xstilts.study.locks import DirLock
 from xstilts.study.pipeline import run_pipeline
+from xstilts.study.plan import build_plan
 from xstilts.study.preflight import check_study
+from xstilts.study.run_config import load_run_config
+from xstilts.study.rundir import METRICS_FILE, SCORES_FILE, RunDir
 from xstilts.study.slurm import SlurmExecutor
 from xstilts.study.store import ResultStore
+from xstilts.tasks import get_task
 from xstilts.train.signals import StoppedBySignal, stop_on_signal
 
 MAX_EXIT = 125
@@ -56,10 +63,6 @@ def make_executor(study) -> Any:
 
 def code_version() -> str:
     """The git commit of the xstilts checkout (``+dirty`` with local changes), else the version."""
-    import subprocess
-
-    import xstilts
-
     root = Path(xstilts.__file__).resolve().parent.parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
@@ -112,7 +115,6 @@ def run_study(
     running are recorded as ``interrupted`` and :class:`StoppedBySignal` (KeyboardInterrupt) is
     raised; the same call resumes them.
     """
-    from xstilts.study.plan import build_plan
 
     study_dir = Path(study_dir).resolve()
     data = Path(data_dir).resolve() if data_dir else (Path(study.data_dir) if study.data_dir else None)
@@ -145,9 +147,6 @@ def run_study(
 
 def target_trivial(run_dir: Path, target: str, data_dir: str | None, metrics: dict[str, Any]) -> dict[str, Any]:
     """The trivial reference on the gold files this run was scored on (see xstilts.evaluation.trivial)."""
-    from xstilts.data.readers import read_examples
-    from xstilts.evaluation.trivial import reads_training_data, trivial_scores
-    from xstilts.tasks import get_task
 
     task = get_task(target)
     split = (metrics.get("phase3") or {}).get("split") or task.score_split
@@ -160,8 +159,6 @@ def target_trivial(run_dir: Path, target: str, data_dir: str | None, metrics: di
 
 def pipeline_work(request: WorkRequest) -> dict[str, Any]:
     """One node = one ``run_pipeline`` call in the node's run dir (which resumes if it was killed)."""
-    from xstilts.study.run_config import load_run_config
-    from xstilts.study.rundir import METRICS_FILE, SCORES_FILE, RunDir
 
     config = load_run_config(run_config_for(request))
     processes = int(request.study["executor"].get("processes_per_cell", 1))  # validated by run_config_for

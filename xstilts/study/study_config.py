@@ -35,28 +35,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from xstilts.errors import ConfigError
-from xstilts.study.run_config import IntermediateTaskSpec
+from xstilts.study.run_config import IntermediateTaskSpec, PhaseHyperparameters, RunConfig
+from xstilts.tasks import REGISTRY
+from xstilts.train.formulations import default_formulation
 
 # The ways an encoder can learn a code task (issue 5; xstilts.models.codegen implements them).
 CODE_FORMULATIONS = ("generate", "contrastive", "match", "infill")
 SAMPLING = ("uniform", "proportional", "temperature")
-# Budget and hyperparameter keys that map onto the training engine's TrainConfig and features.
-HPARAM_KEYS = (
-    "learning_rate", "batch_size", "grad_accum", "epochs", "max_steps", "warmup_ratio",
-    "warmup_steps", "weight_decay", "max_grad_norm", "schedule", "mixed_precision",
-    "eval_every", "patience", "checkpoint_every", "max_length", "doc_stride",
-)
-
-
-def _hparam_keys() -> tuple[str, ...]:
-    """The pipeline's per-phase hyperparameter names (its PhaseHyperparameters), else ours."""
-    try:
-        from xstilts.study.run_config import PhaseHyperparameters
-    except ImportError:
-        return HPARAM_KEYS
-    return tuple(PhaseHyperparameters.model_fields)
-
-
 # RunConfig fields that every cell gets from the study itself; ``pipeline:`` may set the others.
 PIPELINE_SET_BY_STUDY = {
     "model": "use encoders:", "encoder_dir": "each cell starts from its phase-1 node's encoder",
@@ -87,8 +72,6 @@ class IntermediateTask(IntermediateTaskSpec):
 
     @model_validator(mode="after")
     def _check_family(self) -> IntermediateTask:
-        from xstilts.tasks import REGISTRY
-        from xstilts.train.formulations import default_formulation
 
         allowed = sorted(REGISTRY.names("nlu") + REGISTRY.names("code"))
         task = REGISTRY.get(self.task)
@@ -114,7 +97,6 @@ class IntermediateTask(IntermediateTaskSpec):
 
     @property
     def family(self) -> str:
-        from xstilts.tasks import REGISTRY
 
         return REGISTRY.get(self.task).family
 
@@ -240,15 +222,11 @@ class Hyperparameters(_Strict):
     @field_validator("intermediate", "target")
     @classmethod
     def _keys(cls, value: dict[str, Any]) -> dict[str, Any]:
-        allowed = _hparam_keys()
+        allowed = tuple(PhaseHyperparameters.model_fields)  # the pipeline's per-phase names
         bad = sorted(set(value) - set(allowed))
         if bad:
             raise ValueError(f"unknown hyperparameter(s) {', '.join(bad)}; allowed: {', '.join(allowed)}")
         try:  # the pipeline's own per-phase model checks the values (ranges, choices)
-            from xstilts.study.run_config import PhaseHyperparameters
-        except ImportError:
-            return value
-        try:
             PhaseHyperparameters(**value)
         except ValidationError as exc:
             raise ValueError("; ".join(
@@ -328,7 +306,6 @@ class StudyConfig(_Strict):
     def _pipeline_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
         """Only RunConfig fields that the study does not set itself: a typo here would otherwise
         be found by the first cell, after the study has started (and fail every cell)."""
-        from xstilts.study.run_config import RunConfig
 
         bad = sorted(k for k in value if k not in RunConfig.model_fields)
         if bad:
@@ -373,7 +350,6 @@ class StudyConfig(_Strict):
     @field_validator("targets")
     @classmethod
     def _targets(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        from xstilts.tasks import REGISTRY
 
         allowed = REGISTRY.targets()
         bad = [t for t in value if t not in allowed]
@@ -383,7 +359,6 @@ class StudyConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> StudyConfig:
-        from xstilts.tasks import REGISTRY
 
         names = [s.name for s in self.intermediate]
         if not names:
@@ -419,7 +394,6 @@ class StudyConfig(_Strict):
 
     def eval_languages(self, target: str) -> tuple[str, ...]:
         """Every language of the split a target is scored on."""
-        from xstilts.tasks import REGISTRY
 
         task = REGISTRY.get(target)
         return task.splits.get(self.eval_splits.get(target, task.score_split), ())

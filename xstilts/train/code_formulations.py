@@ -30,6 +30,26 @@ names the metric to select on; ``info`` holds only JSON values (it is written to
 
 from __future__ import annotations
 
+from xstilts.evaluation.code_quality import evaluate_generation, evaluate_retrieval
+from xstilts.models.codegen import (
+    CodeContrastive,
+    CodeGenerator,
+    CodeInfill,
+    ContrastiveCollator,
+    GenerationCollator,
+    GenerationFeaturizer,
+    InfillCollator,
+    MatchCollator,
+    WhitespaceCodec,
+    build_match_model,
+    build_shortlist,
+    contrastive_features,
+    count_parameters,
+    infill_features,
+    match_features,
+    mean_loss,
+)
+from xstilts.models.loading import position_offset
 from xstilts.train.formulations import FormulationInput, TrainablePart, register_formulation
 
 DECODER_LR_SCALE = 20.0
@@ -42,7 +62,6 @@ def _length(inp: FormulationInput, default: int) -> int:
     limits = [int(inp.tokenizer.model_max_length)] if inp.tokenizer.model_max_length < 1_000_000 else []
     positions = getattr(inp.encoder.config, "max_position_embeddings", None)
     if positions:
-        from xstilts.models.loading import position_offset
 
         limits.append(int(positions) - position_offset(inp.encoder.config))
     return min([want, *limits])
@@ -56,16 +75,6 @@ def _language(inp: FormulationInput) -> str | None:
 
 
 def build_generate(inp: FormulationInput) -> TrainablePart:
-    from xstilts.evaluation.code_quality import evaluate_generation
-    from xstilts.models.codegen import (
-        CodeGenerator,
-        GenerationCollator,
-        GenerationFeaturizer,
-        WhitespaceCodec,
-        build_shortlist,
-        count_parameters,
-        mean_loss,
-    )  # fmt: skip
 
     s = inp.settings
     codec = WhitespaceCodec.for_tokenizer(inp.tokenizer)
@@ -118,14 +127,6 @@ def build_generate(inp: FormulationInput) -> TrainablePart:
 
 
 def build_contrastive(inp: FormulationInput) -> TrainablePart:
-    from xstilts.evaluation.code_quality import evaluate_retrieval
-    from xstilts.models.codegen import (
-        CodeContrastive,
-        ContrastiveCollator,
-        WhitespaceCodec,
-        contrastive_features,
-        mean_loss,
-    )  # fmt: skip
 
     s = inp.settings
     codec = WhitespaceCodec.for_tokenizer(inp.tokenizer)
@@ -152,12 +153,6 @@ def build_contrastive(inp: FormulationInput) -> TrainablePart:
 
 
 def build_match(inp: FormulationInput) -> TrainablePart:
-    from xstilts.models.codegen import (
-        MatchCollator,
-        WhitespaceCodec,
-        build_match_model,
-        match_features,
-    )
 
     s = inp.settings
     codec = WhitespaceCodec.for_tokenizer(inp.tokenizer)
@@ -198,7 +193,6 @@ def _match_eval(model, features, collate, batch_size: int = 32) -> dict[str, flo
 
 
 def build_infill(inp: FormulationInput) -> TrainablePart:
-    from xstilts.models.codegen import CodeInfill, InfillCollator, WhitespaceCodec, infill_features
 
     s = inp.settings
     codec = WhitespaceCodec.for_tokenizer(inp.tokenizer)
@@ -215,7 +209,6 @@ def build_infill(inp: FormulationInput) -> TrainablePart:
         def eval_fn(m) -> dict[str, float]:
             import torch
 
-            from xstilts.models.codegen import mean_loss
 
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)

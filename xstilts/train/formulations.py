@@ -19,7 +19,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from xstilts.data.feature_cache import cached_featurize
 from xstilts.errors import ConfigError
+from xstilts.evaluation.metrics_nlu import intermediate_quality
+from xstilts.models.heads import build_model
+from xstilts.models.packing import choose_collator
 from xstilts.tasks import Task, TaskKind
 from xstilts.tasks.base import HEAD_KINDS
 
@@ -162,9 +166,6 @@ def build_head_part(inp: FormulationInput) -> TrainablePart:
     row (:mod:`xstilts.models.packing`: the same loss as the padded batch) where the encoder allows
     it; ``info["packed"]`` says whether it does, or why not.
     """
-    from xstilts.data.feature_cache import cached_featurize
-    from xstilts.models.heads import build_model
-    from xstilts.models.packing import choose_collator
 
     task = inp.task
     if task.kind not in HEAD_KINDS:
@@ -196,7 +197,6 @@ def build_head_part(inp: FormulationInput) -> TrainablePart:
     evaluate = None
     if scored:
         def evaluate(task_model: Any) -> dict[str, float]:
-            from xstilts.evaluation.metrics_nlu import intermediate_quality
 
             device = next(task_model.parameters()).device
             metrics = intermediate_quality(
