@@ -418,3 +418,24 @@ def test_a_malformed_hub_row_is_one_error_line_naming_the_source_and_row(tmp_pat
     assert err == ["error: hub:google/xquad/xquad.de[validation]:2: expected answer 'dog' of question q2 "
                    "at context[4:7], found 'cat'"]
     assert not (tmp_path / "d" / "xquad").exists()  # nothing half-written
+
+
+def test_files_the_reader_refuses_or_a_stop_cut_short_are_not_left_as_the_users(tmp_path, monkeypatch):
+    cache, out = tmp_path / "hub", tmp_path / "data"
+    _xtreme_cache(cache)
+    real = fetch.read_examples
+
+    def refuse(*args, **kwargs):
+        raise MissingDataError("stopped before the read-back")
+
+    monkeypatch.setattr(fetch, "read_examples", refuse)
+    with pytest.raises(MissingDataError):
+        fetch.get(["udpos"], out, languages=["fr"], splits=["test"], cache_dir=cache)
+    assert not (out / "udpos/test-fr.tsv").exists() and not fetch.manifest_path(out, "udpos/test-fr.tsv").exists()
+    # a file written but never read back (its manifest still pending) is fetched again
+    monkeypatch.setattr(fetch, "read_examples", real)
+    fetch.get(["udpos"], out, languages=["fr"], splits=["test"], cache_dir=cache)
+    fetch.manifest_path(out, "udpos/test-fr.tsv").write_text('{"pending": true}')
+    assert fetch.file_state(out, "udpos/test-fr.tsv") == "stale"
+    report = fetch.get(["udpos"], out, languages=["fr"], splits=["test"], cache_dir=cache)
+    assert [f.status for f in report.files] == ["written"]

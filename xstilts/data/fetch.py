@@ -422,6 +422,8 @@ def file_state(out: Path, rel: str) -> str:
         return "absent" if record and record.get("absent") else "missing"
     if record is None or record.get("absent"):
         return "user"
+    if record.get("pending"):
+        return "stale"  # written, not yet read back (a get stopped in between): fetched again
     return "present" if record.get("sha256") == _sha256(path) else "stale"
 
 
@@ -586,6 +588,7 @@ class _Getter:
                 gathered.features = gathered.features or rows.features
         if not per_round:
             texts = _writer(table)(task, split, lang, table, gathered, table.describe(lang, hub_splits[0]))
+        self._pending(list(texts))
         for rel, text in texts.items():
             write_text_atomic(self.out / rel, text)
         self._finish(task, split, lang, list(texts), {"source": sources})
@@ -596,6 +599,7 @@ class _Getter:
             rels = [f"{archive.into}/{name}" for name in archive.files]
             if self._done(task, split, lang, rels):
                 return
+            self._pending(rels)
             urls = []
             for name, rel in zip(archive.files, rels):
                 url = f"{url_template.rstrip('/')}/{name}"
@@ -618,6 +622,7 @@ class _Getter:
         digest = _sha256(local)
         try:
             members = _unpack(local, self.out, archive.members)
+            self._pending(members)
         except (tarfile.TarError, zipfile.BadZipFile, OSError) as exc:
             local.unlink(missing_ok=True)  # a damaged download is fetched afresh next time
             raise DataFormatError(local, None, "a readable release archive", str(exc)[:120]) from None
@@ -626,8 +631,20 @@ class _Getter:
         self._finish(task, split, lang, members, meta)
         local.unlink()  # unpacked and recorded: the archive itself is not kept
 
+    def _pending(self, rels: Sequence[str]) -> None:
+        """Mark files as being written, so that a get stopped before their read-back does not
+        leave them looking like the user's own."""
+        for rel in rels:
+            write_json_atomic(manifest_path(self.out, rel), {"pending": True, "file": rel})
+
     def _finish(self, task: Task, split: str, lang: str, rels: Sequence[str], meta: dict[str, Any]) -> None:
-        examples = read_examples(task, self.out, split, lang)  # as training will read it
+        try:
+            examples = read_examples(task, self.out, split, lang)  # as training will read it
+        except Exception:
+            for rel in rels:  # what the reader refuses is not left behind
+                (self.out / rel).unlink(missing_ok=True)
+                manifest_path(self.out, rel).unlink(missing_ok=True)
+            raise
         count = (
             len(examples[0].source) if examples and isinstance(examples[0], BitextExample) else len(examples)
         )
