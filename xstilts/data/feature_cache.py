@@ -5,7 +5,7 @@ tokenizer, and SQuAD-sized featurization takes minutes, so :func:`cached_featuri
 features of :func:`xstilts.data.features.featurize` under a key that covers everything they
 depend on: the examples' content, the tokenizer (its full serialisation), every featurization
 setting, and the source of ``features.py`` itself (a code change invalidates old entries).
-A hit returns exactly what a fresh call would (tests/test_speed_cache.py).
+A hit returns exactly what a fresh call would (tests/data/test_speed_cache.py).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ five times the work), elsewhere in a few large calls on a ``[sequences, heads, l
 block with a key-padding mask (:func:`_blocked_attention`). Calls without ``cu_seq_lens_q``
 (evaluation, unpacked batches) go to the plain SDPA path unchanged. Each token's hidden state, and
 so the batch's mean token loss and its gradients, is what the unpacked batch gives, up to float
-rounding (tests/test_packing.py).
+rounding (tests/models/test_packing.py).
 
 :func:`packed_collator` switches the encoder to this attention implementation; it needs an encoder
 that dispatches attention through ``AttentionInterface`` and currently uses SDPA (BERT, XLM-R and

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-HELPER = Path(__file__).with_name("train_helpers.py")
-REPO = Path(__file__).resolve().parents[1]
+HELPER = Path(__file__).resolve().parents[1] / "train_helpers.py"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _run(out: Path, slow: float) -> subprocess.Popen:

@@ -9,7 +9,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # test_study_executors beside it
 import test_study_executors as fakes  # noqa: E402
 
 from xstilts.study.executors import RayExecutor  # noqa: E402

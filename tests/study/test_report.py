@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # test_study_executors beside it
 import test_study_executors as fakes  # noqa: E402
 
 from xstilts.study.executors import LocalExecutor  # noqa: E402

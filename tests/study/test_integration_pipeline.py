@@ -277,7 +277,7 @@ def test_ray_and_submitit_jobs_run_the_real_pipeline_to_the_local_scores(world, 
     }
     study = parse_study(spec)
     # job processes and Ray workers import xstilts from this checkout
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).resolve().parents[2]),
                                                       os.environ.get("PYTHONPATH", "")]))
     executors = {
         "local": lambda: LocalExecutor(),
@@ -313,7 +313,7 @@ def test_a_cell_on_two_processes_trains_with_ddp_and_counts_both_in_its_budget(w
     from xstilts.study.runner import LAUNCH_LOG, run_study
     from xstilts.study.study_config import parse_study
 
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).resolve().parents[2]),
                                                       os.environ.get("PYTHONPATH", "")]))
     hp = {"intermediate": {k: v for k, v in HP["intermediate"].items() if k != "max_steps"},
           "target": HP["target"]}

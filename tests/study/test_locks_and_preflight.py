@@ -25,7 +25,7 @@ from test_pipeline import small_world  # noqa: F401 - the fixture (tiny model + 
 from xstilts.cli import main
 from xstilts.study.locks import DirLock, LockHeldError
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 REPO = TESTS.parent
 ENV = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{TESTS}", OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1",
            HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")

@@ -181,7 +181,7 @@ def test_killed_study_resumes_without_redoing_finished_cells(tmp_path):
     (out / "sleep").mkdir(parents=True)
     marker = out / "sleep" / "enc__conala-generate__s2__udpos"
     marker.touch()
-    script = KILL_SCRIPT.format(tests=str(Path(__file__).parent), out=str(out))
+    script = KILL_SCRIPT.format(tests=str(Path(__file__).resolve().parent), out=str(out))
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-c", script], env=env)
     deadline = time.time() + 60
@@ -223,7 +223,7 @@ def test_cli_exit_status_is_the_number_of_failed_cells(tmp_path, capsys):
     out = tmp_path / "out"
     (out / "fail").mkdir(parents=True)
     (out / "fail" / "enc__conala-generate__s1__phase1").touch()
-    sys.path.insert(0, str(Path(__file__).parent))
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
     args = ["study", str(cfg), "--out", str(out), "--data-dir", str(tmp_path), "--work", "test_study_executors:fake_work"]
     assert main(args) == 3
     text = capsys.readouterr().out

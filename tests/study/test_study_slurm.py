@@ -21,14 +21,15 @@ from xstilts.study.runner import make_executor, run_study  # noqa: E402
 from xstilts.study.slurm import LOG_DIR, SlurmExecutor  # noqa: E402
 from xstilts.train.signals import StoppedBySignal, graceful_stop  # noqa: E402
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
 def importable_tests(monkeypatch):
     """Job processes unpickle the test's work function by reference: they must import this folder."""
     repo = TESTS.parent
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), str(repo), os.environ.get("PYTHONPATH", "")]))
+    here = str(Path(__file__).resolve().parent)  # this module, which the jobs unpickle from
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([here, str(TESTS), str(repo), os.environ.get("PYTHONPATH", "")]))
 
 
 def scores(study_dir: Path) -> pd.DataFrame:

@@ -98,7 +98,7 @@ def test_squad_v2_no_answer_threshold_and_best_threshold():
 
 
 def test_score_intermediate_squad_v2_on_a_file_written_here(tmp_path):
-    from tests.test_nlu_readers import SQUAD_V2
+    from tests.data.test_nlu_readers import SQUAD_V2
 
     (tmp_path / "dev-v2.0.json").write_text(json.dumps(SQUAD_V2))
     gold = read_nlu_examples("squad_v2", tmp_path, "dev", "en")

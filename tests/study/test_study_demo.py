@@ -8,7 +8,7 @@ from xstilts.cli import main
 from xstilts.commands.demo import demo_config_path, needed_data
 from xstilts.study.study_config import load_study
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_packaged_demo_config_is_identical_to_configs_demo():

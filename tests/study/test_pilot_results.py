@@ -11,7 +11,7 @@ Cheap checks, always run while results/pilot is in the repository:
 The expensive check re-runs one cell from scratch and compares its scores with the committed
 ones to the last digit; it takes minutes on a CPU, so it runs only when asked:
 
-    XSTILTS_PILOT_RECHECK=multilingual-e5-small/none/s1/udpos python -m pytest tests/test_pilot_results.py
+    XSTILTS_PILOT_RECHECK=multilingual-e5-small/none/s1/udpos python -m pytest tests/study/test_pilot_results.py
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import yaml
 
 from conftest import SHARED_DATA
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PILOT = REPO / "results" / "pilot"
 CONFIG = REPO / "configs" / "pilot.yaml"
 

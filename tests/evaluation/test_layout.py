@@ -82,7 +82,7 @@ def test_empty_label_line_is_an_error(tmp_path):
 def test_tags_like_evaluate_py_read_tag(tmp_path):
     path = tmp_path / "p.tsv"
     # two blank lines make an empty sentence; no trailing blank line is fine; token<TAB>tag too
-    # (one or the other in a file: a mix is an error, tests/test_bad_input_catalogue.py)
+    # (one or the other in a file: a mix is an error, tests/commands/test_bad_input_catalogue.py)
     path.write_text("NOUN\nVERB\n\n\nDET\nX")
     assert layout.read_predictions(path, "udpos") == [["NOUN", "VERB"], [], ["DET", "X"]]
     path.write_text("dogs\tNOUN\nbark\tVERB\n\n\nThe\tDET\n?\tX")

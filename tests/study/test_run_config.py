@@ -73,7 +73,7 @@ def test_flags_override_yaml_and_intermediate_forms(tmp_path):
 @pytest.mark.parametrize("name", ["django-generate", "cosmosqa"])
 def test_check_configs_load(name):
     """configs/checks/*.yaml (the run configs behind the README's intermediate-task figures)."""
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     cfg = load_run_config(repo / "configs" / "checks" / f"{name}.yaml")
     assert cfg.intermediate is not None and cfg.target is None and cfg.eval_max_examples
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tests.conftest import shared_file
-from tests.test_nlu_readers import AUTO, SQUAD_V2
+from tests.data.test_nlu_readers import AUTO, SQUAD_V2
 from xstilts.data.features import collate, featurize
 from xstilts.data.nlu_readers import nlu_label_set, read_nlu_examples
 from xstilts.evaluation.metrics_nlu import intermediate_quality, score_intermediate

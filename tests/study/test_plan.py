@@ -68,7 +68,7 @@ def test_budget_caps_shrink_the_estimate():
     assert all(c[k] < f[k] for k in c)
 
 
-REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
 
 
 def test_paper_config_trains_each_intermediate_checkpoint_once_per_seed():
