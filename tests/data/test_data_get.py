@@ -398,7 +398,7 @@ def test_the_command_shows_progress_and_names_what_it_could_not_fetch(tmp_path, 
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     assert main(["data", "get", "udpos,ccg", "--languages", "fr", "--splits", "test", "--out", str(out)]) == 0
     captured = capsys.readouterr()
-    assert f"udpos test fr: 1 sentences -> udpos/test-fr.tsv" in captured.err
+    assert "udpos test fr: 1 sentences -> udpos/test-fr.tsv" in captured.err
     assert f"{out}: 1 file(s) written, 0 already there" in captured.out
     assert "cannot be fetched: ccg: CCGbank is licensed by the LDC" in captured.out
     assert main(["data", "get", "udpos", "-l", "fr", "-s", "test", "--out", str(out)]) == 0
