@@ -407,8 +407,43 @@ def _seed_sentence(n_seeds: int) -> str | None:
 
 
 def build_report(study_dir: str | Path, *, task: str | None = None, figures: bool = True) -> Report:
+    """The study's report: overview, key table, per-target tables, XTREME score, per-language
+    scores, code vs NLU, published numbers, phase-1 quality and budget, how to read it."""
     data = load_study_data(Path(study_dir))
     doc = Doc()
+    _overview(doc, data, Path(study_dir))
+    per_encoder, n_tests = _holm_family(data)
+    key = _key_table(data, n_tests)
+    heat: dict[str, dict[str, float | None]] = {}
+    for encoder in data.encoders:
+        prefix = f" ({encoder})" if len(data.encoders) > 1 else ""
+        per_target = per_encoder[encoder]
+        _target_tables(doc, data, per_target, prefix, n_tests)
+        xtreme = _xtreme_scores(data, encoder)
+        _key_rows(key, heat, data, encoder, per_target, xtreme, prefix)
+        _xtreme_table(doc, data, xtreme, prefix)
+        chosen = task or (data.targets[0] if data.targets else None)
+        if chosen:
+            _per_language(doc, data, encoder, chosen, prefix)
+        _code_vs_nlu(doc, data, encoder, per_target, prefix)
+        if is_xlmr_large(encoder):
+            _published(doc, data, encoder, per_target)
+    if figures and heat:
+        doc.figure(_heatmap(heat, data.targets))
+    _intermediate_quality(doc, data)
+    _phase1_budget(doc, data)
+    _how_to_read(doc)
+    # the key table goes near the top, after the overview
+    at = next(i for i, (kind, _) in enumerate(doc.blocks) if kind == "list") + 1
+    notes = [n for n in (_seed_sentence(min(data.seed_counts or [0])),) if n is not None]
+    doc.blocks[at:at] = [("h", (2, "Key table")), ("table", key), *(("p", n) for n in notes)]
+    md = doc.markdown(fig_dir="figures")
+    page = doc.html(f"Study report: {data.name}")
+    return Report(doc, key, md, page, notes)
+
+
+def _overview(doc: Doc, data: StudyData, study_dir: Path) -> None:
+    """The title, what the study holds, the store check, what was capped and what failed."""
     cfg = data.config
     doc.h(1, f"Study report: {data.name}")
     if cfg.get("description"):
@@ -429,7 +464,7 @@ def build_report(study_dir: str | Path, *, task: str | None = None, figures: boo
         f"code version(s): {', '.join(versions) or 'n/a'}",
         "every number below is read from `results.sqlite` (metric `score`: accuracy, F1, or (EM+F1)/2 for QA)",
     ])
-    checked, problems = verify_against_run_dirs(Path(study_dir), data)
+    checked, problems = verify_against_run_dirs(study_dir, data)
     if checked:
         doc.p(f"Checked: the store equals the `scores.json` of all {checked} finished run directories."
               if not problems else f"**Warning**: {len(problems)} store value(s) differ from the run directories: "
@@ -442,7 +477,10 @@ def build_report(study_dir: str | Path, *, task: str | None = None, figures: boo
         doc.h(2, "Failed phase runs")
         doc.table(Table(["cell", "error"], [[str(c), str(e)] for c, e in zip(failed.cell, failed.error)]))
 
-    # every comparison of a setting with none, over all encoders and targets, is one Holm family
+
+def _holm_family(data: StudyData) -> tuple[dict[str, dict[str, dict[str, SettingRow]]], int]:
+    """Encoder -> target -> setting -> row, with every setting-vs-none comparison of the study
+    adjusted as one Holm family; and how many tests that family holds."""
     per_encoder: dict[str, dict[str, dict[str, SettingRow]]] = {}
     family: dict[tuple[str, str, str], SettingRow] = {}
     for encoder in data.encoders:
@@ -453,106 +491,108 @@ def build_report(study_dir: str | Path, *, task: str | None = None, figures: boo
             family.update({(encoder, target, s): r for s, r in rows.items() if s != "none"})
     _adjust(family)
     n_tests = sum(1 for r in family.values() if r.comparison is not None and r.comparison.p is not None)
+    return per_encoder, n_tests
 
+
+def _key_table(data: StudyData, n_tests: int) -> Table:
     partial = any(t not in data.targets for t in XTREME_TARGETS)
-    key = Table(["encoder", "setting", "family", *data.targets,
-                 "mean of targets (partial XTREME)" if partial else "XTREME score"], [],
-                caption=("mean over seeds of the task score; (Δ vs none, mean over seeds of the paired per-seed Δ); "
-                         f"* = Holm-adjusted p < 0.05 among the {n_tests} tested setting-vs-none comparisons "
-                         "(paired t-test over seeds); [not learnt] = less than "
-                         f"{LEARNT_FRACTION:.0%} of the way from the trivial reference to 100, whose Δ is not "
-                         "interpreted"))
-    heat: dict[str, dict[str, float | None]] = {}
-    for encoder in data.encoders:
-        prefix = f" ({encoder})" if len(data.encoders) > 1 else ""
-        per_target = per_encoder[encoder]
-        doc.h(2, f"Zero-shot results per target{prefix}")
-        doc.p("Mean ± std over seeds of the task score. Δ against the no-intermediate baseline (`none`), "
-              "paired by seed: per seed the mean over languages of (setting − none), then a t-interval over "
-              f"seeds (95%) and a paired t-test whose p is shown raw / Holm-adjusted over the {n_tests} "
-              "setting-vs-none tests of this study. "
-              f"'learnt' compares the mean with the target's trivial reference.")
+    return Table(["encoder", "setting", "family", *data.targets,
+                  "mean of targets (partial XTREME)" if partial else "XTREME score"], [],
+                 caption=("mean over seeds of the task score; (Δ vs none, mean over seeds of the paired per-seed Δ); "
+                          f"* = Holm-adjusted p < 0.05 among the {n_tests} tested setting-vs-none comparisons "
+                          "(paired t-test over seeds); [not learnt] = less than "
+                          f"{LEARNT_FRACTION:.0%} of the way from the trivial reference to 100, whose Δ is not "
+                          "interpreted"))
+
+
+def _target_tables(doc: Doc, data: StudyData, per_target: dict[str, dict[str, SettingRow]], prefix: str,
+                   n_tests: int) -> None:
+    """One table per target: each setting's mean ± std, Δ vs none with its interval and test."""
+    doc.h(2, f"Zero-shot results per target{prefix}")
+    doc.p("Mean ± std over seeds of the task score. Δ against the no-intermediate baseline (`none`), "
+          "paired by seed: per seed the mean over languages of (setting − none), then a t-interval over "
+          f"seeds (95%) and a paired t-test whose p is shown raw / Holm-adjusted over the {n_tests} "
+          "setting-vs-none tests of this study. "
+          f"'learnt' compares the mean with the target's trivial reference.")
+    for target in data.targets:
+        rows = list(per_target[target].values())
+        if not rows:
+            doc.p(f"**{target}**: no results yet.")
+            continue
+        doc.h(3, f"{target}{prefix}")
+        trivial = rows[0].trivial
+        doc.p(f"Trivial reference: {fmt(trivial)}" + (
+            f" (learnt = at least {learnt_threshold(trivial):.2f})" if trivial is not None else
+            " (not recorded for these runs)"))
+        doc.table(Table(
+            ["setting", "family", "mean ± std", "Δ", "95% CI of Δ (over seeds)", "p raw / Holm", "seeds",
+             "learnt"],
+            [[r.setting + (" [phase 1 not learnt]" if r.phase1_learnt is False else ""), r.family,
+              fmt_mean_std(r.mean, r.std),
+              fmt_signed(r.delta) + (" *" if r.starred else "") + ("" if r.interpretable or r.delta is None
+                                                                   else " (not interpreted)"),
+              fmt_interval(r.comparison), fmt_p(r.comparison), str(r.n), fmt_learnt(r.learnt)] for r in rows],
+        ))
+        for r in rows:
+            if r.comparison is not None and r.comparison.note:
+                doc.p(f"{r.setting}: {r.comparison.note}.")
+                break
+
+
+def _key_rows(key: Table, heat: dict[str, dict[str, float | None]], data: StudyData, encoder: str,
+              per_target: dict[str, dict[str, SettingRow]], xtreme: dict[str, Any], prefix: str) -> None:
+    """An encoder's rows of the key table (and its cells of the Δ heat map)."""
+    trivial_row = [data.trivial(encoder, t) for t in data.targets]
+    if any(v is not None for v in trivial_row):
+        key.rows.append([encoder, "trivial reference", "", *[fmt(v) for v in trivial_row], ""])
+    for setting in data.settings:
+        cells_row = []
+        any_value = False
         for target in data.targets:
-            rows = list(per_target[target].values())
-            if not rows:
-                doc.p(f"**{target}**: no results yet.")
+            r = per_target[target].get(setting)
+            if r is None:
+                cells_row.append("n/a")
                 continue
-            doc.h(3, f"{target}{prefix}")
-            trivial = rows[0].trivial
-            doc.p(f"Trivial reference: {fmt(trivial)}" + (
-                f" (learnt = at least {learnt_threshold(trivial):.2f})" if trivial is not None else
-                " (not recorded for these runs)"))
-            doc.table(Table(
-                ["setting", "family", "mean ± std", "Δ", "95% CI of Δ (over seeds)", "p raw / Holm", "seeds",
-                 "learnt"],
-                [[r.setting + (" [phase 1 not learnt]" if r.phase1_learnt is False else ""), r.family,
-                  fmt_mean_std(r.mean, r.std),
-                  fmt_signed(r.delta) + (" *" if r.starred else "") + ("" if r.interpretable or r.delta is None
-                                                                       else " (not interpreted)"),
-                  fmt_interval(r.comparison), fmt_p(r.comparison), str(r.n), fmt_learnt(r.learnt)] for r in rows],
-            ))
-            for r in rows:
-                if r.comparison is not None and r.comparison.note:
-                    doc.p(f"{r.setting}: {r.comparison.note}.")
-                    break
-        xtreme = _xtreme_scores(data, encoder)
-        trivial_row = [data.trivial(encoder, t) for t in data.targets]
-        if any(v is not None for v in trivial_row):
-            key.rows.append([encoder, "trivial reference", "", *[fmt(v) for v in trivial_row], ""])
-        for setting in data.settings:
-            cells_row = []
-            any_value = False
-            for target in data.targets:
-                r = per_target[target].get(setting)
-                if r is None:
-                    cells_row.append("n/a")
-                    continue
-                any_value = True
-                cells_row.append(key_cell(r))
-                heat.setdefault(f"{setting}{prefix}", {})[target] = r.delta if r.interpretable else None
-            if any_value:
-                xs = xtreme.get(setting)
-                p1 = data.phase1_learnt.get((encoder, setting))
-                key.rows.append([encoder, setting + (" [phase 1 not learnt]" if p1 is False else ""),
-                                 data.families.get(setting, "?"), *cells_row,
-                                 fmt_mean_std(*xs["mean_std"]) if xs else "n/a"])
-
-        doc.h(2, f"XTREME score per intermediate setting{prefix}")
-        n_targets = len(data.targets)
-        missing = [t for t in XTREME_TARGETS if t not in data.targets]
-        if missing:
-            doc.p(f"**Partial**: averaged over the {n_targets} target(s) run ({', '.join(data.targets)}), not all nine "
-                  f"XTREME tasks (missing: {', '.join(missing)}); not comparable with published XTREME scores.")
-        else:
-            doc.p("Averaged over all nine XTREME tasks (with the languages each run evaluated).")
-        x_family = {s: xs["comparison"] for s, xs in xtreme.items() if xs.get("comparison") is not None}
-        x_adjusted = adjust_family(x_family)
-        rows = []
-        for setting in data.settings:
+            any_value = True
+            cells_row.append(key_cell(r))
+            heat.setdefault(f"{setting}{prefix}", {})[target] = r.delta if r.interpretable else None
+        if any_value:
             xs = xtreme.get(setting)
-            if xs:
-                c = x_adjusted.get(setting)
-                rows.append([setting, data.families.get(setting, "?"), fmt_mean_std(*xs["mean_std"]),
-                             fmt_signed(c.mean if c else None) + (" *" if c is not None and c.significant else ""),
-                             fmt_interval(c) if setting != "none" else "", fmt_p(c) if setting != "none" else "",
-                             str(xs["n"])])
-        doc.table(Table(["setting", "family", "score (mean ± std over seeds)", "Δ vs none", "95% CI of Δ",
-                         "p raw / Holm", "seeds"], rows,
-                        caption="per seed the mean over targets; Δ paired by seed; Holm over this table's "
-                                f"{sum(1 for c in x_adjusted.values() if c is not None and c.p is not None)} tests; "
-                                "not-learnt targets are included in the mean"))
+            p1 = data.phase1_learnt.get((encoder, setting))
+            key.rows.append([encoder, setting + (" [phase 1 not learnt]" if p1 is False else ""),
+                             data.families.get(setting, "?"), *cells_row,
+                             fmt_mean_std(*xs["mean_std"]) if xs else "n/a"])
 
-        chosen = task or (data.targets[0] if data.targets else None)
-        if chosen:
-            _per_language(doc, data, encoder, chosen, prefix)
-        _code_vs_nlu(doc, data, encoder, per_target, prefix)
-        if is_xlmr_large(encoder):
-            _published(doc, data, encoder, per_target)
 
-    if figures and heat:
-        doc.figure(_heatmap(heat, data.targets))
-    _intermediate_quality(doc, data)
-    _phase1_budget(doc, data)
+def _xtreme_table(doc: Doc, data: StudyData, xtreme: dict[str, Any], prefix: str) -> None:
+    """The (partial) XTREME score per setting, with its own Holm family."""
+    doc.h(2, f"XTREME score per intermediate setting{prefix}")
+    n_targets = len(data.targets)
+    missing = [t for t in XTREME_TARGETS if t not in data.targets]
+    if missing:
+        doc.p(f"**Partial**: averaged over the {n_targets} target(s) run ({', '.join(data.targets)}), not all nine "
+              f"XTREME tasks (missing: {', '.join(missing)}); not comparable with published XTREME scores.")
+    else:
+        doc.p("Averaged over all nine XTREME tasks (with the languages each run evaluated).")
+    x_family = {s: xs["comparison"] for s, xs in xtreme.items() if xs.get("comparison") is not None}
+    x_adjusted = adjust_family(x_family)
+    rows = []
+    for setting in data.settings:
+        xs = xtreme.get(setting)
+        if xs:
+            c = x_adjusted.get(setting)
+            rows.append([setting, data.families.get(setting, "?"), fmt_mean_std(*xs["mean_std"]),
+                         fmt_signed(c.mean if c else None) + (" *" if c is not None and c.significant else ""),
+                         fmt_interval(c) if setting != "none" else "", fmt_p(c) if setting != "none" else "",
+                         str(xs["n"])])
+    doc.table(Table(["setting", "family", "score (mean ± std over seeds)", "Δ vs none", "95% CI of Δ",
+                     "p raw / Holm", "seeds"], rows,
+                    caption="per seed the mean over targets; Δ paired by seed; Holm over this table's "
+                            f"{sum(1 for c in x_adjusted.values() if c is not None and c.p is not None)} tests; "
+                            "not-learnt targets are included in the mean"))
+
+
+def _how_to_read(doc: Doc) -> None:
     doc.h(2, "How to read this")
     doc.items([
         "Task score per run = mean over the languages that run evaluated; see the per-language table for which.",
@@ -575,13 +615,6 @@ def build_report(study_dir: str | Path, *, task: str | None = None, figures: boo
         "when the interval over seeds of its per-seed gain holds 0 (one lucky seed cannot carry the mean).",
         "Numbers are from the result store; the run directories under `runs/` hold configs, logs and predictions.",
     ])
-    # the key table goes near the top, after the overview
-    at = next(i for i, (kind, _) in enumerate(doc.blocks) if kind == "list") + 1
-    notes = [n for n in (_seed_sentence(min(data.seed_counts or [0])),) if n is not None]
-    doc.blocks[at:at] = [("h", (2, "Key table")), ("table", key), *(("p", n) for n in notes)]
-    md = doc.markdown(fig_dir="figures")
-    page = doc.html(f"Study report: {data.name}")
-    return Report(doc, key, md, page, notes)
 
 
 def _budget_lines(cfg: dict[str, Any]) -> list[str]:
