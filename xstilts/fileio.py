@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -128,6 +129,15 @@ def _write_temp(temp: Path, text: str) -> None:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())  # on disk before the rename makes it the file
+
+
+def sha256_of(path: str | Path) -> str:
+    """The hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:

@@ -14,14 +14,15 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
 from hub_helpers import COMMIT, dataset, hub_repo
+
 from xstilts.data import fetch
 from xstilts.data.hub import load_hub
 from xstilts.data.readers import read_examples
+from xstilts.errors import MissingDataError
+from xstilts.fileio import sha256_of
 from xstilts.tasks import get_task
 from xstilts.tasks.sources import HubTable
-from xstilts.errors import MissingDataError
 from xstilts.tasks.xtreme import UPOS_LABELS, XTREME_TASKS
 
 UPOS = sorted(UPOS_LABELS)  # google/xtreme's pos_tags order (alphabetical, 17)
@@ -76,7 +77,7 @@ def test_get_writes_xtreme_layouts_that_read_back_as_the_hub_rows_with_manifests
     # one manifest per file: source, revision, URLs, sha256, count
     manifest = json.loads((out / "manifests" / "udpos/test-fr.tsv.json").read_text())
     assert manifest["count"] == 1 and manifest["unit"] == "sentences"
-    assert manifest["sha256"] == fetch._sha256(out / "udpos/test-fr.tsv")
+    assert manifest["sha256"] == sha256_of(out / "udpos/test-fr.tsv")
     (source,) = manifest["source"]
     assert (source["id"], source["config"], source["split"], source["revision"]) == (
         "google/xtreme", "udpos.French", "test", COMMIT)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
-import hashlib
 import io
 import json
 import os
@@ -40,13 +39,13 @@ from xstilts.data.hub import convert_rows
 from xstilts.data.nlu_readers import nlu_examples_from_records
 from xstilts.data.readers import count_unit, read_examples
 from xstilts.errors import ConfigError, DataFormatError, MissingDataError
-from xstilts.fileio import write_json_atomic, write_text_atomic
+from xstilts.fileio import sha256_of, write_json_atomic, write_text_atomic
 from xstilts.languages import TATOEBA_ISO3
 from xstilts.tasks import REGISTRY, get_task
+from xstilts.tasks.base import Task, TaskKind
 from xstilts.tasks.intermediate import PAPER_NLU_TASKS
 from xstilts.tasks.sources import HubTable, ReleaseArchive, TaskSource, Unavailable
 from xstilts.tasks.xtreme import XTREME_TASKS
-from xstilts.tasks.base import Task, TaskKind
 
 HUB_PREFIX = "hub:"
 MANIFESTS = "manifests"
@@ -185,7 +184,7 @@ def read_parquet_rows(files: Sequence[Path]) -> _Rows:
 def _tsv_field(text: str) -> str:
     """One TSV field as XTREME's csv.writer writes it (quoted when it holds a quote); a tab or a
     line break inside a sentence becomes a space, as the format cannot hold them."""
-    text = " ".join(text.replace("\t", " ").splitlines()) if text else text
+    text = _one_line(text)
     if '"' in text:
         return '"' + text.replace('"', '""') + '"'
     return text
@@ -396,14 +395,6 @@ def _writer(table: HubTable) -> Render:
 
 
 # ------------------------------------------------------------------------------------ manifests
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def manifest_path(out: Path, rel: str) -> Path:
     return out / MANIFESTS / f"{rel}.json"
 
@@ -424,15 +415,20 @@ def file_state(out: Path, rel: str) -> str:
         return "user"
     if record.get("pending"):
         return "stale"  # written, not yet read back (a get stopped in between): fetched again
-    return "present" if record.get("sha256") == _sha256(path) else "stale"
+    stat = path.stat()
+    if (record.get("bytes"), record.get("mtime_ns")) == (stat.st_size, stat.st_mtime_ns):
+        return "present"  # untouched since it was recorded: no need to read it all again
+    return "present" if record.get("sha256") == sha256_of(path) else "stale"
 
 
 def _write_manifest(out: Path, rel: str, entry: Mapping[str, Any]) -> None:
+    stat = (out / rel).stat()
     record = {
         **entry,
         "file": rel,
-        "sha256": _sha256(out / rel),
-        "bytes": (out / rel).stat().st_size,
+        "sha256": sha256_of(out / rel),
+        "bytes": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
         "fetched": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "xstilts": __version__,
     }
@@ -619,7 +615,7 @@ class _Getter:
         if not local.is_file():
             self.echo(f"downloading {url}")
             _download(url, local)
-        digest = _sha256(local)
+        digest = sha256_of(local)
         try:
             members = _unpack(local, self.out, archive.members)
             self._pending(members)
@@ -707,8 +703,6 @@ def resolve_data_dir(
         return Path(value)
     folder = hub_folder(str(value))
     for task, langs in needs:
-        if get_task(task).source is None and get_task(task).reader != "anli_plus":
-            raise ConfigError(f"{task} has no hub or release source; give a local --data-dir")
         # English too: the training split of every target is English
         wanted = sorted(set(langs) | {"en"}) if langs else None
         report = get([task], folder, languages=wanted, echo=echo)

