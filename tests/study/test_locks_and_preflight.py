@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -133,11 +134,22 @@ def test_wait_waits_for_the_holder_then_proceeds(tmp_path):
     try:
         wait_for(out / "started", first)
         second = spawn_cli(study_cmd(cfg, out, tmp_path, "--wait"))
-        time.sleep(2.5)
+        # its stderr is read as it comes: the holder is released only once the second says it
+        # waits (a fixed sleep raced a slow start on a loaded machine)
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(second.stderr), daemon=True)
+        reader.start()
+        deadline = time.time() + 60
+        while not any("waiting for study directory" in line for line in lines):
+            assert second.poll() is None, f"the second run ended ({second.returncode}): {''.join(lines)}"
+            assert time.time() < deadline, "the second run never said it was waiting"
+            time.sleep(0.05)
         assert second.poll() is None  # still waiting, not refused
         (out / "release").touch()
         out1, err1 = first.communicate(timeout=60)
-        out2, err2 = second.communicate(timeout=60)
+        second.wait(timeout=60)
+        reader.join(timeout=10)
+        out2, err2 = second.stdout.read(), "".join(lines)
     finally:
         (out / "release").touch()
         for proc in (first, second):

@@ -32,8 +32,9 @@ from typing import IO, Any
 
 from xstilts.data.examples import GenerationExample
 from xstilts.errors import ConfigError, DataFormatError, MissingDataError
-from xstilts.fileio import decode_utf8, input_error, open_input, read_input_bytes
+from xstilts.fileio import decode_utf8, input_error, open_input
 from xstilts.data.readers import FAMILY_READERS
+from xstilts.data.textio import read_text
 from xstilts.tasks import Task, get_task
 from xstilts.tasks.sources import HubTable
 
@@ -119,7 +120,7 @@ def iter_json_array(path: Path) -> Iterator[tuple[int, Any]]:
     Decodes element by element so that a record with a missing field can be reported at its own
     line rather than at line 1 of the file.
     """
-    text = decode_utf8(read_input_bytes(path), path)
+    text = read_text(path)
     decoder = json.JSONDecoder()
     ws = re.compile(r"\s*")
 
@@ -269,8 +270,8 @@ def _read_django(task: Task, files: list[Path], split: str, lang: str) -> list[G
     code = anno.with_name("all.code")
     if not code.is_file():
         raise MissingDataError(f"{code}: Django's all.code is missing next to {anno}")
-    anno_lines = decode_utf8(read_input_bytes(anno), anno).split("\n")
-    code_lines = decode_utf8(read_input_bytes(code), code).split("\n")
+    anno_lines = read_text(anno).split("\n")
+    code_lines = read_text(code).split("\n")
     # A trailing newline leaves one empty string at the end; drop it (both files end with one).
     for lines in (anno_lines, code_lines):
         if lines and lines[-1] == "":

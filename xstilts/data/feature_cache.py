@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from xstilts.data import features
-from xstilts.data.features import featurize, resolve_kind
+from xstilts.data.features import featurize
+from xstilts.tasks.kinds import resolve_kind
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:

@@ -1,6 +1,7 @@
 """Featurization per task kind: examples → token features (lists) → padded batches.
 
-One entry point, :func:`featurize`, dispatches on the task kind; :func:`collate` pads a list of
+One entry point, :func:`featurize`, runs the kind's featurizer (each registers itself as its
+kind's ``featurize`` operation, :mod:`xstilts.tasks.kinds`); :func:`collate` pads a list of
 features to the longest one in the batch (dynamic padding: never to ``max_length``).
 
 A feature is a plain ``dict``. The keys in :data:`MODEL_KEYS` are what the model consumes
@@ -36,7 +37,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from xstilts.errors import ConfigError
-from xstilts.tasks import Task, TaskKind, get_task
+from xstilts.tasks import Task, TaskKind
+from xstilts.tasks.kinds import kind_ops, resolve_kind
 
 # What the model consumes; everything else in a feature is bookkeeping for prediction.
 MODEL_KEYS = (
@@ -48,14 +50,6 @@ MODEL_KEYS = (
     "end_positions",
 )
 
-# Default maximum lengths per kind (XTREME's settings: 128 for classification and tagging, 384
-# for QA).
-DEFAULT_MAX_LENGTH = {
-    TaskKind.SENTENCE_PAIR: 128,
-    TaskKind.TAGGING: 128,
-    TaskKind.QA: 384,
-    TaskKind.MULTIPLE_CHOICE: 128,
-}
 DEFAULT_DOC_STRIDE = 128
 DEFAULT_MAX_QUERY_LENGTH = 64
 
@@ -66,22 +60,20 @@ BOUNDARY_MARKS = frozenset("▁Ġ")
 IGNORE_INDEX = -100
 
 
-def resolve_kind(task: Task | str | TaskKind) -> tuple[TaskKind, Task | None]:
-    """The task kind (and the task, when one was given) of a task, a task name or a kind."""
-    if isinstance(task, Task):
-        return task.kind, task
-    if isinstance(task, TaskKind):
-        return task, None
-    try:
-        return TaskKind(task), None
-    except ValueError:
-        t = get_task(task)
-        return t.kind, t
+@dataclass(frozen=True)
+class FeatureSettings:
+    """What every kind's featurizer receives besides the examples and the tokenizer."""
+
+    max_length: int
+    labels: list[str] | None  # label names in id order (sentence pair, tagging)
+    for_training: bool
+    doc_stride: int = DEFAULT_DOC_STRIDE  # QA
+    max_query_length: int = DEFAULT_MAX_QUERY_LENGTH  # QA
 
 
 def default_max_length(kind: TaskKind, tokenizer: Any | None = None) -> int:
     """The kind's default maximum length, no longer than the tokenizer allows."""
-    n = DEFAULT_MAX_LENGTH.get(kind, 128)
+    n = kind_ops(kind).max_length or 128
     limit = getattr(tokenizer, "model_max_length", None) if tokenizer is not None else None
     if isinstance(limit, int) and 0 < limit < n:
         n = limit
@@ -112,18 +104,14 @@ def featurize(
     label_list = (
         list(labels) if labels is not None else (list(t.labels) if t and t.labels else None)
     )
-    if kind == TaskKind.SENTENCE_PAIR:
-        return _sentence_pair_features(examples, tokenizer, max_length, label_list, for_training)
-    if kind == TaskKind.TAGGING:
-        return _tagging_features(examples, tokenizer, max_length, label_list, for_training)
-    if kind == TaskKind.QA:
-        return _qa_features(
-            examples, tokenizer, max_length, doc_stride, max_query_length, for_training
+    ops = kind_ops(kind)
+    if not ops.has("featurize"):
+        raise ConfigError(
+            f"no featurizer for task kind {kind.value!r} (retrieval and generation have their own)"
         )
-    if kind == TaskKind.MULTIPLE_CHOICE:
-        return _multiple_choice_features(examples, tokenizer, max_length, for_training)
-    raise ConfigError(
-        f"no featurizer for task kind {kind.value!r} (retrieval and generation have their own)"
+    return ops.featurize(
+        examples, tokenizer,
+        FeatureSettings(max_length, label_list, for_training, doc_stride, max_query_length),
     )
 
 
@@ -208,7 +196,9 @@ def _model_inputs(enc: Any, i: int | None = None) -> dict:
 # sentence pair
 
 
-def _sentence_pair_features(examples, tokenizer, max_length, label_list, for_training):
+@kind_ops(TaskKind.SENTENCE_PAIR).implements("featurize")
+def _sentence_pair_features(examples, tokenizer, s: FeatureSettings):
+    max_length, label_list, for_training = s.max_length, s.labels, s.for_training
     label_to_id = {name: i for i, name in enumerate(label_list)} if label_list else None
     enc = tokenizer(
         [ex.text_a for ex in examples],
@@ -330,7 +320,9 @@ def plan_windows(lengths: Sequence[int], budget: int) -> list[tuple[int, int, in
     return windows
 
 
-def _tagging_features(examples, tokenizer, max_length, label_list, for_training):
+@kind_ops(TaskKind.TAGGING).implements("featurize")
+def _tagging_features(examples, tokenizer, s: FeatureSettings):
+    max_length, label_list, for_training = s.max_length, s.labels, s.for_training
     label_to_id = {name: i for i, name in enumerate(label_list)} if label_list else None
     template = _single_template(tokenizer)
     budget = max_length - len(template.prefix) - len(template.suffix)
@@ -392,7 +384,9 @@ def _truncate_question(question: str, tokenizer, max_query_length: int) -> str:
     return question[: enc["offset_mapping"][max_query_length - 1][1]]
 
 
-def _qa_features(examples, tokenizer, max_length, doc_stride, max_query_length, for_training):
+@kind_ops(TaskKind.QA).implements("featurize")
+def _qa_features(examples, tokenizer, s: FeatureSettings):
+    max_length, doc_stride, max_query_length, for_training = s.max_length, s.doc_stride, s.max_query_length, s.for_training
     if doc_stride < 1:
         raise ConfigError(f"doc_stride must be positive, got {doc_stride}")
     pad_right = tokenizer.padding_side == "right"
@@ -495,7 +489,9 @@ def _mark_max_context(windows: list[dict]) -> None:
 # multiple choice
 
 
-def _multiple_choice_features(examples, tokenizer, max_length, for_training):
+@kind_ops(TaskKind.MULTIPLE_CHOICE).implements("featurize")
+def _multiple_choice_features(examples, tokenizer, s: FeatureSettings):
+    max_length, for_training = s.max_length, s.for_training
     features = []
     for ei, ex in enumerate(examples):
         if not ex.choices:

@@ -42,7 +42,8 @@ from xstilts.errors import ConfigError, DataFormatError, MissingDataError
 from xstilts.fileio import sha256_of, write_json_atomic, write_text_atomic
 from xstilts.languages import TATOEBA_ISO3
 from xstilts.tasks import REGISTRY, get_task
-from xstilts.tasks.base import Task, TaskKind
+from xstilts.tasks.base import Task
+from xstilts.tasks.kinds import kind_ops
 from xstilts.tasks.intermediate import PAPER_NLU_TASKS
 from xstilts.tasks.sources import HubTable, ReleaseArchive, TaskSource, Unavailable
 from xstilts.tasks.xtreme import XTREME_TASKS
@@ -335,9 +336,10 @@ def _render_examples(task: Task, split: str, lang: str, table: HubTable, rows: _
     XTREME's layout for the kind."""
     path = target_path(task, split, lang, table)
     examples = convert_rows(task, table, rows, split, lang, source=source)
-    if task.kind is TaskKind.SENTENCE_PAIR and split != "test":
-        # a label of -1 is no gold (PAWS-X's card): a labelled split leaves the pair out
-        examples = [ex for ex in examples if ex.label is not None]
+    if split != "test":
+        # a label of -1 is no gold (PAWS-X's card): a labelled split leaves the example out
+        gold = kind_ops(task).gold
+        examples = [ex for ex in examples if gold(ex) is not None]
     kind = type(examples[0]) if examples else None
     if kind is SentencePairExample:
         return {path: _pairs_tsv(examples)}
@@ -552,7 +554,7 @@ class _Getter:
         rels = (
             [first.replace("/R1/", f"/R{r}/") for r in (1, 2, 3)] if per_round else [first]
         )
-        if task.kind is TaskKind.RETRIEVAL and _writer(table) is _render_examples:
+        if kind_ops(task).bitext and _writer(table) is _render_examples:
             # a bitext target is written as LASER's pair files: the English side beside it
             rels.append(first.rsplit(".", 1)[0] + ".eng")
         if self._done(task, split, lang, rels):

@@ -14,6 +14,7 @@ pairs, which makes mining trivial), so it is read from the BUCC files only.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from xstilts.data.nlu_readers import read_nlu_hub
 from xstilts.errors import ConfigError, DataFormatError
 from xstilts.tasks import get_task
 from xstilts.tasks.base import Task, TaskKind
+from xstilts.tasks.kinds import kind_ops
 from xstilts.tasks.sources import HubTable
 
 
@@ -57,7 +59,7 @@ def load_hub(
     """
     import datasets  # heavy; only commands that load hub data pay for it
 
-    task = task if isinstance(task, Task) else get_task(task)
+    task = get_task(task)
     if task.family == "nlu":  # the NLU intermediate tasks convert their own records
         return read_nlu_hub(
             task, split, data_files=data_files, revision=revision, cache_dir=cache_dir
@@ -114,100 +116,127 @@ def _label_text(value: Any, names: Sequence[str] | None) -> str | None:
     return names[value] if value < len(names) else str(value)
 
 
+@dataclass
+class HubRows:
+    """One hub table being converted: what every kind's converter needs besides the rows."""
+
+    task: Task
+    spec: HubTable
+    split: str
+    lang: str
+    source: str  # named in errors
+    names: tuple[str, ...] | None  # label names of the label / tag column (ClassLabel order)
+    labels: frozenset[str]  # the task's labels (empty: any)
+
+    def problem(self, row: int, expected: str, found: str | None) -> DataFormatError:
+        return DataFormatError(self.source, row, expected, found)
+
+    def column(self, row_number: int, row: Mapping[str, Any], field_name: str) -> Any:
+        name = self.spec.columns[field_name]
+        if name not in row:
+            raise self.problem(row_number, f"a column {name!r} ({field_name})", ", ".join(row))
+        return row[name]
+
+
 def convert_rows(
     task: Task, spec: HubTable, rows: Any, split: str, lang: str, *, source: str = "hub"
 ) -> list[Any]:
-    """Turn hub rows (a ``datasets.Dataset`` or any iterable of dicts) into the kind's examples."""
+    """Turn hub rows (a ``datasets.Dataset`` or any iterable of dicts) into the kind's examples
+    (the kind's ``hub_examples`` operation)."""
     features = getattr(rows, "features", None)
     cols = spec.columns
-    labels = set(task.labels or ())
-    prefix = spec.id_prefix.get(lang)
-
-    def problem(row: int, expected: str, found: str | None) -> DataFormatError:
-        return DataFormatError(source, row, expected, found)
-
-    def column(row_number: int, row: Mapping[str, Any], field_name: str) -> Any:
-        name = cols[field_name]
-        if name not in row:
-            raise problem(row_number, f"a column {name!r} ({field_name})", ", ".join(row))
-        return row[name]
-
-    if task.kind is TaskKind.RETRIEVAL:
-        src: dict[str, str] = {}
-        tgt: dict[str, str] = {}
-        for i, row in enumerate(rows):
-            src[str(i)] = str(column(i + 1, row, "source")).strip()
-            tgt[str(i)] = str(column(i + 1, row, "target")).strip()
-        gold = {(k, k) for k in src}
-        return [BitextExample(id=f"{task.name}-{split}-{lang}", source=src, target=tgt, gold=gold)]
-
     names = spec.label_names
     if "label" in cols:
         names = tuple(_names_of(features, cols["label"]) or names or ()) or None
     if "tags" in cols:
         names = tuple(_names_of(features, cols["tags"]) or names or ()) or None
+    ops = kind_ops(task)
+    if not ops.has("hub_examples"):
+        raise ConfigError(f"no hub conversion for task kind {task.kind.value}")
+    return ops.hub_examples(HubRows(task, spec, split, lang, source, names, frozenset(task.labels or ())), rows)
 
-    examples: list[Any] = []
+
+def _row_by_row(convert_one: Any) -> Any:
+    """A table converter from a one-row converter ``(table, number, row, row_id) -> example``,
+    skipping the rows whose id lacks the language's prefix (``HubTable.id_prefix``)."""
+
+    def convert(table: HubRows, rows: Any) -> list[Any]:
+        cols, prefix = table.spec.columns, table.spec.id_prefix.get(table.lang)
+        examples: list[Any] = []
+        for i, row in enumerate(rows):
+            has_id = "id" in cols and cols["id"] in row
+            row_id = str(row[cols["id"]]) if has_id else f"{table.split}-{table.lang}-{i}"
+            if prefix is not None and not row_id.startswith(prefix):
+                continue
+            examples.append(convert_one(table, i + 1, row, row_id))
+        return examples
+
+    return convert
+
+
+@kind_ops(TaskKind.RETRIEVAL).implements("hub_examples")
+def _bitext(table: HubRows, rows: Any) -> list[Any]:
+    """The whole table is one bitext: row i's source and target sentences are a gold pair."""
+    src: dict[str, str] = {}
+    tgt: dict[str, str] = {}
     for i, row in enumerate(rows):
-        number = i + 1
-        has_id = "id" in cols and cols["id"] in row
-        row_id = str(row[cols["id"]]) if has_id else f"{split}-{lang}-{i}"
-        if prefix is not None and not row_id.startswith(prefix):
-            continue
-        if task.kind is TaskKind.SENTENCE_PAIR:
-            label = _label_text(column(number, row, "label"), names) if "label" in cols else None
-            if label is not None and labels and label not in labels:
-                raise problem(number, f"a label in {{{', '.join(sorted(labels))}}}", repr(label))
-            examples.append(
-                SentencePairExample(
-                    id=row_id,
-                    text_a=str(column(number, row, "text_a")),
-                    text_b=str(column(number, row, "text_b")),
-                    label=label,
-                )
+        src[str(i)] = str(table.column(i + 1, row, "source")).strip()
+        tgt[str(i)] = str(table.column(i + 1, row, "target")).strip()
+    gold = {(k, k) for k in src}
+    return [BitextExample(id=f"{table.task.name}-{table.split}-{table.lang}", source=src, target=tgt, gold=gold)]
+
+
+def _sentence_pair(table: HubRows, number: int, row: Mapping[str, Any], row_id: str) -> SentencePairExample:
+    cols, labels = table.spec.columns, table.labels
+    label = _label_text(table.column(number, row, "label"), table.names) if "label" in cols else None
+    if label is not None and labels and label not in labels:
+        raise table.problem(number, f"a label in {{{', '.join(sorted(labels))}}}", repr(label))
+    return SentencePairExample(
+        id=row_id,
+        text_a=str(table.column(number, row, "text_a")),
+        text_b=str(table.column(number, row, "text_b")),
+        label=label,
+    )
+
+
+def _tagged_sentence(table: HubRows, number: int, row: Mapping[str, Any], row_id: str) -> TaggingExample:
+    labels = table.labels
+    tokens = [str(t) for t in table.column(number, row, "tokens")]
+    tags = [_label_text(t, table.names) for t in table.column(number, row, "tags")]
+    if len(tags) != len(tokens):
+        raise table.problem(number, f"one tag per token ({len(tokens)})", f"{len(tags)} tags")
+    for tag in tags:
+        if labels and tag not in labels:
+            raise table.problem(number, f"a tag in {{{', '.join(sorted(labels))}}}", repr(tag))
+    return TaggingExample(id=row_id, tokens=tokens, tags=[str(g) for g in tags])
+
+
+def _question(table: HubRows, number: int, row: Mapping[str, Any], row_id: str) -> QAExample:
+    cols = table.spec.columns
+    context = str(table.column(number, row, "context"))
+    answers_raw = table.column(number, row, "answers") or {}
+    texts = list(answers_raw.get("text", []))
+    starts = list(answers_raw.get("answer_start", []))
+    if len(texts) != len(starts):
+        raise table.problem(number, "as many answer starts as answer texts", f"{len(starts)} and {len(texts)}")
+    answers = []
+    for text, start in zip(texts, starts):
+        if context[start : start + len(text)] != text:
+            raise table.problem(
+                number,
+                f"answer {text!r} of question {row_id} at context[{start}:{start + len(text)}]",
+                repr(context[start : start + len(text)]),
             )
-        elif task.kind is TaskKind.TAGGING:
-            tokens = [str(t) for t in column(number, row, "tokens")]
-            raw_tags = column(number, row, "tags")
-            tags = [_label_text(t, names) for t in raw_tags]
-            if len(tags) != len(tokens):
-                raise problem(number, f"one tag per token ({len(tokens)})", f"{len(tags)} tags")
-            kept = list(zip(tokens, tags))
-            for _, tag in kept:
-                if labels and tag not in labels:
-                    raise problem(number, f"a tag in {{{', '.join(sorted(labels))}}}", repr(tag))
-            examples.append(
-                TaggingExample(
-                    id=row_id, tokens=[t for t, _ in kept], tags=[str(g) for _, g in kept]
-                )
-            )
-        elif task.kind is TaskKind.QA:
-            context = str(column(number, row, "context"))
-            answers_raw = column(number, row, "answers") or {}
-            texts = list(answers_raw.get("text", []))
-            starts = list(answers_raw.get("answer_start", []))
-            if len(texts) != len(starts):
-                found = f"{len(starts)} and {len(texts)}"
-                raise problem(number, "as many answer starts as answer texts", found)
-            answers = []
-            for text, start in zip(texts, starts):
-                if context[start : start + len(text)] != text:
-                    raise problem(
-                        number,
-                        f"answer {text!r} of question {row_id} "
-                        f"at context[{start}:{start + len(text)}]",
-                        repr(context[start : start + len(text)]),
-                    )
-                answers.append(QAAnswer(text=text, answer_start=int(start)))
-            examples.append(
-                QAExample(
-                    id=row_id,
-                    question=str(column(number, row, "question")),
-                    context=context,
-                    answers=answers,
-                    title=str(row.get(cols.get("title", ""), "") or ""),
-                )
-            )
-        else:
-            raise ConfigError(f"no hub conversion for task kind {task.kind.value}")
-    return examples
+        answers.append(QAAnswer(text=text, answer_start=int(start)))
+    return QAExample(
+        id=row_id,
+        question=str(table.column(number, row, "question")),
+        context=context,
+        answers=answers,
+        title=str(row.get(cols.get("title", ""), "") or ""),
+    )
+
+
+kind_ops(TaskKind.SENTENCE_PAIR).implements("hub_examples")(_row_by_row(_sentence_pair))
+kind_ops(TaskKind.TAGGING).implements("hub_examples")(_row_by_row(_tagged_sentence))
+kind_ops(TaskKind.QA).implements("hub_examples")(_row_by_row(_question))

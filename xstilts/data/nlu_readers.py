@@ -48,7 +48,7 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Union
 
@@ -61,6 +61,7 @@ from xstilts.data.examples import (
 )
 from xstilts.data.problems import ProblemSink
 from xstilts.data.readers import FAMILY_PATH_READERS, FAMILY_READERS, find_files, read_path
+from xstilts.data.textio import file_lines, read_text
 from xstilts.errors import ConfigError, DataFormatError, MissingDataError
 from xstilts.tasks import get_task
 from xstilts.tasks.base import Task
@@ -84,7 +85,6 @@ _NLI_HUB_INDEX = ("entailment", "neutral", "contradiction")
 _NO_GOLD = "-"
 
 __all__ = [
-    "HubSpec",
     "ccg_tag_set",
     "map_unknown_tags",
     "nlu_examples_from_records",
@@ -97,29 +97,9 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- low-level text
-def _read_text(path: Path) -> str:
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise DataFormatError(
-            path, line, "UTF-8 text", f"byte {data[exc.start:exc.start + 1].hex()}"
-        ) from None
-
-
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(1-based number, line without its end); lines end at ``\\n`` only."""
-    parts = _read_text(path).split("\n")
-    if parts and parts[-1] == "":
-        parts.pop()
-    for number, line in enumerate(parts, start=1):
-        yield number, line[:-1] if line.endswith("\r") else line
-
-
 def _jsonl(path: Path, sink: ProblemSink) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line, object) per non-blank line; a line that is not a JSON object is a format error."""
-    for number, line in _lines(path):
+    for number, line in file_lines(path):
         if not line.strip():
             continue
         try:
@@ -196,7 +176,7 @@ def _read_nli_tsv(path: Path, split: str, sink: ProblemSink) -> tuple[list[Sente
     examples: list[SentencePairExample] = []
     dropped = 0
     header: list[str] | None = None
-    for number, line in _lines(path):
+    for number, line in file_lines(path):
         fields = line.split("\t")
         if header is None:
             header = fields
@@ -282,7 +262,7 @@ def _read_qqp(path: Path, task: Task, split: str, sink: ProblemSink) -> list[Sen
     """GLUE QQP TSV: unquoted tab-separated fields under a header; test has id, q1, q2 only."""
     examples: list[SentencePairExample] = []
     header: list[str] | None = None
-    for number, line in _lines(path):
+    for number, line in file_lines(path):
         fields = line.split("\t")
         if header is None:
             if fields not in (list(_QQP_COLUMNS), ["id", "question1", "question2"]):
@@ -401,7 +381,7 @@ _COSMOS_COLUMNS = ("id", "context", "question", "answer0", "answer1", "answer2",
 
 def _read_cosmosqa(path: Path, task: Task, split: str, sink: ProblemSink) -> list[MultipleChoiceExample]:
     """CosmosQA CSV. Quoted fields span lines, so a record's line is where it starts."""
-    text = _read_text(path)
+    text = read_text(path)
     reader = csv.reader(io.StringIO(text, newline=""))
     examples: list[MultipleChoiceExample] = []
     header: list[str] | None = None
@@ -554,7 +534,7 @@ def parse_auto_tree(
 def _read_auto(path: Path, task: Task, split: str, sink: ProblemSink) -> list[TaggingExample]:
     examples: list[TaggingExample] = []
     pending: tuple[int, str] | None = None  # (line, ID) waiting for its tree
-    for number, line in _lines(path):
+    for number, line in file_lines(path):
         text = line.strip()
         if not text:
             continue

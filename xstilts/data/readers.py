@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
@@ -40,11 +40,12 @@ from xstilts.data.examples import (
     TaggingExample,
 )
 from xstilts.data.problems import ProblemSink
+from xstilts.data.textio import read_text, split_lines
 from xstilts.errors import ConfigError, DataFormatError, MissingDataError
-from xstilts.fileio import decode_utf8, read_input_bytes
 from xstilts.languages import TATOEBA_ISO3
 from xstilts.tasks import get_task
-from xstilts.tasks.base import Task, TaskKind
+from xstilts.tasks.base import Task
+from xstilts.tasks.kinds import kind_ops
 
 Example = Union[SentencePairExample, TaggingExample, QAExample, BitextExample, MultipleChoiceExample]
 
@@ -292,7 +293,7 @@ def _read_text(path: Path, sink: ProblemSink) -> str:
     """The whole file as text (a UTF-8 BOM dropped); a file that cannot be read (absent, a
     folder) or a byte that is not UTF-8 (with its line number) is reported, fatally."""
     try:
-        return decode_utf8(read_input_bytes(path), path)
+        return read_text(path)
     except DataFormatError as error:
         raise _fatal(sink, error) from None
 
@@ -335,16 +336,6 @@ def prevailing_width(
     return best, first[best]
 
 
-def _lines(text: str) -> Iterator[tuple[int, str]]:
-    """(1-based number, line without its end) — lines end at ``\\n`` only, so a stray ``\\r`` or
-    U+2028 inside a sentence does not split it."""
-    parts = text.split("\n")
-    if parts and parts[-1] == "":
-        parts.pop()
-    for number, line in enumerate(parts, start=1):
-        yield number, line[:-1] if line.endswith("\r") else line
-
-
 # --------------------------------------------------------------------------------------------
 # Sentence pairs: XNLI, PAWS-X
 # --------------------------------------------------------------------------------------------
@@ -367,7 +358,7 @@ def _read_pair_tsv(
     width: int | None = 3 if split in ("train", "dev") else None
     width_line = 0
     text = _read_text(path, sink)
-    lines = list(_lines(text))
+    lines = list(split_lines(text))
     _require_records(path, len(lines), "sentence pair (text_a<TAB>text_b[<TAB>label])", sink, text)
     for number, line in lines:
         if not line.strip():
@@ -430,7 +421,7 @@ def _read_tag_tsv(
         return not line.strip(" \t") or line.startswith("-DOCSTART-")
 
     text = _read_text(path, sink)
-    lines = list(_lines(text))
+    lines = list(split_lines(text))
     records = [(number, line) for number, line in lines if not separates(line)]
     _require_records(path, len(records), "sentence (token<TAB>tag lines)", sink, text)
     # Labelled (token<TAB>tag) or not (a token alone) is what most lines say: a first line that
@@ -505,7 +496,7 @@ def _read_conllu(
         tags.clear()
 
     text = _read_text(path, sink)
-    lines = list(_lines(text))
+    lines = list(split_lines(text))
     # A treebank without its text (every form "_") gives no sentence and is fine; a file
     # without a single word or comment line is not.
     records = sum(1 for _, line in lines if line.strip())
@@ -665,7 +656,7 @@ _BUCC_NAME = re.compile(r"^(?P<stem>(?P<src>[a-z]{2})-en\.(?P<part>[a-z]+))\.(?P
 def _read_id_sentences(path: Path, sink: ProblemSink) -> dict[str, str]:
     sentences: dict[str, str] = {}
     text = _read_text(path, sink)
-    lines = list(_lines(text))
+    lines = list(split_lines(text))
     _require_records(path, sum(1 for _, line in lines if line.strip()), "id<TAB>sentence line", sink, text)
     for number, line in lines:
         fields = line.split("\t", 1)
@@ -684,7 +675,7 @@ def _read_gold_pairs(
     path: Path, sink: ProblemSink, source: dict[str, str] | None, target: dict[str, str] | None
 ) -> set[tuple[str, str]]:
     gold: set[tuple[str, str]] = set()
-    for number, line in _lines(_read_text(path, sink)):
+    for number, line in split_lines(_read_text(path, sink)):
         if not line.strip():
             continue
         fields = line.strip().split("\t")
@@ -725,7 +716,7 @@ def _read_bucc(
 
 
 def _plain_lines(path: Path, sink: ProblemSink) -> list[str]:
-    return [line.strip() for _, line in _lines(_read_text(path, sink))]
+    return [line.strip() for _, line in split_lines(_read_text(path, sink))]
 
 
 def _read_tatoeba(
@@ -763,7 +754,7 @@ def _read_tatoeba(
         hits = _match(listing, f"tatoeba/test-{lang}.tsv")
         if hits:
             gold_path = listing.path(hits[0])
-            for number, line in _lines(_read_text(gold_path, sink)):
+            for number, line in split_lines(_read_text(gold_path, sink)):
                 value = line.strip()
                 if not value.isdigit() or int(value) >= len(target_lines):
                     expected = f"an index 0..{len(target_lines) - 1} into {english.name}"
@@ -788,7 +779,7 @@ def _read_copa_jsonl(
     """COPA's JSONL (SuperGLUE's COPA, XCOPA): premise, choice1, choice2, question
     (cause|effect), label 0/1 (absent in an unlabelled test file), idx."""
     text = _read_text(path, sink)
-    lines = [(n, line) for n, line in _lines(text) if line.strip()]
+    lines = [(n, line) for n, line in split_lines(text) if line.strip()]
     _require_records(path, len(lines), "COPA record (a JSON object per line)", sink, text)
     examples: list[MultipleChoiceExample] = []
     for number, line in lines:
@@ -830,9 +821,6 @@ def _read_copa_jsonl(
 # Dispatch
 # --------------------------------------------------------------------------------------------
 
-_RETRIEVAL_READERS = {"bucc2018": "bucc", "tatoeba": "tatoeba"}
-
-
 def _plain(reader):
     """A reader that needs no listing of the data folder."""
     return lambda path, task, split, lang, sink, listing: reader(path, task, split, lang, sink)
@@ -857,18 +845,16 @@ READERS = {
 }
 
 
+# Files whose suffix names their format, whatever the task (UD's treebanks).
+SUFFIX_READERS = {".conllu": "conllu"}
+
+
 def _reader_name(task: Task, path: Path) -> str:
-    if task.reader:
-        return task.reader
-    if task.kind is TaskKind.SENTENCE_PAIR:
-        return "pair-tsv"
-    if task.kind is TaskKind.TAGGING:
-        return "conllu" if path.suffix == ".conllu" else "tag-tsv"
-    if task.kind is TaskKind.QA:
-        return "squad"
-    if task.kind is TaskKind.RETRIEVAL:
-        return _RETRIEVAL_READERS.get(task.name, "tatoeba")
-    raise ConfigError(f"no reader for task {task.name} of kind {task.kind.value}")
+    """The task's own reader, else the file suffix's, else the kind's."""
+    name = task.reader or SUFFIX_READERS.get(path.suffix) or kind_ops(task).reader
+    if name is None:
+        raise ConfigError(f"no reader for task {task.name} of kind {task.kind.value}")
+    return name
 
 
 def read_path(
@@ -944,10 +930,4 @@ def read_examples(
 
 def count_unit(task: Task | str) -> str:
     """What one example of the task counts as, for reports."""
-    kind = get_task(task).kind
-    return {
-        TaskKind.SENTENCE_PAIR: "pairs",
-        TaskKind.TAGGING: "sentences",
-        TaskKind.QA: "questions",
-        TaskKind.RETRIEVAL: "source sentences",
-    }.get(kind, "examples")
+    return kind_ops(get_task(task)).unit

@@ -42,9 +42,11 @@ from pathlib import Path
 from typing import Any
 
 from xstilts.data.readers import JsonLineFinder, prevailing_width
+from xstilts.data.textio import read_text
 from xstilts.errors import DataFormatError
 from xstilts.fileio import decode_utf8, read_input_bytes, write_text_atomic
-from xstilts.tasks import Task, TaskKind, get_task
+from xstilts.tasks import Task, get_task
+from xstilts.tasks.kinds import submission_format
 
 LABEL = "label"
 TAGS = "tags"
@@ -57,24 +59,14 @@ QAGold = list[tuple[str, list[str]]]
 _PLAIN_INT = re.compile(r"(?:0|[1-9][0-9]*)")
 
 
-def _task(task: Task | str) -> Task:
-    return task if isinstance(task, Task) else get_task(task)
-
 
 def file_format(task: Task | str) -> str:
     """The submission format of a task: ``label``, ``tags``, ``qa``, ``pairs`` or ``index``."""
-    t = _task(task)
-    if t.kind in (TaskKind.SENTENCE_PAIR, TaskKind.MULTIPLE_CHOICE):
-        return LABEL
-    if t.kind is TaskKind.TAGGING:
-        return TAGS
-    if t.kind is TaskKind.QA:
-        return QA
-    if t.kind is TaskKind.RETRIEVAL:
-        if t.metric == "bucc_f1" or t.name.startswith("bucc"):
-            return PAIRS
-        return INDEX
-    raise ValueError(f"task {t.name!r} of kind {t.kind.value} has no XTREME submission format")
+    t = get_task(task)
+    fmt = submission_format(t)
+    if fmt is None:
+        raise ValueError(f"task {t.name!r} of kind {t.kind.value} has no XTREME submission format")
+    return fmt
 
 
 def suffix(task: Task | str) -> str:
@@ -84,7 +76,7 @@ def suffix(task: Task | str) -> str:
 
 def prediction_path(root: str | Path, task: Task | str, lang: str) -> Path:
     """``root/{task}/test-{lang}.{tsv|json}``."""
-    t = _task(task)
+    t = get_task(task)
     return Path(root) / t.name / f"test-{lang}.{suffix(t)}"
 
 
@@ -94,7 +86,7 @@ label_path = prediction_path
 
 def languages_in(root: str | Path, task: Task | str) -> list[str]:
     """Languages that have a ``test-{lang}`` file for ``task`` under ``root`` (sorted)."""
-    t = _task(task)
+    t = get_task(task)
     folder = Path(root) / t.name
     if not folder.is_dir():
         return []
@@ -115,7 +107,7 @@ _ASCII_SPACE = " \t\r\n\f\v"
 def _text_lines(path: Path) -> list[str]:
     """The file's lines, unstripped (a UTF-8 BOM dropped); an unreadable file or a byte that is
     not UTF-8 is a DataFormatError naming the file (and the line)."""
-    text = decode_utf8(read_input_bytes(path), path)
+    text = read_text(path)
     # evaluate.py iterates open(...) in text mode: universal newlines (\n, \r\n and a lone \r).
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     if lines and lines[-1] == "":
@@ -297,7 +289,7 @@ def read_predictions(path: str | Path, task: Task | str) -> Any:
     """Read one prediction file in the task's format (see the module docstring). Labels and
     tags outside the task's label set are errors naming the file, the line and the allowed set."""
     path = Path(path)
-    t = _task(task)
+    t = get_task(task)
     fmt = file_format(t)
     if fmt == LABEL:
         return _read_labels_tsv(path, t)
@@ -318,7 +310,7 @@ def read_labels(path: str | Path, task: Task | str) -> Any:
     reader validates data: the task's label set, and at least one item (an empty gold file
     would score its language 0 inside the task's average)."""
     path = Path(path)
-    t = _task(task)
+    t = get_task(task)
     fmt = file_format(t)
     gold = _read_qa_gold(path) if fmt == QA else read_predictions(path, t)
     if not (any(gold) if fmt == TAGS else gold):  # no item, or only empty sentences
@@ -352,7 +344,7 @@ def _tag_lines(sentences: Sequence[Sequence[str]]) -> Iterable[str]:
 
 def write_predictions(root: str | Path, task: Task | str, lang: str, predictions: Any) -> Path:
     """Write one language's predictions at :func:`prediction_path`; returns the path."""
-    t = _task(task)
+    t = get_task(task)
     path = prediction_path(root, t, lang)
     fmt = file_format(t)
     if fmt == LABEL:
@@ -385,7 +377,7 @@ def gold_from_examples(task: Task | str, examples: Sequence[Any]) -> Any:
     (or the example itself). Tatoeba gold is the position of the gold target in the example's
     target order: predictions index the same order.
     """
-    t = _task(task)
+    t = get_task(task)
     fmt = file_format(t)
     if fmt == LABEL:
         gold = []
@@ -437,7 +429,7 @@ def write_labels(root: str | Path, task: Task | str, lang: str, examples: Sequen
     QA labels are written as a SQuAD v1.1 dataset (consecutive examples with the same title
     and context share an article/paragraph), which is what evaluate.py reads.
     """
-    t = _task(task)
+    t = get_task(task)
     path = label_path(root, t, lang)
     fmt = file_format(t)
     if fmt != QA:

@@ -32,6 +32,7 @@ from xstilts.evaluation.metrics.squad import normalize_answer, squad_scores, tok
 from xstilts.evaluation.predict import predict_examples
 from xstilts.tasks import get_task
 from xstilts.tasks.base import TaskKind
+from xstilts.tasks.kinds import kind_ops
 
 if TYPE_CHECKING:
     from xstilts.data.examples import QAExample
@@ -241,33 +242,57 @@ def score_intermediate(
     """
 
     task = get_task(task)
-    if task.kind is TaskKind.QA:
-        if not isinstance(predictions, Mapping):
-            raise ConfigError("QA predictions must be a mapping question id -> answer text")
-        if task.metric == "squad_v2":
-            return squad_v2_scores(gold_examples, predictions)  # type: ignore[arg-type]
-        return squad_v1_scores(gold_examples, predictions)  # type: ignore[arg-type]
-    if task.kind is TaskKind.TAGGING:
-        gold_tags = [ex.tags for ex in gold_examples]  # type: ignore[attr-defined]
-        if any(t is None for t in gold_tags):
-            raise ConfigError(f"{task.name}: gold examples have no tags to score against")
-        pred_tags = _aligned(gold_examples, predictions, "tags")
-        return {"token_accuracy": token_accuracy(gold_tags, pred_tags)}  # type: ignore[arg-type]
-    if task.kind in (TaskKind.SENTENCE_PAIR, TaskKind.MULTIPLE_CHOICE):
-        gold = [ex.label for ex in gold_examples]  # type: ignore[attr-defined]
-        if any(g is None for g in gold):
-            raise ConfigError(f"{task.name}: gold examples have no labels to score against")
-        pred = _aligned(gold_examples, predictions, "labels")
-        if task.kind is TaskKind.MULTIPLE_CHOICE:
-            pred = [int(p) for p in pred]  # type: ignore[call-overload]
-        _same_length(gold, pred, "labels")
-        if not gold:
-            raise ConfigError(f"{task.name}: accuracy needs at least one gold label")
-        out = classification.accuracy(gold, pred)  # the XNLI/PAWS-X definition
-        if task.extra.get("report_f1"):
-            out["f1"] = binary_f1(gold, pred, positive=str(task.extra.get("positive_label", "1")))  # type: ignore[arg-type]
-        return out
-    raise ConfigError(f"{task.name}: no NLU intermediate metric for kind {task.kind.value}")
+    ops = kind_ops(task)
+    if not ops.has("score"):
+        raise ConfigError(f"{task.name}: no NLU intermediate metric for kind {task.kind.value}")
+    return ops.score(task, gold_examples, predictions)
+
+
+@kind_ops(TaskKind.QA).implements("score")
+def _score_answers(task: Task, gold_examples: Sequence[object], predictions: object) -> dict:
+    if not isinstance(predictions, Mapping):
+        raise ConfigError("QA predictions must be a mapping question id -> answer text")
+    if task.metric == "squad_v2":
+        return squad_v2_scores(gold_examples, predictions)  # type: ignore[arg-type]
+    return squad_v1_scores(gold_examples, predictions)  # type: ignore[arg-type]
+
+
+@kind_ops(TaskKind.TAGGING).implements("score")
+def _score_tags(task: Task, gold_examples: Sequence[object], predictions: object) -> dict:
+    gold_tags = [ex.tags for ex in gold_examples]  # type: ignore[attr-defined]
+    if any(t is None for t in gold_tags):
+        raise ConfigError(f"{task.name}: gold examples have no tags to score against")
+    pred_tags = _aligned(gold_examples, predictions, "tags")
+    return {"token_accuracy": token_accuracy(gold_tags, pred_tags)}  # type: ignore[arg-type]
+
+
+def _score_labels(task: Task, gold_examples: Sequence[object], pred: Sequence[object]) -> dict:
+    gold = [ex.label for ex in gold_examples]  # type: ignore[attr-defined]
+    _same_length(gold, pred, "labels")
+    if not gold:
+        raise ConfigError(f"{task.name}: accuracy needs at least one gold label")
+    out = classification.accuracy(gold, pred)  # the XNLI/PAWS-X definition
+    if task.extra.get("report_f1"):
+        out["f1"] = binary_f1(gold, pred, positive=str(task.extra.get("positive_label", "1")))  # type: ignore[arg-type]
+    return out
+
+
+def _gold_labels_present(task: Task, gold_examples: Sequence[object]) -> None:
+    if any(ex.label is None for ex in gold_examples):  # type: ignore[attr-defined]
+        raise ConfigError(f"{task.name}: gold examples have no labels to score against")
+
+
+@kind_ops(TaskKind.SENTENCE_PAIR).implements("score")
+def _score_pairs(task: Task, gold_examples: Sequence[object], predictions: object) -> dict:
+    _gold_labels_present(task, gold_examples)
+    return _score_labels(task, gold_examples, _aligned(gold_examples, predictions, "labels"))
+
+
+@kind_ops(TaskKind.MULTIPLE_CHOICE).implements("score")
+def _score_choices(task: Task, gold_examples: Sequence[object], predictions: object) -> dict:
+    _gold_labels_present(task, gold_examples)
+    pred = [int(p) for p in _aligned(gold_examples, predictions, "labels")]  # type: ignore[call-overload]
+    return _score_labels(task, gold_examples, pred)
 
 
 def intermediate_quality(

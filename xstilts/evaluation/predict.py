@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,6 @@ from xstilts.fileio import check_output_dir
 from xstilts.models.device import autocast_for, check_precision, resolve_device
 from xstilts.models.heads import (
     HEAD_CONFIG,
-    PACKED_KINDS,
-    TOKEN_LEVEL_KINDS,
     TaskModel,
     check_head_fits,
     is_task_model_dir,
@@ -46,6 +45,7 @@ from xstilts.models.heads import (
 from xstilts.models.loading import load_encoder
 from xstilts.models.packing import packed_collator, unpack_rows, unpackable
 from xstilts.tasks import Task, TaskKind, get_task
+from xstilts.tasks.kinds import kind_ops
 
 
 def _progress(enabled: bool):
@@ -143,7 +143,7 @@ def run_model(
                          for k, v in batch.items()}  # fmt: skip
                 with autocast:
                     output = model(**batch)
-                    if packer is not None and model.kind in TOKEN_LEVEL_KINDS:
+                    if packer is not None and kind_ops(model.kind).token_level:
                         output = _unpacked(output, batch)
                     kept = extract.on_device(output)
                 fetched, ready = _fetch(kept, device)
@@ -261,8 +261,9 @@ def predict_examples(
     check_precision(precision)  # before featurizing: a typo should not cost the wait
     check_max_tokens(max_tokens)
     task = get_task(task)
-    kind = task.kind
-    description = description or task.name
+    ops = kind_ops(task)
+    if not ops.has("decode"):
+        raise ConfigError(f"{task.name}: no prediction for task kind {task.kind.value!r}")
     features = featurize(
         task,
         examples,
@@ -272,52 +273,71 @@ def predict_examples(
         for_training=False,
         labels=getattr(model, "labels", None),
     )
-    common = dict(batch_size=batch_size, max_tokens=max_tokens, device=device, progress=progress,
-                  description=description, precision=precision)
     if pack is None:
+        pack = ops.has_head and unpackable(getattr(model, "encoder", None)) is None
+    common = dict(batch_size=batch_size, max_tokens=max_tokens, device=device, progress=progress,
+                  description=description or task.name, precision=precision, pack=pack)
 
-        pack = kind in PACKED_KINDS and unpackable(getattr(model, "encoder", None)) is None
-    if kind == TaskKind.SENTENCE_PAIR:
-        names = _label_names(task, model)
-        ids = run_model(model, features, tokenizer, _argmax, pack=pack, **common)
-        by_example = {f["example_index"]: i for f, i in zip(features, ids)}
-        return [names[by_example[e]] for e in range(len(examples))]
-    if kind == TaskKind.MULTIPLE_CHOICE:
-        ids = run_model(model, features, tokenizer, _argmax, pack=pack, **common)
-        by_example = {f["example_index"]: i for f, i in zip(features, ids)}
-        return [int(by_example[e]) for e in range(len(examples))]
-    if kind == TaskKind.TAGGING:
-        names = _label_names(task, model)
-        results = run_model(model, features, tokenizer, _tag_ids, pack=pack, **common)
-        tags: list[list[str | None]] = [[None] * len(ex.tokens) for ex in examples]
-        for f, pairs in zip(features, results):
-            row = tags[f["example_index"]]
-            for w, i in pairs:
-                if row[w] is not None:
-                    raise AssertionError(
-                        f"word {w} of example {f['example_index']} predicted twice"
-                    )
-                row[w] = names[i]
-        fallback = fallback_label(names)
-        return [[t if t is not None else fallback for t in row] for row in tags]
-    if kind == TaskKind.QA:
+    def run(extract: Extract) -> list:
+        return run_model(model, features, tokenizer, extract, **common)
 
-        results = run_model(model, features, tokenizer, _span_logits, pack=pack, **common)
-        if task.metric == "squad_v2":  # unanswerable questions: the null answer "" can win
+    return ops.decode(Decoding(task, model, examples, features, run, n_best, max_answer_length))
 
-            return decode_answers_v2(
-                examples, features, [s for s, _ in results], [e for _, e in results],
-                n_best=n_best, max_answer_length=max_answer_length,
-            )[0]  # fmt: skip
-        return decode_answers(
-            examples,
-            features,
-            [s for s, _ in results],
-            [e for _, e in results],
-            n_best=n_best,
-            max_answer_length=max_answer_length,
-        )
-    raise ConfigError(f"{task.name}: no prediction for task kind {kind.value!r}")
+
+@dataclass(frozen=True)
+class Decoding:
+    """What a kind's ``decode`` operation receives: ``run(extract)`` runs the model over the
+    features and gives one extracted result per feature."""
+
+    task: Task
+    model: Any
+    examples: Sequence[Any]
+    features: Sequence[dict]
+    run: Callable[[Extract], list]
+    n_best: int = 20  # QA
+    max_answer_length: int = 30  # QA
+
+
+def _per_example(d: Decoding, results: list) -> list:
+    by_example = {f["example_index"]: r for f, r in zip(d.features, results)}
+    return [by_example[e] for e in range(len(d.examples))]
+
+
+@kind_ops(TaskKind.SENTENCE_PAIR).implements("decode")
+def _decode_labels(d: Decoding) -> list[str]:
+    names = _label_names(d.task, d.model)
+    return [names[i] for i in _per_example(d, d.run(_argmax))]
+
+
+@kind_ops(TaskKind.MULTIPLE_CHOICE).implements("decode")
+def _decode_choices(d: Decoding) -> list[int]:
+    return [int(i) for i in _per_example(d, d.run(_argmax))]
+
+
+@kind_ops(TaskKind.TAGGING).implements("decode")
+def _decode_tags(d: Decoding) -> list[list[str]]:
+    """One tag per word, always as many as words (a word without a prediction gets the fallback)."""
+    names = _label_names(d.task, d.model)
+    tags: list[list[str | None]] = [[None] * len(ex.tokens) for ex in d.examples]
+    for f, pairs in zip(d.features, d.run(_tag_ids)):
+        row = tags[f["example_index"]]
+        for w, i in pairs:
+            if row[w] is not None:
+                raise AssertionError(f"word {w} of example {f['example_index']} predicted twice")
+            row[w] = names[i]
+    fallback = fallback_label(names)
+    return [[t if t is not None else fallback for t in row] for row in tags]
+
+
+@kind_ops(TaskKind.QA).implements("decode")
+def _decode_answers(d: Decoding) -> dict[str, str]:
+    results = d.run(_span_logits)
+    starts, ends = [s for s, _ in results], [e for _, e in results]
+    if d.task.metric == "squad_v2":  # unanswerable questions: the null answer "" can win
+        return decode_answers_v2(d.examples, d.features, starts, ends, n_best=d.n_best,
+                                 max_answer_length=d.max_answer_length)[0]  # fmt: skip
+    return decode_answers(d.examples, d.features, starts, ends, n_best=d.n_best,
+                          max_answer_length=d.max_answer_length)  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
@@ -421,8 +441,8 @@ def predict_task(
     task = get_task(task)
     split = split or task.score_split
     check_output_dir(out_dir, "the predictions")  # before any model is loaded or run
-    if task.kind == TaskKind.RETRIEVAL:
-
+    ops = kind_ops(task)
+    if ops.encoder_only:
         if pooling not in ("mean", "cls"):
             raise ConfigError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
         encoder, tok = _load_encoder(model_or_path, tokenizer)
@@ -445,12 +465,7 @@ def predict_task(
             progress=progress,
             **extra,
         )
-    if task.kind not in (
-        TaskKind.SENTENCE_PAIR,
-        TaskKind.TAGGING,
-        TaskKind.QA,
-        TaskKind.MULTIPLE_CHOICE,
-    ):
+    if not ops.has("decode"):
         raise ConfigError(f"{task.name}: `predict` does not handle {task.kind.value} tasks")
 
     langs = languages_to_predict(task, data_dir, split, languages)

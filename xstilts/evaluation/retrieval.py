@@ -51,7 +51,8 @@ from xstilts.evaluation.layout import write_predictions
 from xstilts.evaluation.metrics.bucc import bucc_extract, bucc_f1, bucc_optimal_threshold
 from xstilts.models.device import autocast_for, check_precision
 from xstilts.models.loading import encoder_depth
-from xstilts.tasks import Task, TaskKind, get_task
+from xstilts.tasks import get_task
+from xstilts.tasks.kinds import kind_ops
 
 logger = logging.getLogger(__name__)
 
@@ -376,8 +377,8 @@ def predict_retrieval(
     that any encoder is treated alike). ``max_length`` is capped by the model (XTREME uses 512).
     """
 
-    t = task if isinstance(task, Task) else get_task(task)
-    if t.kind is not TaskKind.RETRIEVAL:
+    t = get_task(task)
+    if not kind_ops(t).encoder_only:
         raise ConfigError(f"{t.name} is not a retrieval task")
     mode = (t.extra or {}).get("mining", "margin" if t.name.startswith("bucc") else "nearest")
     chosen = resolve_layer(encoder, layer)

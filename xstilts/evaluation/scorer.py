@@ -30,16 +30,14 @@ from xstilts.errors import ConfigError, DataFormatError, MissingDataError
 from xstilts.evaluation import layout
 from xstilts.evaluation.metrics import bucc, classification, mlqa, squad, tagging, tatoeba
 from xstilts.evaluation.metrics.tagging import DEFAULT_SEQEVAL_MODE, SEQEVAL_MODES
-from xstilts.tasks import Task, TaskKind, get_task
+from xstilts.tasks import Task, get_task
+from xstilts.tasks.kinds import kind_ops
 from xstilts.tasks.xtreme import XTREME_TASKS
 
 log = logging.getLogger(__name__)
 
 SCORABLE_METRICS = ("accuracy", "seqeval_f1", "squad", "mlqa", "bucc_f1", "tatoeba_accuracy")
 
-
-def _task(task: Task | str) -> Task:
-    return task if isinstance(task, Task) else get_task(task)
 
 
 def _check_count(
@@ -113,7 +111,7 @@ def score_language(
     QA questions without a prediction score 0 (with a warning); BUCC compares pair sets.
     ``gold`` may also be the reader's examples (converted with ``layout.gold_from_examples``).
     """
-    t = _task(task)
+    t = get_task(task)
     if _looks_like_examples(gold):
         gold = layout.gold_from_examples(t, gold)
     pfile = Path(prediction_file) if prediction_file is not None else None
@@ -157,15 +155,10 @@ def score_language(
 
 def task_score(task: Task | str, languages: Mapping[str, Mapping[str, float]]) -> float | None:
     """The task's number from per-language metrics (evaluate.py's ``avg_metric``); None if empty."""
-    t = _task(task)
+    t = get_task(task)
     if not languages:
         return None
-    avg = average_metrics(languages)
-    if t.kind is TaskKind.QA:
-        return (avg["exact_match"] + avg["f1"]) / 2
-    if "f1" in avg:
-        return avg["f1"]
-    return avg["accuracy"]
+    return kind_ops(t).summary(average_metrics(languages))
 
 
 def average_metrics(languages: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
@@ -291,7 +284,7 @@ def score_task_files(
     Gold comes from ``label_dir`` (XTREME label files) or, when that is None, from ``data_dir``
     through the readers (the task's scored split, e.g. TyDiQA's dev files).
     """
-    return _score_task(Path(pred_dir), _gold_source(label_dir, data_dir), _task(task), seqeval_mode)
+    return _score_task(Path(pred_dir), _gold_source(label_dir, data_dir), get_task(task), seqeval_mode)
 
 
 def _score_task(

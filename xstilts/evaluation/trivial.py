@@ -25,31 +25,27 @@ scored, so the reference is a predictor, not an oracle.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from xstilts.evaluation import layout
 from xstilts.evaluation.scorer import score_language, task_score
 from xstilts.tasks import Task, TaskKind, get_task
-
-# kinds whose trivial predictor learns from the English training data (the majority label or
-# tag; for multiple choice the number of choices, where the task does not declare it)
-READS_TRAINING_KINDS = frozenset({TaskKind.TAGGING, TaskKind.SENTENCE_PAIR, TaskKind.MULTIPLE_CHOICE})
+from xstilts.tasks.kinds import kind_ops, num_choices
 
 
 def reads_training_data(task: Task) -> bool:
-    return task.has_training_data and task.kind in READS_TRAINING_KINDS
+    """Whether the task's trivial predictor learns from the English training data (the majority
+    label or tag; for multiple choice the number of choices, where the task does not declare it)."""
+    return task.has_training_data and kind_ops(task).trivial_reads_training
 
 
 def majority_label(task: Task, train_examples: Iterable[Any]) -> str | None:
     """The most frequent label (sentence pair) or tag (tagging) of the training examples."""
-    counts: Counter[str] = Counter()
-    for ex in train_examples:
-        if task.kind is TaskKind.TAGGING:
-            counts.update(ex.tags or [])
-        elif getattr(ex, "label", None) is not None:
-            counts[str(ex.label)] += 1
+    labels_of = kind_ops(task).labels_of
+    counts: Counter[str] = Counter(str(label) for ex in train_examples for label in labels_of(ex))
     if not counts:
         return None
     # ties go to the label first in the task's label order (then alphabetical): deterministic
@@ -58,65 +54,67 @@ def majority_label(task: Task, train_examples: Iterable[Any]) -> str | None:
     return min((label for label, n in counts.items() if n == best), key=lambda lab: (order.get(lab, len(order)), lab))
 
 
-def num_choices(task: Task, train_examples: Iterable[Any] = ()) -> int | None:
-    n = (task.extra or {}).get("num_choices")
-    if isinstance(n, int):
-        return n
-    for ex in train_examples:
-        return len(ex.choices)
-    return None
+@dataclass(frozen=True)
+class Rule:
+    """A kind's trivial predictor (its ``trivial`` operation's result): ``score(lang, gold)`` is
+    the primary score on one language's gold (None: cannot say), ``description`` what predicted."""
+
+    score: Callable[[str, Any], float | None]
+    description: str
 
 
-def trivial_language_score(task: Task, lang: str, gold: Any, majority: str | None, choices: int | None) -> float | None:
-    """The trivial predictor's primary score (the number that enters the XTREME score) for one language."""
-    fmt = layout.file_format(task)
-    if fmt == layout.INDEX:
-        return 100.0 / len(gold) if len(gold) else None
-    if fmt == layout.PAIRS:
-        return 0.0
-    if fmt == layout.LABEL and task.kind is TaskKind.MULTIPLE_CHOICE:
-        return 100.0 / choices if choices else None
-    if fmt == layout.QA:
-        predictions: Any = {qid: "" for qid, _ in gold}
-    elif majority is None:
-        return None
-    elif fmt == layout.TAGS:
-        predictions = [[majority] * len(sentence) for sentence in gold]
-    else:
-        predictions = [majority] * len(gold)
-    return task_score(task, {lang: score_language(task, lang, gold, predictions)})
+def _scored(task: Task, predict: Callable[[Any], Any]) -> Callable[[str, Any], float]:
+    return lambda lang, gold: task_score(task, {lang: score_language(task, lang, gold, predict(gold))})
+
+
+def _majority_rule(task: Task, train: list[Any], what: str, predict: Callable[[str, Any], Any]) -> Rule:
+    majority = majority_label(task, train)
+    if majority is None:
+        return Rule(lambda lang, gold: None, "n/a (no training labels)")
+    return Rule(_scored(task, lambda gold: predict(majority, gold)), f"majority {what} {majority!r}")
+
+
+@kind_ops(TaskKind.SENTENCE_PAIR).implements("trivial")
+def _majority_label_rule(task: Task, train: list[Any]) -> Rule:
+    return _majority_rule(task, train, "label", lambda majority, gold: [majority] * len(gold))
+
+
+@kind_ops(TaskKind.TAGGING).implements("trivial")
+def _majority_tag_rule(task: Task, train: list[Any]) -> Rule:
+    return _majority_rule(task, train, "tag", lambda majority, gold: [[majority] * len(s) for s in gold])
+
+
+@kind_ops(TaskKind.MULTIPLE_CHOICE).implements("trivial")
+def _chance_choice_rule(task: Task, train: list[Any]) -> Rule:
+    choices = num_choices(task, train)
+    return Rule(lambda lang, gold: 100.0 / choices if choices else None,
+                f"chance (1 of {choices})" if choices else "chance")  # fmt: skip
+
+
+@kind_ops(TaskKind.QA).implements("trivial")
+def _empty_answer_rule(task: Task, train: list[Any]) -> Rule:
+    return Rule(_scored(task, lambda gold: {qid: "" for qid, _ in gold}), "empty answers")
+
+
+@kind_ops(TaskKind.RETRIEVAL).implements("trivial")
+def _retrieval_rule(task: Task, train: list[Any]) -> Rule:
+    if layout.file_format(task) == layout.PAIRS:
+        return Rule(lambda lang, gold: 0.0, "no pairs")
+    return Rule(lambda lang, gold: 100.0 / len(gold) if len(gold) else None, "chance (100 / pool size)")
 
 
 def trivial_scores(task: Task | str, label_root: str | Path, train_examples: Iterable[Any] = ()) -> dict[str, Any]:
     """``{"languages": {LANG: score}, "score": mean, "rule": what predicted}`` over every gold file
     under ``label_root`` (a run's ``labels*/`` folder)."""
-    t = task if isinstance(task, Task) else get_task(task)
-    train = list(train_examples)
-    majority = majority_label(t, train) if t.kind in (TaskKind.TAGGING, TaskKind.SENTENCE_PAIR) else None
-    choices = num_choices(t, train) if t.kind is TaskKind.MULTIPLE_CHOICE else None
+    t = get_task(task)
+    rule = kind_ops(t).trivial(t, list(train_examples))
     per_lang: dict[str, float] = {}
     for lang in layout.languages_in(label_root, t):
-        gold = layout.read_labels(layout.label_path(label_root, t, lang), t)
-        value = trivial_language_score(t, lang, gold, majority, choices)
+        value = rule.score(lang, layout.read_labels(layout.label_path(label_root, t, lang), t))
         if value is not None:
             per_lang[lang] = value
     return {
         "languages": per_lang,
         "score": sum(per_lang.values()) / len(per_lang) if per_lang else None,
-        "rule": describe_rule(t, majority, choices),
+        "rule": rule.description,
     }
-
-
-def describe_rule(task: Task, majority: str | None, choices: int | None) -> str:
-    fmt = layout.file_format(task)
-    if fmt == layout.INDEX:
-        return "chance (100 / pool size)"
-    if fmt == layout.PAIRS:
-        return "no pairs"
-    if fmt == layout.QA:
-        return "empty answers"
-    if task.kind is TaskKind.MULTIPLE_CHOICE:
-        return f"chance (1 of {choices})" if choices else "chance"
-    if majority is None:
-        return "n/a (no training labels)"
-    return f"majority {'tag' if fmt == layout.TAGS else 'label'} {majority!r}"

@@ -42,14 +42,8 @@ from torch import nn
 from xstilts.errors import ConfigError, DataFormatError, MissingDataError
 from xstilts.fileio import decode_utf8, read_input_bytes
 from xstilts.models.packing import unpack_rows
-from xstilts.tasks import REGISTRY, Task, TaskKind, get_task
-from xstilts.tasks.base import HEAD_KINDS
-
-# Heads with one output per token; the others read a sequence's first token.
-TOKEN_LEVEL_KINDS = frozenset({TaskKind.TAGGING, TaskKind.QA})
-# Kinds whose batches may run as packed rows (xstilts.models.packing): per-token heads, and
-# sentence-level heads reading each sequence's first token (multiple choice: one per choice).
-PACKED_KINDS = frozenset({TaskKind.TAGGING, TaskKind.SENTENCE_PAIR, TaskKind.QA, TaskKind.MULTIPLE_CHOICE})
+from xstilts.tasks import REGISTRY, Task, TaskKind
+from xstilts.tasks.kinds import HEAD_KINDS, kind_ops, resolve_kind
 
 HEAD_FORMAT_VERSION = 1
 ENCODER_DIR = "encoder"
@@ -114,24 +108,99 @@ class SpanHead(nn.Module):
         return self.qa_outputs(hidden)
 
 
+@dataclass(frozen=True)
+class Gold:
+    """The gold a batch may carry, and the packing facts a kind's loss needs."""
+
+    labels: torch.Tensor | None = None
+    start_positions: torch.Tensor | None = None
+    end_positions: torch.Tensor | None = None
+    cu_seq_lens_q: torch.Tensor | None = None  # packed rows: sequence boundaries
+    max_length_q: int | None = None
+    num_choices: int | None = None
+
+
+@dataclass(frozen=True)
+class Head:
+    """A kind's head (its ``head`` operation): ``build(hidden_size, num_labels, dropout)`` gives
+    the module and its number of outputs; ``outputs(logits, gold)`` the :class:`TaskOutput`."""
+
+    build: Any
+    outputs: Any
+
+
+def _cross_entropy(logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | None:
+    return nn.functional.cross_entropy(logits, labels.view(-1)) if labels is not None else None
+
+
+def _pair_outputs(logits: torch.Tensor, gold: Gold) -> TaskOutput:
+    return TaskOutput(logits=logits, loss=_cross_entropy(logits, gold.labels))
+
+
+def _tag_outputs(logits: torch.Tensor, gold: Gold) -> TaskOutput:
+    loss = None
+    if gold.labels is not None:  # positions labelled -100 (pieces after a word's first) are ignored
+        loss = nn.functional.cross_entropy(
+            logits.reshape(-1, logits.size(-1)), gold.labels.reshape(-1), ignore_index=-100
+        )
+    return TaskOutput(logits=logits, loss=loss)
+
+
+def _span_outputs(logits: torch.Tensor, gold: Gold) -> TaskOutput:
+    start_logits, end_logits = logits[..., 0].contiguous(), logits[..., 1].contiguous()
+    loss = None
+    cu = gold.cu_seq_lens_q
+    if gold.start_positions is not None and gold.end_positions is not None:
+        span_start, span_end = start_logits, end_logits
+        if cu is not None:  # a packed row: each sequence over its own positions
+            span_start, span_end = (unpack_rows(x, cu, gold.max_length_q, fill=float("-inf"))
+                                    for x in (start_logits, end_logits))  # fmt: skip
+        # positions outside the sequence are ignored (as in Hugging Face's QA models)
+        ignored = span_start.size(1)
+        s = gold.start_positions.view(-1).clamp(0, ignored)
+        e = gold.end_positions.view(-1).clamp(0, ignored)
+        if cu is not None:
+            own = cu.diff()
+            s, e = torch.where(s < own, s, ignored), torch.where(e < own, e, ignored)
+        loss = (
+            nn.functional.cross_entropy(span_start, s, ignore_index=ignored)
+            + nn.functional.cross_entropy(span_end, e, ignore_index=ignored)
+        ) / 2
+    return TaskOutput(logits=logits, loss=loss, start_logits=start_logits, end_logits=end_logits)
+
+
+def _choice_outputs(logits: torch.Tensor, gold: Gold) -> TaskOutput:
+    """One score per choice, laid out as ``[examples, choices]``."""
+    if gold.num_choices is None:
+        raise ValueError("a packed multiple-choice batch needs num_choices")
+    logits = logits.view(-1, gold.num_choices)
+    return TaskOutput(logits=logits, loss=_cross_entropy(logits, gold.labels))
+
+
+kind_ops(TaskKind.SENTENCE_PAIR).implements("head")(Head(
+    build=lambda hidden, n, dropout: (ClassificationHead(hidden, int(n), dropout), int(n)),
+    outputs=_pair_outputs,
+))
+kind_ops(TaskKind.TAGGING).implements("head")(Head(
+    build=lambda hidden, n, dropout: (TaggingHead(hidden, int(n), dropout), int(n)),
+    outputs=_tag_outputs,
+))
+kind_ops(TaskKind.QA).implements("head")(Head(
+    build=lambda hidden, n, dropout: (SpanHead(hidden), 2),
+    outputs=_span_outputs,
+))
+kind_ops(TaskKind.MULTIPLE_CHOICE).implements("head")(Head(
+    build=lambda hidden, n, dropout: (ClassificationHead(hidden, 1, dropout), 1),
+    outputs=_choice_outputs,
+))
+
+
 def _dropout_of(config: Any) -> float:
     for name in ("classifier_dropout", "hidden_dropout_prob", "dropout"):
         value = getattr(config, name, None)
         if isinstance(value, (int, float)):
             return float(value)
     return 0.1
-
-
-def _kind(task_or_kind: Task | str | TaskKind) -> tuple[TaskKind, Task | None]:
-    if isinstance(task_or_kind, Task):
-        return task_or_kind.kind, task_or_kind
-    if isinstance(task_or_kind, TaskKind):
-        return task_or_kind, None
-    try:
-        return TaskKind(task_or_kind), None
-    except ValueError:
-        t = get_task(task_or_kind)
-        return t.kind, t
 
 
 class TaskModel(nn.Module):
@@ -148,7 +217,8 @@ class TaskModel(nn.Module):
     ) -> None:
         super().__init__()
         kind = TaskKind(kind)
-        if kind not in HEAD_KINDS:
+        ops = kind_ops(kind)
+        if not ops.has_head:
             raise ConfigError(
                 f"no head for task kind {kind.value!r}; heads exist for "
                 + ", ".join(k.value for k in HEAD_KINDS)
@@ -158,25 +228,13 @@ class TaskModel(nn.Module):
             if num_labels is not None and num_labels != len(labels):
                 raise ConfigError(f"num_labels={num_labels} but {len(labels)} label names given")
             num_labels = len(labels)
-        if kind in (TaskKind.SENTENCE_PAIR, TaskKind.TAGGING) and not num_labels:
+        if ops.label_set and not num_labels:
             raise ConfigError(f"a {kind.value} head needs num_labels (or labels)")
-        hidden = encoder.config.hidden_size
         self.encoder = encoder
         self.kind = kind
         self.labels = labels
         self.dropout = _dropout_of(encoder.config) if dropout is None else float(dropout)
-        if kind == TaskKind.SENTENCE_PAIR:
-            self.num_labels = int(num_labels)
-            self.head: nn.Module = ClassificationHead(hidden, self.num_labels, self.dropout)
-        elif kind == TaskKind.TAGGING:
-            self.num_labels = int(num_labels)
-            self.head = TaggingHead(hidden, self.num_labels, self.dropout)
-        elif kind == TaskKind.QA:
-            self.num_labels = 2
-            self.head = SpanHead(hidden)
-        else:
-            self.num_labels = 1
-            self.head = ClassificationHead(hidden, 1, self.dropout)
+        self.head, self.num_labels = ops.head.build(encoder.config.hidden_size, num_labels, self.dropout)
         self._init_head()
         params = inspect.signature(encoder.forward).parameters
         self._accepts_token_types = "token_type_ids" in params
@@ -218,66 +276,20 @@ class TaskModel(nn.Module):
         num_choices: int | None = None,
         **_: Any,
     ) -> TaskOutput:
-        if self.kind == TaskKind.MULTIPLE_CHOICE and cu_seq_lens_q is None:
-            return self._forward_choices(input_ids, attention_mask, token_type_ids, labels)
+        if input_ids.dim() == 3:  # multiple choice, unpacked: [batch, choices, length], a row per choice
+            batch, num_choices, length = input_ids.shape
+            input_ids, attention_mask, token_type_ids = (
+                None if t is None else t.reshape(batch * num_choices, length)
+                for t in (input_ids, attention_mask, token_type_ids)
+            )
         hidden = self.encode(input_ids, attention_mask, token_type_ids, position_ids,
                              cu_seq_lens_q=cu_seq_lens_q, max_length_q=max_length_q)
-        if cu_seq_lens_q is not None and self.kind not in TOKEN_LEVEL_KINDS:
+        ops = kind_ops(self.kind)
+        if cu_seq_lens_q is not None and not ops.token_level:
             # a packed row: the sentence-level head reads each sequence's first token
             hidden = hidden[0, cu_seq_lens_q[:-1].long()].unsqueeze(1)
-        logits = self.head(hidden)
-        if self.kind == TaskKind.MULTIPLE_CHOICE:  # packed: a sequence per choice, example by example
-            if num_choices is None:
-                raise ValueError("a packed multiple-choice batch needs num_choices")
-            logits = logits.view(-1, num_choices)
-            loss = nn.functional.cross_entropy(logits, labels.view(-1)) if labels is not None else None
-            return TaskOutput(logits=logits, loss=loss)
-        if self.kind == TaskKind.SENTENCE_PAIR:
-            loss = None
-            if labels is not None:
-                loss = nn.functional.cross_entropy(logits, labels.view(-1))
-            return TaskOutput(logits=logits, loss=loss)
-        if self.kind == TaskKind.TAGGING:
-            loss = None
-            if labels is not None:
-                loss = nn.functional.cross_entropy(
-                    logits.reshape(-1, self.num_labels), labels.reshape(-1), ignore_index=-100
-                )
-            return TaskOutput(logits=logits, loss=loss)
-        # QA
-        start_logits, end_logits = logits[..., 0].contiguous(), logits[..., 1].contiguous()
-        loss = None
-        if start_positions is not None and end_positions is not None:
-            span_start, span_end = start_logits, end_logits
-            if cu_seq_lens_q is not None:  # a packed row: each sequence over its own positions
-
-                span_start, span_end = (unpack_rows(x, cu_seq_lens_q, max_length_q, fill=float("-inf"))
-                                        for x in (start_logits, end_logits))  # fmt: skip
-            # positions outside the sequence are ignored (as in Hugging Face's QA models)
-            ignored = span_start.size(1)
-            s = start_positions.view(-1).clamp(0, ignored)
-            e = end_positions.view(-1).clamp(0, ignored)
-            if cu_seq_lens_q is not None:
-                own = cu_seq_lens_q.diff()
-                s, e = torch.where(s < own, s, ignored), torch.where(e < own, e, ignored)
-            loss = (
-                nn.functional.cross_entropy(span_start, s, ignore_index=ignored)
-                + nn.functional.cross_entropy(span_end, e, ignore_index=ignored)
-            ) / 2
-        return TaskOutput(
-            logits=logits, loss=loss, start_logits=start_logits, end_logits=end_logits
-        )
-
-    def _forward_choices(self, input_ids, attention_mask, token_type_ids, labels) -> TaskOutput:
-        batch, choices, length = input_ids.shape
-
-        def flat(t):
-            return None if t is None else t.reshape(batch * choices, length)
-
-        hidden = self.encode(flat(input_ids), flat(attention_mask), flat(token_type_ids))
-        logits = self.head(hidden).view(batch, choices)
-        loss = nn.functional.cross_entropy(logits, labels.view(-1)) if labels is not None else None
-        return TaskOutput(logits=logits, loss=loss)
+        gold = Gold(labels, start_positions, end_positions, cu_seq_lens_q, max_length_q, num_choices)
+        return ops.head.outputs(self.head(hidden), gold)
 
     # ----------------------------------------------------------------------------------------
 
@@ -345,9 +357,7 @@ class TaskModel(nn.Module):
         model = cls(
             encoder,
             config["kind"],
-            num_labels=config["num_labels"]
-            if config["kind"] in ("sentence-pair", "tagging")
-            else None,
+            num_labels=config["num_labels"] if kind_ops(config["kind"]).label_set else None,
             labels=config.get("labels"),
             dropout=config.get("dropout"),
         )
@@ -367,7 +377,7 @@ def build_model(
     dropout: float | None = None,
 ) -> TaskModel:
     """A fresh head for ``task_or_kind`` on ``encoder``; a task's label list is used by default."""
-    kind, task = _kind(task_or_kind)
+    kind, task = resolve_kind(task_or_kind)
     if labels is None and num_labels is None and task is not None and task.labels:
         labels = list(task.labels)
     return TaskModel(encoder, kind, num_labels=num_labels, labels=labels, dropout=dropout)

@@ -25,19 +25,14 @@ from xstilts.study.cells import (
 )
 from xstilts.study.plan import ERROR_FILE, Plan, PlanNode
 from xstilts.study.store import BUDGET_TASK, TRIVIAL_METRIC, UNTRAINED_SUFFIX, ResultStore, ScoreRow
-from xstilts.tasks import TaskKind, get_task
+from xstilts.tasks import get_task
+from xstilts.tasks.kinds import kind_ops
 from xstilts.train.signals import StoppedBySignal
 
 
 def language_score(task_name: str, metrics: dict[str, float]) -> float | None:
-    """The per-language number that enters the XTREME score (scorer.task_score's rule)."""
-
-    if get_task(task_name).kind is TaskKind.QA and "f1" in metrics and "exact_match" in metrics:
-        return (metrics["exact_match"] + metrics["f1"]) / 2
-    for key in ("f1", "accuracy"):
-        if key in metrics:
-            return metrics[key]
-    return None
+    """The per-language number that enters the XTREME score (the rule of :func:`scorer.task_score`)."""
+    return kind_ops(get_task(task_name)).summary(metrics)
 
 
 def score_rows(node: PlanNode, result: dict[str, Any]) -> list[ScoreRow]:

@@ -38,7 +38,7 @@ from xstilts.evaluation.retrieval import embed, tatoeba_predictions
 from xstilts.evaluation.scorer import score_directory, score_language
 from xstilts.fileio import write_json_atomic
 from xstilts.models.device import resolve_device
-from xstilts.models.heads import PACKED_KINDS, build_model, load_task_model
+from xstilts.models.heads import build_model, load_task_model
 from xstilts.models.loading import load_encoder, resolve_model
 from xstilts.models.mlm import build_mlm_model, checkpoint_state
 from xstilts.models.packing import choose_collator
@@ -46,7 +46,7 @@ from xstilts.study.locks import DirLock
 from xstilts.study.preflight import check_run
 from xstilts.study.run_config import RunConfig
 from xstilts.study.rundir import ENCODER_DIR, FINISHED_FILE, SCORES_FILE, RunDir
-from xstilts.tasks import Task, TaskKind, get_task
+from xstilts.tasks import Task, get_task
 from xstilts.train.batching import feature_length
 from xstilts.train.formulations import FormulationInput, TrainablePart, get_builder, labels_for
 from xstilts.train.loop import build_accelerator, make_loss_eval, train
@@ -60,6 +60,7 @@ from xstilts.train.mixing import (
 from xstilts.train.mlm import MLMCollator, mlm_features, read_raw_text
 from xstilts.train.signals import stop_on_signal
 from xstilts.train.train_config import TrainConfig
+from xstilts.tasks.kinds import kind_ops
 
 TRAIN_KEYS = (
     "learning_rate", "batch_size", "grad_accum", "epochs", "max_steps", "warmup_ratio", "warmup_steps",
@@ -342,6 +343,7 @@ class Pipeline:
         return train, dev
 
     def phase1(self) -> None:
+        """English intermediate training: the tasks' parts (and MLM's), mixed batch by batch."""
         cfg = self.config
         spec = cfg.intermediate
         out = self.rd.path / "phase1"
@@ -353,10 +355,63 @@ class Pipeline:
         t0 = time.perf_counter()
         encoder, tokenizer = self.load_encoder(self.encoder_source)
         set_seed(cfg.seed)
-        parts = []
+        task_parts, weights, settings_by_task = self.intermediate_parts(encoder, tokenizer)
+        settings = settings_by_task[task_parts[0].name]  # the first task's settings drive the loop
+        parts = list(task_parts)
+        if spec.mlm is not None:
+            parts.append(self.mlm_part(encoder, tokenizer, settings["max_length"]))
+        sizes = {p.name: len(p.train_features) for p in task_parts}
+        probs = mixture_probabilities(sizes, spec.sampling, spec.temperature, weights)
+        if spec.mlm is not None:
+            probs = {k: v * (1 - spec.mlm.probability) for k, v in probs.items()}
+            probs["mlm"] = spec.mlm.probability
+        # one "epoch" = as many batches as one pass over the supervised tasks (plus MLM's share)
+        bs = settings["batch_size"]
+        natural = sum(math.ceil(n / bs) for n in sizes.values())
+        per_epoch = math.ceil(natural / (1 - spec.mlm.probability)) if spec.mlm is not None else natural
+        tconf = train_config(settings, cfg, metric_for_best="loss")
+
+        accelerator = build_accelerator(tconf, find_unused_parameters=True)
+        planner = MixturePlanner(
+            [[_len(f) for f in p.train_features] for p in parts],
+            bs, [probs[p.name] for p in parts], seed=cfg.seed, batches_per_epoch=per_epoch,
+            group_by_length=tconf.group_by_length, mega_batch_mult=tconf.mega_batch_mult,
+            world_size=accelerator.num_processes, rank=accelerator.process_index, names=[p.name for p in parts],
+        )
+        model = build_multitask_model(encoder, {p.name: p.model for p in parts})
+        features = [tf for p in parts for tf in tag_features(p.name, p.train_features)]
+        collate = mixture_collate({p.name: p.collate for p in parts})
+        eval_fn = mixture_loss_eval(task_parts, batch_size=max(8, bs * 2)) if cfg.dev_eval else None
+        self.log.info("phase 1: mixture %s, %d batches of %d per epoch",
+                      {k: round(v, 4) for k, v in probs.items()}, per_epoch, bs)
+        quality_before = self.quality_before(task_parts, out / "quality_before.json", accelerator.is_main_process)
+        result = train(model, features, collate, tconf, eval_fn=eval_fn, out_dir=out / "train",
+                       planner=planner, accelerator=accelerator, description="phase1")
+        if accelerator.is_main_process:
+            save_encoder(encoder, tokenizer, enc_dir)
+        accelerator.wait_for_everyone()
+        self.timings["phase1"] = time.perf_counter() - t0
+        self.finish_phase("phase1", {
+            "train": result.to_dict(), "probabilities": probs, "sizes": sizes, "planner": planner.describe(),
+            "tasks": {p.name: p.info for p in parts}, "settings": settings_by_task,
+            "seconds": round(self.timings["phase1"], 2),
+            # the study's result store reads intermediate-task quality from here
+            "metrics": {p.name: {"dev_loss": h.get(f"{p.name}_loss")} for p in task_parts
+                        for h in result.eval_history[-1:]} if result.eval_history else {},
+            "quality_before": quality_before,
+            "quality": self.part_quality(task_parts),
+        }, out / "train")
+        self.encoder_source = str(enc_dir)
+
+    def intermediate_parts(self, encoder, tokenizer) -> tuple[list[TrainablePart], dict[str, float | None],
+                                                              dict[str, dict[str, Any]]]:
+        """Each intermediate task's trainable part (its formulation's builder), the sampling
+        weights the config gives them and their resolved settings."""
+        cfg = self.config
+        parts: list[TrainablePart] = []
         weights: dict[str, float | None] = {}
         settings_by_task: dict[str, dict[str, Any]] = {}
-        for item in spec.tasks:
+        for item in cfg.intermediate.tasks:
             task = get_task(item.task)
             settings = {**cfg.phase_settings("intermediate", task.kind.value), **(item.options or {})}
             settings_by_task[task.name] = settings
@@ -376,74 +431,34 @@ class Pipeline:
                           len(part.train_features), len(part.dev_features or []))
             if isinstance(part.info.get("packed"), str):
                 self.log.info("phase 1: %s: sequences not packed: %s", part.name, part.info["packed"])
-        if spec.mlm is not None:
+        return parts, weights, settings_by_task
 
-            if spec.mlm.data is None:
-                raise ConfigError("intermediate.mlm.data: give the raw multilingual text for MLM co-training")
-            mlm_model, head_loaded = build_mlm_model(encoder, self.lm_head_source())
-            first = settings_by_task[parts[0].name]
-            texts = read_raw_text(spec.mlm.data)
-            parts.append(TrainablePart(
-                name="mlm", model=mlm_model,
-                train_features=mlm_features(texts, tokenizer, min(first["max_length"], 256)),
-                collate=MLMCollator(tokenizer, spec.mlm.mask_probability),
-                info={"lm_head_loaded": head_loaded},
-            ))
-            self.log.info("phase 1: MLM co-training on %d texts (p=%.2f, LM head %s)", len(texts),
-                          spec.mlm.probability, "loaded" if head_loaded else "fresh")
-        task_parts = [p for p in parts if p.name != "mlm"]
-        sizes = {p.name: len(p.train_features) for p in task_parts}
-        probs = mixture_probabilities(sizes, spec.sampling, spec.temperature, weights)
-        if spec.mlm is not None:
-            probs = {k: v * (1 - spec.mlm.probability) for k, v in probs.items()}
-            probs["mlm"] = spec.mlm.probability
-        # one "epoch" = as many batches as one pass over the supervised tasks (plus MLM's share)
-        settings = settings_by_task[task_parts[0].name]
-        bs = settings["batch_size"]
-        natural = sum(math.ceil(n / bs) for n in sizes.values())
-        per_epoch = math.ceil(natural / (1 - spec.mlm.probability)) if spec.mlm is not None else natural
-        tconf = train_config(settings, cfg, metric_for_best="loss")
-
-        accelerator = build_accelerator(tconf, find_unused_parameters=True)
-        planner = MixturePlanner(
-            [[_len(f) for f in p.train_features] for p in parts],
-            bs, [probs[p.name] for p in parts], seed=cfg.seed, batches_per_epoch=per_epoch,
-            group_by_length=tconf.group_by_length, mega_batch_mult=tconf.mega_batch_mult,
-            world_size=accelerator.num_processes, rank=accelerator.process_index, names=[p.name for p in parts],
+    def mlm_part(self, encoder, tokenizer, max_length: int) -> TrainablePart:
+        """MLM co-training on raw multilingual text, beside the intermediate tasks."""
+        mlm = self.config.intermediate.mlm
+        if mlm.data is None:
+            raise ConfigError("intermediate.mlm.data: give the raw multilingual text for MLM co-training")
+        mlm_model, head_loaded = build_mlm_model(encoder, self.lm_head_source())
+        texts = read_raw_text(mlm.data)
+        self.log.info("phase 1: MLM co-training on %d texts (p=%.2f, LM head %s)", len(texts),
+                      mlm.probability, "loaded" if head_loaded else "fresh")
+        return TrainablePart(
+            name="mlm", model=mlm_model,
+            train_features=mlm_features(texts, tokenizer, min(max_length, 256)),
+            collate=MLMCollator(tokenizer, mlm.mask_probability),
+            info={"lm_head_loaded": head_loaded},
         )
-        model = build_multitask_model(encoder, {p.name: p.model for p in parts})
-        features = [tf for p in parts for tf in tag_features(p.name, p.train_features)]
-        collate = mixture_collate({p.name: p.collate for p in parts})
-        eval_fn = mixture_loss_eval(task_parts, batch_size=max(8, bs * 2)) if cfg.dev_eval else None
-        self.log.info("phase 1: mixture %s, %d batches of %d per epoch",
-                      {k: round(v, 4) for k, v in probs.items()}, per_epoch, bs)
-        # The intermediate task's own quality before any training (a fresh head or decoder), the
-        # baseline against which "it learnt the task" is read; done once (kept on resume).
-        before_file = out / "quality_before.json"
-        if before_file.is_file():
-            quality_before = json.loads(before_file.read_text())
-        else:
-            quality_before = self.part_quality(task_parts)
-            if accelerator.is_main_process:
-                out.mkdir(parents=True, exist_ok=True)
-                before_file.write_text(json.dumps(quality_before, indent=1))
-        result = train(model, features, collate, tconf, eval_fn=eval_fn, out_dir=out / "train",
-                       planner=planner, accelerator=accelerator, description="phase1")
-        if accelerator.is_main_process:
-            save_encoder(encoder, tokenizer, enc_dir)
-        accelerator.wait_for_everyone()
-        self.timings["phase1"] = time.perf_counter() - t0
-        self.finish_phase("phase1", {
-            "train": result.to_dict(), "probabilities": probs, "sizes": sizes, "planner": planner.describe(),
-            "tasks": {p.name: p.info for p in parts}, "settings": settings_by_task,
-            "seconds": round(self.timings["phase1"], 2),
-            # the study's result store reads intermediate-task quality from here
-            "metrics": {p.name: {"dev_loss": h.get(f"{p.name}_loss")} for p in task_parts
-                        for h in result.eval_history[-1:]} if result.eval_history else {},
-            "quality_before": quality_before,
-            "quality": self.part_quality(task_parts),
-        }, out / "train")
-        self.encoder_source = str(enc_dir)
+
+    def quality_before(self, task_parts, path: Path, main: bool) -> dict[str, dict[str, float]]:
+        """The intermediate tasks' own quality before any training (a fresh head or decoder): the
+        baseline against which "it learnt the task" is read; measured once (kept on resume)."""
+        if path.is_file():
+            return json.loads(path.read_text())
+        quality = self.part_quality(task_parts)
+        if main:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(quality, indent=1))
+        return quality
 
     def part_quality(self, parts) -> dict[str, dict[str, float]]:
         """Each part's own dev metrics (``TrainablePart.evaluate``), in eval mode, no gradients."""
@@ -491,8 +506,8 @@ class Pipeline:
         set_seed(cfg.seed)
         model = build_model(task, encoder, labels=labels) if labels else build_model(task, encoder)
         fkw: dict[str, Any] = {"max_length": settings["max_length"], "labels": labels}
-        if task.kind == TaskKind.QA:
-            fkw["doc_stride"] = settings.get("doc_stride", 128)
+        if "doc_stride" in settings:  # QA's
+            fkw["doc_stride"] = settings["doc_stride"]
         feats = cached_featurize(task, train_ex, tokenizer, cache_dir=cfg.cache_dir, for_training=True, **fkw)
         eval_fn = None
         if cfg.dev_eval and has_split(task, cfg.data_dir, "dev", "en"):
@@ -503,7 +518,7 @@ class Pipeline:
                       len(feats), {k: settings[k] for k in ("learning_rate", "batch_size", "grad_accum", "epochs", "max_length") if k in settings})
         tconf = train_config(settings, cfg, metric_for_best="score", greater_is_better=True)
         # the same batches, each packed into one padding-free row: same loss
-        collate, packed = choose_collator(encoder, tokenizer, task.kind in PACKED_KINDS and bool(settings.get("pack_sequences")))
+        collate, packed = choose_collator(encoder, tokenizer, bool(settings.get("pack_sequences")))
         if isinstance(packed, str):
             self.log.info("phase 2: sequences not packed: %s", packed)
         result = train(model, feats, collate, tconf, eval_fn=eval_fn, out_dir=out / "train",
@@ -548,8 +563,7 @@ class Pipeline:
         langs = self.eval_languages(task, split)
         t0 = time.perf_counter()
         per_lang: dict[str, float] = {}
-        if task.kind == TaskKind.RETRIEVAL:
-
+        if kind_ops(task).encoder_only:
             encoder, tokenizer = self.load_encoder(self.encoder_source)
             encoder.eval()
             precision = cfg.phase_settings("target", task.kind.value)["mixed_precision"]
@@ -687,7 +701,7 @@ class Pipeline:
             summary: dict[str, Any] = {"encoder": self.encoder_source}
             if cfg.target is not None:
                 task = get_task(cfg.target)
-                if task.kind == TaskKind.RETRIEVAL:
+                if kind_ops(task).encoder_only:
                     if not self.main:
                         return self.rd.path
                     scores = self.phase3(task)

@@ -36,8 +36,9 @@ from xstilts.study.cells import (
 )
 from xstilts.study.plan import build_plan
 from xstilts.study.run_config import load_run_config
-from xstilts.tasks import Task, TaskKind, get_task
+from xstilts.tasks import Task, get_task
 from xstilts.train.mlm import read_raw_text
+from xstilts.tasks.kinds import kind_ops
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ def run_needs(config: Any, done: Collection[str] = ()) -> tuple[list[Need], list
                 needs.append(Need("phase 1", None, spec.mlm.data))
     if config.target is not None:
         task = get_task(config.target)
-        if task.kind != TaskKind.RETRIEVAL and "phase2" not in done:
+        if not kind_ops(task).encoder_only and "phase2" not in done:
             if not task.has_training_data:
                 problems.append(f"phase 2: {task.name} has no training data to fine-tune on")
             else:

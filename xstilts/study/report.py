@@ -41,7 +41,8 @@ from xstilts.study.stats import (
 )
 from xstilts.study.store import BUDGET_TASK, TRIVIAL_METRIC, UNTRAINED_SUFFIX, ResultStore
 from xstilts.study.study_config import Budgets
-from xstilts.tasks import REGISTRY, TaskKind
+from xstilts.tasks import REGISTRY
+from xstilts.tasks.kinds import num_choices
 
 XTREME_TARGETS = ("xnli", "pawsx", "udpos", "panx", "xquad", "mlqa", "tydiqa", "bucc2018", "tatoeba")
 
@@ -753,10 +754,9 @@ def phase1_verdicts(df: Any) -> dict[tuple[str, str, str], tuple[str, float, flo
         if metric is not None:
             ref = means.get(metric + UNTRAINED_SUFFIX)
             t = REGISTRY.get(task) if task in REGISTRY else None
-            if metric == "accuracy" and t is not None and t.kind is TaskKind.MULTIPLE_CHOICE:
-                n = (t.extra or {}).get("num_choices")
-                if isinstance(n, int):
-                    ref = max(ref if ref is not None else 0.0, 100.0 / n)
+            n = num_choices(t) if metric == "accuracy" and t is not None else None
+            if n:  # a multiple-choice task: chance is a floor for "learnt"
+                ref = max(ref if ref is not None else 0.0, 100.0 / n)
             learnt, lower_is_better = is_learnt(means[metric], ref), False
         else:
             metric = next((m for m in PHASE1_LOSSES if m in means), None)

@@ -47,27 +47,21 @@ from xstilts.data.batching import PREDICT_BATCH_SIZE
 from xstilts.errors import ConfigError, DataFormatError
 from xstilts.fileio import decode_utf8, read_input_bytes
 from xstilts.tasks import REGISTRY, TaskKind, get_task
+from xstilts.tasks.kinds import KINDS, kind_ops
 from xstilts.train.formulations import check_options
 
 SAMPLING = ("uniform", "proportional", "temperature")
 
-# Phase 2: XTREME reference scripts (see the module docstring).
+# Phase 2: XTREME reference scripts (see the module docstring), declared on each kind.
 TARGET_DEFAULTS: dict[str, dict[str, Any]] = {
-    "tagging": dict(learning_rate=2e-5, batch_size=8, grad_accum=4, epochs=10, max_length=128,
-                    warmup_ratio=0.0, weight_decay=0.0, pack_sequences=True),
-    "sentence-pair": dict(learning_rate=2e-5, batch_size=8, grad_accum=4, epochs=5, max_length=128,
-                          warmup_ratio=0.0, weight_decay=0.0, pack_sequences=True),
-    "qa": dict(learning_rate=3e-5, batch_size=4, grad_accum=8, epochs=3, max_length=384,
-               doc_stride=128, warmup_steps=500, weight_decay=1e-4, pack_sequences=True),
-    "multiple-choice": dict(learning_rate=2e-5, batch_size=8, grad_accum=4, epochs=5, max_length=128,
-                            warmup_ratio=0.0, weight_decay=0.0, pack_sequences=True),
+    kind.value: ops.target_defaults for kind, ops in KINDS.items() if ops.target_defaults
 }
 # Phase 1: jiant's X-STILTs recipe (see the module docstring).
 INTERMEDIATE_DEFAULTS: dict[str, Any] = dict(
     learning_rate=1e-5, batch_size=4, grad_accum=1, epochs=3, max_length=256, warmup_ratio=0.1,
     weight_decay=0.0, eval_every=1000, patience=30, pack_sequences=True,
 )
-INTERMEDIATE_QA_MAX_LENGTH = 384
+INTERMEDIATE_QA_MAX_LENGTH = KINDS[TaskKind.QA].intermediate_defaults["max_length"]
 MLM_DEFAULTS: dict[str, Any] = dict(
     learning_rate=1e-5, batch_size=8, grad_accum=1, epochs=1, max_length=256, warmup_ratio=0.1,
     weight_decay=0.0,
@@ -132,7 +126,7 @@ def _check_task(name: str, allowed: list[str], what: str) -> str:
 def intermediate_task_names() -> list[str]:
     """Tasks that can be trained in phase 1: any task with training data and a trainable kind."""
 
-    return [t.name for t in REGISTRY if t.has_training_data and t.kind not in (TaskKind.RETRIEVAL, TaskKind.MLM)
+    return [t.name for t in REGISTRY if t.has_training_data and kind_ops(t).has_head
             or (t.family == "code" and t.has_training_data)]
 
 
@@ -322,9 +316,8 @@ class RunConfig(_Strict):
             base = dict(COMMON_DEFAULTS, **TARGET_DEFAULTS[kind])
         elif phase == "intermediate":
             base = dict(COMMON_DEFAULTS, **INTERMEDIATE_DEFAULTS)
-            if kind == "qa":
-                base["max_length"] = INTERMEDIATE_QA_MAX_LENGTH
-                base["doc_stride"] = 128
+            if kind is not None:
+                base.update(kind_ops(kind).intermediate_defaults)
         elif phase == "mlm":
             base = dict(COMMON_DEFAULTS, **MLM_DEFAULTS)
         else:

@@ -21,10 +21,6 @@ class TaskKind(str, Enum):
     MLM = "mlm"
 
 
-# The kinds whose model is the encoder plus a task head (xstilts.models.heads builds them).
-HEAD_KINDS = (TaskKind.SENTENCE_PAIR, TaskKind.TAGGING, TaskKind.QA, TaskKind.MULTIPLE_CHOICE)
-
-
 @dataclass(frozen=True)
 class Task:
     """A task: its kind, its languages per split, its labels, its metric and where its files are.

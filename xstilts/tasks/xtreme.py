@@ -233,7 +233,8 @@ BUCC = REGISTRY.register(
             notes=("the hub copies (google/xtreme bucc18.*) keep only the gold pairs, without the "
                    "distractor sentences that make mining hard, so the release archives are used",),
         ),
-        extra={"mining": "margin"},
+        reader="bucc",
+        extra={"mining": "margin", "submission": "pairs"},
     )
 )
 

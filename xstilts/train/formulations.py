@@ -24,8 +24,8 @@ from xstilts.errors import ConfigError
 from xstilts.evaluation.metrics_nlu import intermediate_quality
 from xstilts.models.heads import build_model
 from xstilts.models.packing import choose_collator
-from xstilts.tasks import Task, TaskKind
-from xstilts.tasks.base import HEAD_KINDS
+from xstilts.tasks import Task
+from xstilts.tasks.kinds import kind_ops
 
 # Modules that register more formulations when imported (missing ones are skipped).
 FORMULATION_MODULES = ("xstilts.train.code_formulations",)
@@ -107,15 +107,7 @@ def available_formulations() -> list[str]:
 
 
 def default_formulation(task: Task) -> str:
-    if task.kind in HEAD_KINDS:
-        return "head"
-    if task.kind == TaskKind.GENERATION:
-        return "generate"
-    if task.kind == TaskKind.RETRIEVAL:
-        return "contrastive"
-    if task.kind == TaskKind.MLM:
-        return "infill"
-    raise ConfigError(f"{task.name}: no default formulation for kind {task.kind.value}")
+    return kind_ops(task).formulation
 
 
 def check_options(task: Task, formulation: str | None, options: dict[str, Any]) -> None:
@@ -148,10 +140,9 @@ def labels_for(task: Task, examples: Sequence[Any]) -> list[str] | None:
     sorted set of labels seen in the training examples."""
     if task.labels:
         return list(task.labels)
-    if task.kind == TaskKind.TAGGING:
-        return sorted({t for ex in examples for t in (ex.tags or [])})
-    if task.kind == TaskKind.SENTENCE_PAIR:
-        return sorted({ex.label for ex in examples if ex.label is not None})
+    ops = kind_ops(task)
+    if ops.label_set:
+        return sorted({label for ex in examples for label in ops.labels_of(ex)})
     return None
 
 
@@ -168,7 +159,7 @@ def build_head_part(inp: FormulationInput) -> TrainablePart:
     """
 
     task = inp.task
-    if task.kind not in HEAD_KINDS:
+    if not kind_ops(task).has_head:
         raise ConfigError(f"{task.name}: the 'head' formulation needs a kind with a head, not {task.kind.value}")
     labels = labels_for(task, inp.train_examples)
     model = build_model(task, inp.encoder, labels=labels) if labels else build_model(task, inp.encoder)
@@ -214,14 +205,12 @@ def build_head_part(inp: FormulationInput) -> TrainablePart:
 
 
 def scorable_examples(task: Task, examples: Sequence[Any]) -> list[Any]:
-    """The examples whose gold the task's metric can score (labelled; QA v1.1: answered)."""
-    if task.kind == TaskKind.QA:
-        if task.metric == "squad_v2":
-            return list(examples)
-        return [ex for ex in examples if ex.answers]
-    if task.kind == TaskKind.TAGGING:
-        return [ex for ex in examples if ex.tags is not None]
-    return [ex for ex in examples if getattr(ex, "label", None) is not None]
+    """The examples whose gold the task's metric can score: labelled, tagged or answered (SQuAD
+    v2.0 scores unanswerable questions too)."""
+    if task.metric == "squad_v2":
+        return list(examples)
+    gold = kind_ops(task).gold
+    return [ex for ex in examples if gold(ex) is not None and gold(ex) != []]
 
 
 def _has_gold(feature: dict) -> bool:
