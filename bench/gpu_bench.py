@@ -241,7 +241,7 @@ def section_predict(args, device, out: dict) -> None:
     import predict as pb  # bench/predict.py
 
     from xstilts.data.examples import TaggingExample
-    from xstilts.evaluation.predict import predict_examples
+    from xstilts.evaluation.predict import PredictOptions, predict_examples
 
     examples = []
     try:
@@ -262,19 +262,20 @@ def section_predict(args, device, out: dict) -> None:
             examples.append(TaggingExample(id=str(i), tokens=toks, tags=None))
     model = tagging_model(args.shape, device).eval()
     model.labels = [f"T{i}" for i in range(NUM_TAGS)]
-    predict_examples("udpos", model, args.tokenizer, examples[:64], device=device)  # warm-up
-    predict_examples("udpos", model, args.tokenizer, examples[:64], device=device, precision="no")
+    predict_examples("udpos", model, args.tokenizer, examples[:64], PredictOptions(device=device))  # warm-up
+    predict_examples("udpos", model, args.tokenizer, examples[:64], PredictOptions(device=device, precision="no"))
     # X: `xstilts predict`'s defaults (packed rows, bf16 autocast on GPUs, batches of at most
     # 16384 padded tokens); Xf: the same in float32; X4096: X in batches of at most 32 x 128
     # tokens, P's memory; X32: X in batches of 32 sentences (the default before 2026-11-27);
     # P: XTREME's loop, batches of 32 padded to 128.
     setups = {
-        "X": lambda: predict_examples("udpos", model, args.tokenizer, examples, device=device),
-        "Xf": lambda: predict_examples("udpos", model, args.tokenizer, examples, device=device, precision="no"),
-        "X4096": lambda: predict_examples("udpos", model, args.tokenizer, examples, max_tokens=4096,
-                                          device=device),
-        "X32": lambda: predict_examples("udpos", model, args.tokenizer, examples, batch_size=32, max_tokens=0,
-                                        device=device),
+        "X": lambda: predict_examples("udpos", model, args.tokenizer, examples, PredictOptions(device=device)),
+        "Xf": lambda: predict_examples("udpos", model, args.tokenizer, examples,
+                                       PredictOptions(device=device, precision="no")),
+        "X4096": lambda: predict_examples("udpos", model, args.tokenizer, examples,
+                                          PredictOptions(max_tokens=4096, device=device)),
+        "X32": lambda: predict_examples("udpos", model, args.tokenizer, examples,
+                                        PredictOptions(batch_size=32, max_tokens=0, device=device)),
         "P": lambda: pb.plain_tagging(model, args.tokenizer, examples, 32, device=device),
     }
     tags = timed_setups(setups, len(examples), out, "predict")

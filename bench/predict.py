@@ -106,7 +106,7 @@ def main(argv=None) -> dict:
     import torch
 
     from xstilts.data.readers import read_examples
-    from xstilts.evaluation.predict import predict_examples
+    from xstilts.evaluation.predict import PredictOptions, predict_examples
     from xstilts.evaluation.retrieval import embed, resolve_layer
     from xstilts.models.heads import build_model
 
@@ -142,8 +142,8 @@ def main(argv=None) -> dict:
         # --- UDPOS
         t = time.perf_counter()
         fast = {
-            lang: predict_examples("udpos", model, tokenizer, exs, device=None if torch.cuda.is_available() else "cpu",
-                                   **x_bounds)
+            lang: predict_examples("udpos", model, tokenizer, exs,
+                                   PredictOptions(device=None if torch.cuda.is_available() else "cpu", **x_bounds))
             for lang, exs in udpos.items()
         }  # fmt: skip
         tx = time.perf_counter() - t

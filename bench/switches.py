@@ -45,7 +45,7 @@ def run_one(model_dir, on: bool, seed: int, args, train_ex, test_sets) -> dict:
     from transformers import AutoModel
 
     from xstilts.data.features import featurize, make_collate
-    from xstilts.evaluation.predict import predict_examples
+    from xstilts.evaluation.predict import PredictOptions, predict_examples
     from xstilts.evaluation.scorer import score_language
     from xstilts.models.heads import build_model
     from xstilts.train.loop import train
@@ -88,7 +88,7 @@ def run_one(model_dir, on: bool, seed: int, args, train_ex, test_sets) -> dict:
     t = time.perf_counter()
     for lang, exs in test_sets.items():
         if enabled("sorted_prediction"):
-            pred = predict_examples("udpos", model, tokenizer, exs, device="cpu")
+            pred = predict_examples("udpos", model, tokenizer, exs, PredictOptions(device="cpu"))
         else:
             pred = plain_tagging(model, tokenizer, exs, 32)
         scores[lang] = next(iter(score_language("udpos", lang, exs, pred).values()))

@@ -208,14 +208,14 @@ def test_fast_prediction_gives_the_tags_of_the_padded_loop(setup, shared_data, p
     from predict import plain_tagging  # bench/predict.py's reference loop
 
     from xstilts.data.readers import read_examples
-    from xstilts.evaluation.predict import predict_examples
+    from xstilts.evaluation.predict import PredictOptions, predict_examples
     from xstilts.models.packing import ATTENTION
 
     folder, _ = setup
     tok = _tokenizer(folder)
     model = _model(folder)
     examples = read_examples("udpos", shared_data, "test", "de")[:40]
-    fast = predict_examples("udpos", model, tok, examples, batch_size=7, device="cpu", pack=pack)
+    fast = predict_examples("udpos", model, tok, examples, PredictOptions(batch_size=7, device="cpu", pack=pack))
     # None: packed rows where the encoder allows it, as here (SDPA)
     assert (model.encoder.config._attn_implementation == ATTENTION) == (pack is None)
     slow = plain_tagging(model, tok, examples, batch_size=7)
@@ -306,7 +306,7 @@ def test_packed_qa_prediction_gives_the_answers_of_unpacked_batches(setup, share
     from transformers import AutoModel
 
     from xstilts.data.readers import read_examples
-    from xstilts.evaluation.predict import predict_examples
+    from xstilts.evaluation.predict import PredictOptions, predict_examples
     from xstilts.models.heads import build_model
 
     folder, _ = setup
@@ -316,8 +316,8 @@ def test_packed_qa_prediction_gives_the_answers_of_unpacked_batches(setup, share
     for pack in (None, False):
         torch.manual_seed(0)
         model = build_model("xquad", AutoModel.from_pretrained(str(folder), attn_implementation="sdpa"))
-        answers[pack] = predict_examples("xquad", model, tok, examples, batch_size=5, max_length=128,
-                                         doc_stride=64, device="cpu", pack=pack)
+        answers[pack] = predict_examples("xquad", model, tok, examples, PredictOptions(
+            batch_size=5, max_length=128, doc_stride=64, device="cpu", pack=pack))
     assert answers[None] == answers[False]
     assert len(answers[None]) == 12 and len(set(answers[None].values())) > 1
 

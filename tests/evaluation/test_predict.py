@@ -12,7 +12,7 @@ from conftest import shared_file
 
 from xstilts.data.examples import QAAnswer, QAExample, TaggingExample
 from xstilts.data.features import collate, featurize
-from xstilts.evaluation.predict import predict_examples, predict_task
+from xstilts.evaluation.predict import PredictOptions, predict_examples, predict_task
 from xstilts.evaluation.qa_decode import best_spans, decode_answers
 from xstilts.models.heads import build_model
 from xstilts.models.tiny import build_tiny_model
@@ -40,7 +40,7 @@ def test_tagging_prediction_one_tag_per_word(tiny_tagger):
         TaggingExample("odd", ["fox", "", " ", "\u200b", "dog"]),
         TaggingExample("one", ["狐狸"]),
     ]
-    preds = predict_examples("udpos", model, tok, examples, max_length=32, batch_size=4)
+    preds = predict_examples("udpos", model, tok, examples, options=PredictOptions(max_length=32, batch_size=4))
     assert [len(p) for p in preds] == [len(long), 5, 1]
     assert all(t in model.labels for p in preds for t in p)
     # windowed prediction of a long sentence = the same words predicted one window at a time
@@ -192,7 +192,7 @@ def test_qa_model_finds_answer_in_later_window(tiny_tagger):
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert predict_examples("xquad", model, tok, [ex], max_length=48, doc_stride=16) == {
+    assert predict_examples("xquad", model, tok, [ex], options=PredictOptions(max_length=48, doc_stride=16)) == {
         "q": "Paris"
     }
 
@@ -207,16 +207,8 @@ def test_predict_xquad_files_answers_are_context_substrings(tiny_tagger, tmp_pat
     model = build_model("xquad", encoder)
     folder = tmp_path / "qa"
     model.save(folder, tokenizer=tok)
-    written = predict_task(
-        "xquad",
-        folder,
-        data_dir,
-        tmp_path / "out",
-        ["zh"],
-        max_length=128,
-        batch_size=64,
-        progress=False,
-    )
+    written = predict_task("xquad", folder, data_dir, tmp_path / "out", ["zh"],
+                           options=PredictOptions(max_length=128, batch_size=64), progress=False)
     predictions = read_predictions(written["zh"], "xquad")
     examples = read_examples("xquad", data_dir, "test", "zh")
     assert set(predictions) == {e.id for e in examples}
@@ -282,14 +274,14 @@ def test_batching_does_not_change_predictions(tiny_tagger):
     """Length-sorted, padded batches give what one example at a time gives (masks are right)."""
     _, model, tok = tiny_tagger
     examples = _random_sentences(seed=0, n=12, most_words=40)
-    one = predict_examples("udpos", model, tok, examples, batch_size=1, max_length=32)
-    many = predict_examples("udpos", model, tok, examples, batch_size=8, max_length=32)
+    one = predict_examples("udpos", model, tok, examples, options=PredictOptions(batch_size=1, max_length=32))
+    many = predict_examples("udpos", model, tok, examples, options=PredictOptions(batch_size=8, max_length=32))
     assert one == many and [len(p) for p in many] == [len(e.tokens) for e in examples]
     ex = _long_qa_example()
     qa = build_model("xquad", model.encoder)
     other = QAExample("short", "Who?", "The king signed it.", [])
-    a = predict_examples("xquad", qa, tok, [ex, other], batch_size=1, max_length=48, doc_stride=16)
-    b = predict_examples("xquad", qa, tok, [ex, other], batch_size=16, max_length=48, doc_stride=16)
+    a = predict_examples("xquad", qa, tok, [ex, other], PredictOptions(batch_size=1, max_length=48, doc_stride=16))
+    b = predict_examples("xquad", qa, tok, [ex, other], PredictOptions(batch_size=16, max_length=48, doc_stride=16))
     assert a == b and set(a) == {"q", "short"}
 
 
@@ -309,7 +301,7 @@ def test_batches_are_bounded_by_tokens(tiny_tagger):
     for name, kw in {"default": {}, "64": {"max_tokens": 64}, "none": {"max_tokens": 0},
                      "sentences": {"max_tokens": 0, "batch_size": 7}}.items():  # fmt: skip
         with _input_shapes(model) as shapes:
-            tags = predict_examples("udpos", model, tok, examples, max_length=32, pack=False, **kw)
+            tags = predict_examples("udpos", model, tok, examples, PredictOptions(max_length=32, pack=False, **kw))
         runs[name] = (tags, shapes)
     tags = [r[0] for r in runs.values()]
     assert all(t == tags[0] for t in tags)
@@ -322,11 +314,12 @@ def test_batches_are_bounded_by_tokens(tiny_tagger):
     assert 1 < len(runs["default"][1]) < len(runs["sentences"][1]) < len(runs["64"][1])
     # packed rows obey the same bound (a packed row holds no more than the padded batch did)
     with _input_shapes(model) as shapes:
-        packed = predict_examples("udpos", model, tok, examples, max_length=32, pack=True, max_tokens=64)
+        packed = predict_examples("udpos", model, tok, examples,
+                                  PredictOptions(max_length=32, pack=True, max_tokens=64))
     assert packed == tags[0] and len(shapes) == len(runs["64"][1])
     assert all(rows == 1 and width <= 64 for rows, width in shapes)
     with pytest.raises(ConfigError, match="max_tokens must be >= 0"):
-        predict_examples("udpos", model, tok, examples, max_tokens=-1)
+        predict_examples("udpos", model, tok, examples, options=PredictOptions(max_tokens=-1))
 
 
 def test_prediction_precision(tiny_tagger):
@@ -343,7 +336,7 @@ def test_prediction_precision(tiny_tagger):
         lambda mod, args, out: seen.append((torch.is_autocast_enabled("cpu"), out.logits.dtype))
     )
     try:
-        runs = {p: predict_examples("udpos", model, tok, examples, batch_size=8, precision=p)
+        runs = {p: predict_examples("udpos", model, tok, examples, options=PredictOptions(batch_size=8, precision=p))
                 for p in ("no", "auto", "bf16")}  # fmt: skip
     finally:
         hook.remove()
@@ -353,7 +346,7 @@ def test_prediction_precision(tiny_tagger):
     words = [(a, b) for pa, pb in zip(runs["no"], runs["bf16"]) for a, b in zip(pa, pb)]
     assert len(words) > 300 and sum(a == b for a, b in words) >= 0.95 * len(words)
     with pytest.raises(ConfigError, match="precision must be one of"):
-        predict_examples("udpos", model, tok, examples, precision="fp8")
+        predict_examples("udpos", model, tok, examples, options=PredictOptions(precision="fp8"))
 
 
 def test_each_batch_is_read_only_after_the_next_is_queued(tiny_tagger, monkeypatch):
@@ -367,7 +360,7 @@ def test_each_batch_is_read_only_after_the_next_is_queued(tiny_tagger, monkeypat
     rng = random.Random(2)
     vocab = "The quick brown fox jumps over the lazy dog".split()
     examples = [TaggingExample(str(i), [rng.choice(vocab) for _ in range(rng.randint(1, 12))]) for i in range(20)]
-    plain = predict_examples("udpos", model, tok, examples, batch_size=6)
+    plain = predict_examples("udpos", model, tok, examples, options=PredictOptions(batch_size=6))
     log: list[str] = []
 
     class Event:
@@ -383,7 +376,7 @@ def test_each_batch_is_read_only_after_the_next_is_queued(tiny_tagger, monkeypat
     monkeypatch.setattr(predict, "_fetch", fetch)
     hook = model.register_forward_hook(lambda *a: log.append("forward"))
     try:
-        pipelined = predict_examples("udpos", model, tok, examples, batch_size=6)
+        pipelined = predict_examples("udpos", model, tok, examples, options=PredictOptions(batch_size=6))
     finally:
         hook.remove()
     assert log == ["forward", "forward", "wait 1", "forward", "wait 2", "forward", "wait 3", "wait 4"]

@@ -14,7 +14,7 @@ from tests.data.test_nlu_readers import AUTO, SQUAD_V2
 from xstilts.data.features import collate, featurize
 from xstilts.data.nlu_readers import nlu_label_set, read_nlu_examples
 from xstilts.evaluation.metrics_nlu import intermediate_quality, score_intermediate
-from xstilts.evaluation.predict import predict_examples
+from xstilts.evaluation.predict import PredictOptions, predict_examples
 from xstilts.models.heads import build_model
 from xstilts.models.tiny import build_tiny_model
 
@@ -26,7 +26,7 @@ def test_cosmosqa_multiple_choice_end_to_end():
     examples = read_nlu_examples("cosmosqa", root, "dev", "en")[:6]
     encoder, tok = build_tiny_model(seed=0, extra_text=[ex.context for ex in examples])
     model = build_model("cosmosqa", encoder).eval()
-    preds = predict_examples("cosmosqa", model, tok, examples, max_length=128)
+    preds = predict_examples("cosmosqa", model, tok, examples, PredictOptions(max_length=128))
     assert len(preds) == 6 and all(0 <= p < 4 for p in preds)
     expected = 100 * sum(p == ex.label for p, ex in zip(preds, examples)) / 6
     assert score_intermediate("cosmosqa", examples, preds) == {"accuracy": pytest.approx(expected)}
@@ -69,9 +69,9 @@ def test_squad_v2_model_learns_the_null_answer(tmp_path):
         loss.backward()
         optimizer.step()
     model.eval()
-    preds = predict_examples("squad_v2", model, tok, examples, max_length=96)
+    preds = predict_examples("squad_v2", model, tok, examples, PredictOptions(max_length=96))
     assert preds == {"q1": "France", "q2": ""}
-    scores = intermediate_quality("squad_v2", model, tok, examples, max_length=96)
+    scores = intermediate_quality("squad_v2", model, tok, examples, PredictOptions(max_length=96))
     assert scores == score_intermediate("squad_v2", examples, preds)
     assert (
         scores["exact"] == 100.0 and scores["NoAns_exact"] == 100.0 and scores["HasAns_f1"] == 100.0

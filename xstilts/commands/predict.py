@@ -118,7 +118,7 @@ def predict(
 ) -> None:
     """Predict every language of a task with no gradient, batches sorted by length; write XTREME's layout."""
     from xstilts.data.fetch import resolve_data_dir
-    from xstilts.evaluation.predict import predict_task
+    from xstilts.evaluation.predict import PredictOptions, RetrievalOptions, predict_task
 
     langs = _split_list(languages)
     folder = resolve_data_dir(data_dir, [(task, langs)], echo=lambda line: typer.echo(line, err=True))
@@ -129,16 +129,10 @@ def predict(
         out,
         langs,
         split=split,
-        batch_size=batch_size,
-        max_tokens=max_tokens,
-        max_length=max_length,
-        doc_stride=doc_stride,
-        layer=layer,
-        pooling=pooling.value,
-        prefix=prefix,
-        device=device,
+        options=PredictOptions(batch_size=batch_size, max_tokens=max_tokens, max_length=max_length,
+                               doc_stride=doc_stride, device=device, precision=precision.value),
+        retrieval=RetrievalOptions(layer=layer, pooling=pooling.value, prefix=prefix),
         progress=not no_progress,
-        precision=precision.value,
     )
     for lang, path in written.items():
         typer.echo(f"{lang}\t{path}")

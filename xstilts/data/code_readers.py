@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from xstilts.data.examples import GenerationExample
-from xstilts.errors import ConfigError, DataFormatError, MissingDataError
-from xstilts.fileio import decode_utf8, input_error, open_input
 from xstilts.data.readers import FAMILY_READERS
 from xstilts.data.textio import read_text
+from xstilts.errors import ConfigError, DataFormatError, MissingDataError
+from xstilts.fileio import decode_utf8, input_error, open_input
 from xstilts.tasks import Task, get_task
 from xstilts.tasks.sources import HubTable
 

@@ -43,8 +43,8 @@ from xstilts.fileio import sha256_of, write_json_atomic, write_text_atomic
 from xstilts.languages import TATOEBA_ISO3
 from xstilts.tasks import REGISTRY, get_task
 from xstilts.tasks.base import Task
-from xstilts.tasks.kinds import kind_ops
 from xstilts.tasks.intermediate import PAPER_NLU_TASKS
+from xstilts.tasks.kinds import kind_ops
 from xstilts.tasks.sources import HubTable, ReleaseArchive, TaskSource, Unavailable
 from xstilts.tasks.xtreme import XTREME_TASKS
 

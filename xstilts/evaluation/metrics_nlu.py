@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from xstilts.errors import ConfigError
 from xstilts.evaluation.metrics import classification
 from xstilts.evaluation.metrics.squad import normalize_answer, squad_scores, token_f1
-from xstilts.evaluation.predict import predict_examples
+from xstilts.evaluation.predict import PredictOptions, predict_examples
 from xstilts.tasks import get_task
 from xstilts.tasks.base import TaskKind
 from xstilts.tasks.kinds import kind_ops
@@ -300,14 +300,14 @@ def intermediate_quality(
     model: object,
     tokenizer: object,
     dev_examples: Sequence[object],
-    **predict_options: object,
+    options: PredictOptions = PredictOptions(),
 ) -> dict:
     """Predict ``dev_examples`` with a phase-1 task model and score them (one call after phase 1).
 
-    ``predict_options`` go to :func:`xstilts.evaluation.predict.predict_examples` (batch_size,
+    ``options``: how :func:`xstilts.evaluation.predict.predict_examples` runs (batch bounds,
     max_length, doc_stride, device, ...). SQuAD v2.0 predictions include the null answer.
     """
 
     task = get_task(task)
-    predictions = predict_examples(task, model, tokenizer, dev_examples, **predict_options)
+    predictions = predict_examples(task, model, tokenizer, dev_examples, options)
     return score_intermediate(task, dev_examples, predictions)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -173,9 +173,6 @@ def _fetch(kept: tuple, device: Any) -> tuple[tuple, Any]:
 
 def _unpacked(output, batch):
     """A packed batch's per-token outputs in the padded layout (see :func:`run_model`)."""
-    from dataclasses import replace
-
-
     cu, longest = batch["cu_seq_lens_q"], batch["max_length_q"]
     fields = ("logits", "start_logits", "end_logits")
     return replace(output, **{k: unpack_rows(getattr(output, k), cu, longest)
@@ -230,36 +227,53 @@ def _label_names(task: Task, model: Any) -> list[str]:
     return list(labels)
 
 
+@dataclass(frozen=True)
+class PredictOptions:
+    """How prediction runs. ``batch_size`` and ``max_tokens`` bound each batch (:func:`run_model`;
+    ``max_tokens`` None: the device's default, 0: none); ``max_length`` and ``doc_stride`` are the
+    features' (None: the kind's default length); ``n_best`` and ``max_answer_length`` QA decoding's;
+    ``pack``: batches run as padding-free rows (None: where the encoder allows it); ``precision``:
+    autocast for the forward passes (:func:`autocast_for`; ``auto``: bf16 on GPUs)."""
+
+    batch_size: int = DEFAULT_BATCH_SIZE
+    max_tokens: int | None = None
+    max_length: int | None = None
+    doc_stride: int = 128
+    n_best: int = 20
+    max_answer_length: int = 30
+    device: Any = None
+    precision: str = "auto"
+    pack: bool | None = None
+
+
+@dataclass(frozen=True)
+class RetrievalOptions:
+    """Retrieval only: the hidden layer (None: the default, see :mod:`xstilts.evaluation.retrieval`),
+    ``mean`` or ``cls`` pooling, and text put before every sentence (e.g. ``"query: "`` for E5)."""
+
+    layer: int | None = None
+    pooling: str = "mean"
+    prefix: str = ""
+
+
 def predict_examples(
     task: Task | str,
     model: Any,
     tokenizer: Any,
     examples: Sequence[Any],
+    options: PredictOptions = PredictOptions(),
     *,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    max_tokens: int | None = None,
-    max_length: int | None = None,
-    doc_stride: int = 128,
-    n_best: int = 20,
-    max_answer_length: int = 30,
-    device: Any = None,
     progress: Any = None,
     description: str | None = None,
-    pack: bool | None = None,
-    precision: str = "auto",
 ) -> Any:
-    """Predictions for ``examples`` in the submission layout's in-memory form.
-
-    sentence pair: ``list[str]`` labels; tagging: ``list[list[str]]`` (one tag per word, always
-    as many as words); QA: ``{id: answer text}``; multiple choice: ``list[int]`` choice indices.
-    ``batch_size`` and ``max_tokens`` bound each batch (:func:`run_model`; ``max_tokens`` None:
-    the device's default, 0: none).
-    ``pack``: batches run as padding-free rows (None: where the encoder allows it).
-    ``precision``: autocast for the forward passes (:func:`autocast_for`; ``auto``: bf16 on GPUs).
+    """Predictions for ``examples`` in the submission layout's in-memory form (the kind's
+    ``decode``): sentence pair: ``list[str]`` labels; tagging: ``list[list[str]]`` (one tag per
+    word, always as many as words); QA: ``{id: answer text}``; multiple choice: ``list[int]``
+    choice indices. ``progress``: a rich ``Progress`` (or None).
     """
-
-    check_precision(precision)  # before featurizing: a typo should not cost the wait
-    check_max_tokens(max_tokens)
+    o = options
+    check_precision(o.precision)  # before featurizing: a typo should not cost the wait
+    check_max_tokens(o.max_tokens)
     task = get_task(task)
     ops = kind_ops(task)
     if not ops.has("decode"):
@@ -268,20 +282,21 @@ def predict_examples(
         task,
         examples,
         tokenizer,
-        max_length=max_length,
-        doc_stride=doc_stride,
+        max_length=o.max_length,
+        doc_stride=o.doc_stride,
         for_training=False,
         labels=getattr(model, "labels", None),
     )
+    pack = o.pack
     if pack is None:
         pack = ops.has_head and unpackable(getattr(model, "encoder", None)) is None
-    common = dict(batch_size=batch_size, max_tokens=max_tokens, device=device, progress=progress,
-                  description=description or task.name, precision=precision, pack=pack)
+    common = dict(batch_size=o.batch_size, max_tokens=o.max_tokens, device=o.device, progress=progress,
+                  description=description or task.name, precision=o.precision, pack=pack)
 
     def run(extract: Extract) -> list:
         return run_model(model, features, tokenizer, extract, **common)
 
-    return ops.decode(Decoding(task, model, examples, features, run, n_best, max_answer_length))
+    return ops.decode(Decoding(task, model, examples, features, run, o.n_best, o.max_answer_length))
 
 
 @dataclass(frozen=True)
@@ -417,25 +432,17 @@ def predict_task(
     *,
     split: str | None = None,
     tokenizer: Any = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    max_tokens: int | None = None,
-    max_length: int | None = None,
-    doc_stride: int = 128,
-    layer: int | None = None,
-    pooling: str = "mean",
-    prefix: str = "",
-    device: str | None = None,
+    options: PredictOptions = PredictOptions(),
+    retrieval: RetrievalOptions = RetrievalOptions(),
     progress: bool = True,
-    precision: str = "auto",
 ) -> dict[str, Path]:
     """Predict ``split`` (default: the task's scored split) of every language; write the files.
 
     ``model_or_path``: a folder written by ``TaskModel.save`` (or a TaskModel / ``(model,
     tokenizer)``); for retrieval tasks a plain encoder name or folder (any form
-    :func:`xstilts.models.loading.load_encoder` takes). ``layer``, ``pooling`` and ``prefix`` (text
-    put before every sentence, e.g. ``"query: "`` for E5) apply to retrieval only. Returns
-    language → written file. ``precision``: autocast for the forward passes (:func:`autocast_for`;
-    ``auto``: bf16 on GPUs), retrieval's embeddings included (``no``: float32).
+    :func:`xstilts.models.loading.load_encoder` takes), embedded as ``retrieval`` says. Returns
+    language → written file. ``options.precision`` applies to retrieval's embeddings too
+    (``no``: float32).
     """
 
     task = get_task(task)
@@ -443,51 +450,29 @@ def predict_task(
     check_output_dir(out_dir, "the predictions")  # before any model is loaded or run
     ops = kind_ops(task)
     if ops.encoder_only:
-        if pooling not in ("mean", "cls"):
-            raise ConfigError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
+        if retrieval.pooling not in ("mean", "cls"):
+            raise ConfigError(f"pooling must be 'mean' or 'cls', got {retrieval.pooling!r}")
         encoder, tok = _load_encoder(model_or_path, tokenizer)
-        encoder.to(resolve_device(device))
+        encoder.to(resolve_device(options.device))
         langs = languages_to_predict(task, data_dir, split, languages)
-        extra: dict[str, Any] = {} if max_length is None else {"max_length": max_length}
+        extra: dict[str, Any] = {} if options.max_length is None else {"max_length": options.max_length}
         return predict_retrieval(
-            task,
-            encoder,
-            tok,
-            data_dir,
-            langs,
-            out_dir,
-            layer=layer,
-            pooling=pooling,
-            batch_size=batch_size,
-            max_tokens=max_tokens,
-            precision=precision,
-            prefix=prefix,
-            progress=progress,
-            **extra,
-        )
+            task, encoder, tok, data_dir, langs, out_dir,
+            layer=retrieval.layer, pooling=retrieval.pooling, prefix=retrieval.prefix,
+            batch_size=options.batch_size, max_tokens=options.max_tokens, precision=options.precision,
+            progress=progress, **extra,
+        )  # fmt: skip
     if not ops.has("decode"):
         raise ConfigError(f"{task.name}: `predict` does not handle {task.kind.value} tasks")
 
     langs = languages_to_predict(task, data_dir, split, languages)
-    dev = resolve_device(device)
+    dev = resolve_device(options.device)
     model, tok = _load_for_task(task, model_or_path, tokenizer, dev)
     written: dict[str, Path] = {}
     with _progress(progress) as bar:
         for lang in langs:
             examples = read_examples(task, data_dir, split, lang)
-            predictions = predict_examples(
-                task,
-                model,
-                tok,
-                examples,
-                batch_size=batch_size,
-                max_tokens=max_tokens,
-                max_length=max_length,
-                doc_stride=doc_stride,
-                device=dev,
-                progress=bar,
-                description=f"{task.name} {split} {lang}",
-                precision=precision,
-            )
+            predictions = predict_examples(task, model, tok, examples, replace(options, device=dev),
+                                           progress=bar, description=f"{task.name} {split} {lang}")
             written[lang] = write_predictions(out_dir, task, lang, predictions)
     return written

@@ -33,7 +33,7 @@ from xstilts.data.feature_cache import cached_featurize
 from xstilts.data.readers import available, has_split, read_examples
 from xstilts.errors import ConfigError, MissingDataError
 from xstilts.evaluation.layout import gold_from_examples, write_labels, write_predictions
-from xstilts.evaluation.predict import predict_examples, predict_task
+from xstilts.evaluation.predict import PredictOptions, predict_examples, predict_task
 from xstilts.evaluation.retrieval import embed, tatoeba_predictions
 from xstilts.evaluation.scorer import score_directory, score_language
 from xstilts.fileio import write_json_atomic
@@ -47,6 +47,7 @@ from xstilts.study.preflight import check_run
 from xstilts.study.run_config import RunConfig
 from xstilts.study.rundir import ENCODER_DIR, FINISHED_FILE, SCORES_FILE, RunDir
 from xstilts.tasks import Task, get_task
+from xstilts.tasks.kinds import kind_ops
 from xstilts.train.batching import feature_length
 from xstilts.train.formulations import FormulationInput, TrainablePart, get_builder, labels_for
 from xstilts.train.loop import build_accelerator, make_loss_eval, train
@@ -60,7 +61,6 @@ from xstilts.train.mixing import (
 from xstilts.train.mlm import MLMCollator, mlm_features, read_raw_text
 from xstilts.train.signals import stop_on_signal
 from xstilts.train.train_config import TrainConfig
-from xstilts.tasks.kinds import kind_ops
 
 TRAIN_KEYS = (
     "learning_rate", "batch_size", "grad_accum", "epochs", "max_steps", "warmup_ratio", "warmup_steps",
@@ -194,12 +194,12 @@ def dev_metric_eval(task: Task, tokenizer: Any, examples: Sequence[Any], setting
 
     def evaluate(model) -> dict[str, float]:
         device = next(model.parameters()).device
-        predictions = predict_examples(
-            task, model, tokenizer, examples, **prediction_batches,
+        predictions = predict_examples(task, model, tokenizer, examples, PredictOptions(
+            **prediction_batches,
             max_length=settings.get("max_length"), doc_stride=settings.get("doc_stride", 128),
-            device=device, progress=None, pack=prediction_packing(settings),
+            device=device, pack=prediction_packing(settings),
             precision="no",  # inside the training loop's evaluation, under its own autocast
-        )
+        ))
         metrics = score_language(task, "en", gold, predictions)
         primary = next((metrics[k] for k in ("f1", "accuracy", "exact_match") if k in metrics), None)
         if primary is None:
@@ -572,8 +572,10 @@ class Pipeline:
                 per_lang = self.capped_tatoeba(task, encoder, tokenizer, split, langs, pred_root, label_root,
                                                precision)
             else:  # BUCC mines whole corpora: a cap would change the task, so none applies
+                options = PredictOptions(**cfg.prediction_batches, device=resolve_device(cpu=cfg.cpu),
+                                         precision=precision)
                 predict_task(task, (encoder, tokenizer), cfg.data_dir, pred_root, langs, split=split,
-                             **cfg.prediction_batches, device=resolve_device(cpu=cfg.cpu), progress=cfg.progress, precision=precision)
+                             options=options, progress=cfg.progress)
                 for lang in langs:
                     write_labels(label_root, task, lang, _read(task, cfg.data_dir, split, lang))
         else:
@@ -587,12 +589,13 @@ class Pipeline:
                 examples = _read(task, cfg.data_dir, split, lang)
                 if cfg.eval_max_examples is not None:
                     examples = examples[: cfg.eval_max_examples]
-                predictions = predict_examples(
-                    task, model, tokenizer, examples, **cfg.prediction_batches, max_length=settings["max_length"],
-                    doc_stride=settings.get("doc_stride", 128),
-                    device=device, progress=None, description=f"{task.name} {split} {lang}",
+                options = PredictOptions(
+                    **cfg.prediction_batches, max_length=settings["max_length"],
+                    doc_stride=settings.get("doc_stride", 128), device=device,
                     pack=prediction_packing(settings), precision=settings.get("mixed_precision") or "auto",
                 )
+                predictions = predict_examples(task, model, tokenizer, examples, options,
+                                               description=f"{task.name} {split} {lang}")
                 write_predictions(pred_root, task, lang, predictions)
                 write_labels(label_root, task, lang, examples)
                 per_lang[lang] = round(time.perf_counter() - t, 3)

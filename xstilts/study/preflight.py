@@ -37,8 +37,8 @@ from xstilts.study.cells import (
 from xstilts.study.plan import build_plan
 from xstilts.study.run_config import load_run_config
 from xstilts.tasks import Task, get_task
-from xstilts.train.mlm import read_raw_text
 from xstilts.tasks.kinds import kind_ops
+from xstilts.train.mlm import read_raw_text
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from typing import Any
 from xstilts.data.feature_cache import cached_featurize
 from xstilts.errors import ConfigError
 from xstilts.evaluation.metrics_nlu import intermediate_quality
+from xstilts.evaluation.predict import PredictOptions
 from xstilts.models.heads import build_model
 from xstilts.models.packing import choose_collator
 from xstilts.tasks import Task
@@ -190,11 +191,11 @@ def build_head_part(inp: FormulationInput) -> TrainablePart:
         def evaluate(task_model: Any) -> dict[str, float]:
 
             device = next(task_model.parameters()).device
-            metrics = intermediate_quality(
-                task, task_model, inp.tokenizer, scored, **inp.prediction_batches,
+            metrics = intermediate_quality(task, task_model, inp.tokenizer, scored, PredictOptions(
+                **inp.prediction_batches,
                 max_length=inp.settings.get("max_length"), doc_stride=inp.settings.get("doc_stride", 128),
                 device=device, pack=packed is True, precision=inp.settings.get("mixed_precision") or "auto",
-            )
+            ))
             return dict(metrics)
 
     return TrainablePart(
