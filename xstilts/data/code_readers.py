@@ -413,30 +413,44 @@ def read_code_hub(
         hub_split = hub_splits[0] if "all" not in table.splits else {"dev": "validation"}.get(split, split)
         rows = load_dataset(table.repo, config, split=hub_split, revision=table.revision)
         where = Path(table.describe(lang, hub_split))
+    convert = HUB_ROW_READERS.get(task.reader)
+    if convert is None:
+        raise ConfigError(f"task {task.name!r} has no hub copy (read its release files)")
     out: list[GenerationExample] = []
-    language = str(task.extra.get("code_language", "python"))
     for i, row in enumerate(rows):
-        row, line = dict(row), i + 1
-        if task.reader in ("conala_json", "conala_mined"):
-            out.append(conala_example(row, where, line, i, language))
-        elif task.reader == "mbpp":
-            out.append(mbpp_example(row, where, line))
-        elif task.reader == "humaneval":
-            out.append(humaneval_example(row, where, line))
-        elif task.reader == "codesearchnet":
-            if "docstring" not in row and "func_documentation_string" in row:
-                row["docstring"] = row["func_documentation_string"]
-            if "code" not in row and "func_code_string" in row:
-                row["code"] = row["func_code_string"]
-            ex = codesearchnet_example(row, where, line, lang, index=-1)
-            if ex is not None:
-                out.append(ex)
-        elif task.reader == "concode":
-            nl, code = _field(row, "nl", where, line), _field(row, "code", where, line)
-            out.append(GenerationExample(id=f"concode-{split}-{line}", source=nl, target=code, language="java"))
-        else:
-            raise ConfigError(f"task {task.name!r} has no hub copy (read its release files)")
+        ex = convert(task, dict(row), where, i + 1, split, lang)
+        if ex is not None:
+            out.append(ex)
     return out
+
+
+def _conala_row(task: Task, row: dict, where: Path, line: int, split: str, lang: str) -> GenerationExample:
+    return conala_example(row, where, line, line - 1, str(task.extra.get("code_language", "python")))
+
+
+def _codesearchnet_row(task: Task, row: dict, where: Path, line: int, split: str, lang: str) -> GenerationExample | None:
+    """The hub's CodeSearchNet columns (``func_documentation_string``...) under the release's names."""
+    if "docstring" not in row and "func_documentation_string" in row:
+        row["docstring"] = row["func_documentation_string"]
+    if "code" not in row and "func_code_string" in row:
+        row["code"] = row["func_code_string"]
+    return codesearchnet_example(row, where, line, lang, index=-1)
+
+
+def _concode_row(task: Task, row: dict, where: Path, line: int, split: str, lang: str) -> GenerationExample:
+    nl, code = _field(row, "nl", where, line), _field(row, "code", where, line)
+    return GenerationExample(id=f"concode-{split}-{line}", source=nl, target=code, language="java")
+
+
+# Reader name -> one hub row as an example, (task, row, where, line, split, lang) -> example or None.
+HUB_ROW_READERS = {
+    "conala_json": _conala_row,
+    "conala_mined": _conala_row,
+    "mbpp": lambda task, row, where, line, split, lang: mbpp_example(row, where, line),
+    "humaneval": lambda task, row, where, line, split, lang: humaneval_example(row, where, line),
+    "codesearchnet": _codesearchnet_row,
+    "concode": _concode_row,
+}
 
 
 FAMILY_READERS["code"] = lambda task, data_dir, split, lang, sink: read_code_examples(task, data_dir, split, lang)

@@ -47,7 +47,7 @@ import json
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Union
@@ -661,24 +661,26 @@ def read_nlu_path(
         return []
 
 
+# Reader name (``Task.reader``) -> reader(path, task, split, sink) of one file.
+FILE_READERS: dict[str, Callable[..., Iterable[NLUExample]]] = {
+    "nli": lambda path, task, split, sink: _read_nli(path, task, split, ProblemSink.strict_unless(sink)),
+    "anli": lambda path, task, split, sink: _read_nli(path, task, split, ProblemSink.strict_unless(sink)),
+    "qqp": lambda path, task, split, sink: _read_qqp(path, task, split, ProblemSink.strict_unless(sink)),
+    "squad": lambda path, task, split, sink: _read_squad(path, task, split, sink),
+    "hellaswag": lambda path, task, split, sink: _read_jsonl_mc(path, task, ProblemSink.strict_unless(sink),
+                                                                _hellaswag_record),
+    "cosmosqa": lambda path, task, split, sink: _read_cosmosqa(path, task, split, ProblemSink.strict_unless(sink)),
+    "commonsenseqa": lambda path, task, split, sink: _read_jsonl_mc(path, task, ProblemSink.strict_unless(sink),
+                                                                    _csqa_record),
+    "ccg_auto": lambda path, task, split, sink: _read_auto(path, task, split, ProblemSink.strict_unless(sink)),
+}
+
+
 def _read_one(task: Task, path: Path, split: str, sink: Any) -> list[NLUExample]:
-    strict = ProblemSink.strict_unless(sink)
-    reader = task.reader
-    if reader in ("nli", "anli"):
-        return list(_read_nli(path, task, split, strict))
-    if reader == "qqp":
-        return list(_read_qqp(path, task, split, strict))
-    if reader == "squad":
-        return list(_read_squad(path, task, split, sink))
-    if reader == "hellaswag":
-        return list(_read_jsonl_mc(path, task, strict, _hellaswag_record))
-    if reader == "cosmosqa":
-        return list(_read_cosmosqa(path, task, split, strict))
-    if reader == "commonsenseqa":
-        return list(_read_jsonl_mc(path, task, strict, _csqa_record))
-    if reader == "ccg_auto":
-        return list(_read_auto(path, task, split, strict))
-    raise ConfigError(f"task {task.name}: no NLU reader {reader!r} for {path}")
+    reader = FILE_READERS.get(task.reader or "")
+    if reader is None:
+        raise ConfigError(f"task {task.name}: no NLU reader {task.reader!r} for {path}")
+    return list(reader(path, task, split, sink))
 
 
 def read_nlu_examples(
@@ -715,6 +717,75 @@ def read_nlu_examples(
 
 
 # --------------------------------------------------------------------------- hub datasets
+def _nli_hub_record(task: Task, record: Mapping[str, Any], path: Path, line: int) -> SentencePairExample | None:
+    raw = record.get("label")
+    if raw == -1:
+        return None  # no gold
+    if not isinstance(raw, int) or not 0 <= raw < 3:
+        raise _Bad(DataFormatError(path, line, "label 0, 1 or 2", repr(raw)))
+    ident = str(record.get("uid", record.get("pairID", f"{task.name}-{line - 1}")))
+    return SentencePairExample(
+        id=ident,
+        text_a=_need(record, "premise", path, line),
+        text_b=_need(record, "hypothesis", path, line),
+        label=_NLI_HUB_INDEX[raw],
+    )
+
+
+def _qqp_hub_record(task: Task, record: Mapping[str, Any], path: Path, line: int) -> SentencePairExample:
+    raw = record.get("label")
+    label = None if raw == -1 else str(raw)
+    if label not in (None, "0", "1"):
+        raise _Bad(DataFormatError(path, line, "label 0 or 1", repr(raw)))
+    return SentencePairExample(
+        id=str(record.get("idx", line - 1)),
+        text_a=_need(record, "question1", path, line),
+        text_b=_need(record, "question2", path, line),
+        label=label,
+    )
+
+
+def _squad_hub_record(task: Task, record: Mapping[str, Any], path: Path, line: int) -> QAExample:
+    answers = _need(record, "answers", path, line, dict)
+    texts, starts = answers.get("text", []), answers.get("answer_start", [])
+    if len(texts) != len(starts):
+        raise _Bad(DataFormatError(path, line, "answers with as many starts as texts", repr(answers)[:80]))
+    return QAExample(
+        id=str(_need(record, "id", path, line)),
+        question=_need(record, "question", path, line),
+        context=_need(record, "context", path, line),
+        answers=[QAAnswer(text=t, answer_start=int(s)) for t, s in zip(texts, starts)],
+        title=str(record.get("title", "")),
+        is_impossible=task.metric == "squad_v2" and not texts,
+    )
+
+
+def _cosmosqa_hub_record(task: Task, record: Mapping[str, Any], path: Path, line: int) -> MultipleChoiceExample:
+    n = int(task.extra.get("num_choices", 4))  # type: ignore[call-overload]
+    label = record.get("label")
+    return MultipleChoiceExample(
+        id=str(_need(record, "id", path, line)),
+        context=_need(record, "context", path, line),
+        question=_need(record, "question", path, line),
+        choices=[_need(record, f"answer{i}", path, line) for i in range(n)],
+        label=None if label in (None, -1) else _choice_label(label, n, path, line, "label"),
+    )
+
+
+# Reader name -> one hub record as an example (None: a record without gold, left out).
+HUB_RECORD_READERS: dict[str, Callable[[Task, Mapping[str, Any], Path, int], NLUExample | None]] = {
+    "nli": _nli_hub_record,
+    "anli": _nli_hub_record,
+    "qqp": _qqp_hub_record,
+    "squad": _squad_hub_record,
+    "hellaswag": lambda task, record, path, line: _hellaswag_record(
+        dict(record), path, line, int(task.extra.get("num_choices", 4))),  # type: ignore[call-overload]
+    "cosmosqa": _cosmosqa_hub_record,
+    "commonsenseqa": lambda task, record, path, line: _csqa_record(
+        dict(record), path, line, int(task.extra.get("num_choices", 5))),  # type: ignore[call-overload]
+}
+
+
 def nlu_examples_from_records(
     task: Task | str, records: Iterable[Mapping[str, Any]], source: str = "<hub>"
 ) -> list[NLUExample]:
@@ -728,84 +799,14 @@ def nlu_examples_from_records(
     path = Path(source)
     sink = ProblemSink()
     out: list[NLUExample] = []
+    convert = HUB_RECORD_READERS.get(task.reader or "")
+    if convert is None:
+        raise ConfigError(f"task {task.name} has no hub records reader")
     for index, record in enumerate(records):
-        line = index + 1
         try:
-            if task.reader in ("nli", "anli"):
-                raw = record.get("label")
-                if raw == -1:
-                    continue
-                if not isinstance(raw, int) or not 0 <= raw < 3:
-                    raise _Bad(DataFormatError(path, line, "label 0, 1 or 2", repr(raw)))
-                ident = str(record.get("uid", record.get("pairID", f"{task.name}-{index}")))
-                out.append(
-                    SentencePairExample(
-                        id=ident,
-                        text_a=_need(record, "premise", path, line),
-                        text_b=_need(record, "hypothesis", path, line),
-                        label=_NLI_HUB_INDEX[raw],
-                    )
-                )
-            elif task.reader == "qqp":
-                raw = record.get("label")
-                label = None if raw == -1 else str(raw)
-                if label not in (None, "0", "1"):
-                    raise _Bad(DataFormatError(path, line, "label 0 or 1", repr(raw)))
-                out.append(
-                    SentencePairExample(
-                        id=str(record.get("idx", index)),
-                        text_a=_need(record, "question1", path, line),
-                        text_b=_need(record, "question2", path, line),
-                        label=label,
-                    )
-                )
-            elif task.reader == "squad":
-                answers = _need(record, "answers", path, line, dict)
-                texts, starts = answers.get("text", []), answers.get("answer_start", [])
-                if len(texts) != len(starts):
-                    raise _Bad(
-                        DataFormatError(
-                            path, line, "answers with as many starts as texts", repr(answers)[:80]
-                        )
-                    )
-                out.append(
-                    QAExample(
-                        id=str(_need(record, "id", path, line)),
-                        question=_need(record, "question", path, line),
-                        context=_need(record, "context", path, line),
-                        answers=[
-                            QAAnswer(text=t, answer_start=int(s)) for t, s in zip(texts, starts)
-                        ],
-                        title=str(record.get("title", "")),
-                        is_impossible=task.metric == "squad_v2" and not texts,
-                    )
-                )
-            elif task.reader == "hellaswag":
-                out.append(
-                    _hellaswag_record(
-                        dict(record), path, line, int(task.extra.get("num_choices", 4))
-                    )
-                )  # type: ignore[call-overload]
-            elif task.reader == "cosmosqa":
-                n = int(task.extra.get("num_choices", 4))  # type: ignore[call-overload]
-                label = record.get("label")
-                out.append(
-                    MultipleChoiceExample(
-                        id=str(_need(record, "id", path, line)),
-                        context=_need(record, "context", path, line),
-                        question=_need(record, "question", path, line),
-                        choices=[_need(record, f"answer{i}", path, line) for i in range(n)],
-                        label=None
-                        if label in (None, -1)
-                        else _choice_label(label, n, path, line, "label"),
-                    )
-                )
-            elif task.reader == "commonsenseqa":
-                out.append(
-                    _csqa_record(dict(record), path, line, int(task.extra.get("num_choices", 5)))
-                )  # type: ignore[call-overload]
-            else:
-                raise ConfigError(f"task {task.name} has no hub records reader")
+            example = convert(task, record, path, index + 1)
+            if example is not None:
+                out.append(example)
         except _Bad as bad:
             sink.add(bad.error)
     return out
