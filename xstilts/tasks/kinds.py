@@ -4,8 +4,9 @@ A :class:`KindOps` is made once per :class:`TaskKind`, here, and holds two thing
 
 * **facts** every layer may read: what an example counts as, the default reader and maximum
   length, the XTREME submission format, the default phase-1 formulation, whether the kind has a
-  trained head (and whether that head reads every token), what an example's gold is, and how a
-  language's metrics become the one number that enters the XTREME score;
+  trained head (and whether that head reads every token), what an example's gold is, how a
+  language's metrics become the one number that enters the XTREME score, and the kind's default
+  hyperparameters (phase 2, and what it changes in phase 1);
 * **operations**, each implemented by the layer it belongs to and registered there with
   :meth:`KindOps.implements` (so imports still run one way: a layer registers into this object,
   it never imports upward)::
@@ -82,7 +83,7 @@ class KindOps:
     operations: dict[str, Callable[..., Any]] = field(default_factory=dict, repr=False)
 
     def implements(self, operation: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """Decorator: register the function (or class) as this kind's ``operation``."""
+        """Decorator: register the function (or object) as this kind's ``operation``."""
         if operation not in OPERATIONS:
             raise ValueError(f"unknown kind operation {operation!r}; known: {', '.join(OPERATIONS)}")
 
