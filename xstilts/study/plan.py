@@ -30,6 +30,7 @@ from typing import Any
 from xstilts.study import run_config
 from xstilts.study.study_config import StudyConfig, slug
 from xstilts.tasks import REGISTRY
+from xstilts.tasks.kinds import kind_ops
 
 DONE_FILE = "DONE.json"
 ERROR_FILE = "error.txt"
@@ -53,20 +54,10 @@ ENCODER_PARAMS = {
 }
 DEFAULT_PARAMS = 85e6
 
-# Approximate English training-set sizes (examples) and mean tokenised length per example, used
-# only for the compute estimate when no budget caps the phase.
-TRAIN_SIZES = {
-    "xnli": 392_702, "pawsx": 49_401, "udpos": 21_253, "panx": 20_000, "xquad": 87_599,
-    "mlqa": 87_599, "tydiqa": 3_696,
-    "mnli": 392_702, "anli_plus": 1_105_719, "qqp": 363_846, "squad_v1": 87_599,
-    "squad_v2": 130_319, "hellaswag": 39_905, "cosmosqa": 25_262, "commonsenseqa": 9_741,
-    "ccg": 38_015, "conala": 2_379, "conala_mined": 593_891, "django": 16_000,
-    "concode": 100_000, "codesearchnet": 250_000, "codesearchnet_cxg": 250_000, "mbpp": 374,
-}
-KIND_TOKENS = {
-    "sentence-pair": 64, "tagging": 40, "qa": 384, "multiple-choice": 4 * 96, "retrieval": 48,
-    "generation": 96, "mlm": 128,
-}
+# English training-set sizes (Task.train_examples) and tokens per example (the kind's
+# tokens_per_example) are approximate: used only for the compute estimate when no budget caps
+# the phase. A task that declares no size counts as this many examples.
+DEFAULT_TRAIN_EXAMPLES = 10_000
 DEFAULT_EPOCHS = 3
 DEFAULT_BATCH = 32
 EVAL_EXAMPLES_PER_LANGUAGE = 1_000
@@ -150,8 +141,8 @@ def _train_tokens(task_names: list[str], budget, hparams: dict[str, Any], phase:
     per_task = []
     for name in task_names:
         task = REGISTRY.get(name)
-        length = KIND_TOKENS.get(task.kind.value, 64)
-        n = TRAIN_SIZES.get(name, 10_000)
+        length = kind_ops(task).tokens_per_example
+        n = task.train_examples or DEFAULT_TRAIN_EXAMPLES
         if budget.max_examples is not None:
             n = min(n, budget.max_examples)
         if hp.get("max_examples"):
@@ -177,7 +168,7 @@ def _eval_tokens(target: str, languages: tuple[str, ...] | None, cap: int | None
     n_langs = len(languages) if languages is not None else len(task.languages)  # upper bound
     per_lang = min(cap, EVAL_EXAMPLES_PER_LANGUAGE) if cap else EVAL_EXAMPLES_PER_LANGUAGE
     # prediction is a forward pass only: a third of a training step's cost per token
-    return n_langs * per_lang * KIND_TOKENS.get(task.kind.value, 64) / 3.0
+    return n_langs * per_lang * kind_ops(task).tokens_per_example / 3.0
 
 
 def build_plan(study: StudyConfig) -> Plan:

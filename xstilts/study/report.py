@@ -43,9 +43,7 @@ from xstilts.study.store import BUDGET_TASK, TRIVIAL_METRIC, UNTRAINED_SUFFIX, R
 from xstilts.study.study_config import Budgets
 from xstilts.tasks import REGISTRY
 from xstilts.tasks.kinds import num_choices
-
-XTREME_TARGETS = ("xnli", "pawsx", "udpos", "panx", "xquad", "mlqa", "tydiqa", "bucc2018", "tatoeba")
-
+from xstilts.tasks.xtreme import XTREME_TASKS
 
 # -- formatting ----------------------------------------------------------------------------
 
@@ -496,7 +494,7 @@ def _holm_family(data: StudyData) -> tuple[dict[str, dict[str, dict[str, Setting
 
 
 def _key_table(data: StudyData, n_tests: int) -> Table:
-    partial = any(t not in data.targets for t in XTREME_TARGETS)
+    partial = any(t not in data.targets for t in XTREME_TASKS)
     return Table(["encoder", "setting", "family", *data.targets,
                   "mean of targets (partial XTREME)" if partial else "XTREME score"], [],
                  caption=("mean over seeds of the task score; (Δ vs none, mean over seeds of the paired per-seed Δ); "
@@ -569,7 +567,7 @@ def _xtreme_table(doc: Doc, data: StudyData, xtreme: dict[str, Any], prefix: str
     """The (partial) XTREME score per setting, with its own Holm family."""
     doc.h(2, f"XTREME score per intermediate setting{prefix}")
     n_targets = len(data.targets)
-    missing = [t for t in XTREME_TARGETS if t not in data.targets]
+    missing = [t for t in XTREME_TASKS if t not in data.targets]
     if missing:
         doc.p(f"**Partial**: averaged over the {n_targets} target(s) run ({', '.join(data.targets)}), not all nine "
               f"XTREME tasks (missing: {', '.join(missing)}); not comparable with published XTREME scores.")

@@ -42,6 +42,7 @@ class Task:
     reader: str | None = None  # reader name when it is not implied by the kind
     source: TaskSource | None = None  # where `xstilts data get` and the hub loaders fetch it
     score_split: str = "test"
+    train_examples: int | None = None  # about how many English training examples (compute estimates)
     extra: dict[str, object] = field(default_factory=dict)
 
     @property

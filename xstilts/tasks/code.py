@@ -42,6 +42,7 @@ DJANGO_SPLITS: dict[str, tuple[int, int]] = {
 CONALA = REGISTRY.register(
     Task(
         name="conala",
+        train_examples=2_379,
         kind=TaskKind.GENERATION,
         family="code",
         reader="conala_json",
@@ -67,6 +68,7 @@ CONALA = REGISTRY.register(
 CONALA_MINED = REGISTRY.register(
     Task(
         name="conala_mined",
+        train_examples=593_891,
         kind=TaskKind.GENERATION,
         family="code",
         reader="conala_mined",
@@ -83,6 +85,7 @@ CONALA_MINED = REGISTRY.register(
 DJANGO = REGISTRY.register(
     Task(
         name="django",
+        train_examples=16_000,
         kind=TaskKind.GENERATION,
         family="code",
         reader="django",
@@ -101,6 +104,7 @@ DJANGO = REGISTRY.register(
 CONCODE = REGISTRY.register(
     Task(
         name="concode",
+        train_examples=100_000,
         kind=TaskKind.GENERATION,
         family="code",
         reader="concode",
@@ -123,6 +127,7 @@ CONCODE = REGISTRY.register(
 MBPP = REGISTRY.register(
     Task(
         name="mbpp",
+        train_examples=374,
         kind=TaskKind.GENERATION,
         family="code",
         reader="mbpp",
@@ -163,6 +168,7 @@ HUMANEVAL = REGISTRY.register(
 CODESEARCHNET = REGISTRY.register(
     Task(
         name="codesearchnet",
+        train_examples=250_000,
         kind=TaskKind.RETRIEVAL,
         family="code",
         reader="codesearchnet",
@@ -184,6 +190,7 @@ CODESEARCHNET = REGISTRY.register(
 CODESEARCHNET_CXG = REGISTRY.register(
     Task(
         name="codesearchnet_cxg",
+        train_examples=250_000,
         kind=TaskKind.RETRIEVAL,
         family="code",
         reader="codesearchnet",

@@ -41,6 +41,7 @@ def _register(**kwargs) -> Task:
 
 ANLI_PLUS = _register(
     name="anli_plus",
+    train_examples=1_105_719,
     kind=TaskKind.SENTENCE_PAIR,
     reader="anli_plus",
     splits=TRAIN_DEV_TEST,
@@ -56,6 +57,7 @@ ANLI_PLUS = _register(
 
 MNLI = _register(
     name="mnli",
+    train_examples=392_702,
     kind=TaskKind.SENTENCE_PAIR,
     reader="nli",
     splits=TRAIN_DEV,
@@ -84,6 +86,7 @@ MNLI = _register(
 
 QQP = _register(
     name="qqp",
+    train_examples=363_846,
     kind=TaskKind.SENTENCE_PAIR,
     reader="qqp",
     splits=TRAIN_DEV,
@@ -97,6 +100,7 @@ QQP = _register(
 
 SQUAD_V1 = _register(
     name="squad_v1",
+    train_examples=87_599,
     kind=TaskKind.QA,
     reader="squad",
     splits=TRAIN_DEV,
@@ -111,6 +115,7 @@ SQUAD_V1 = _register(
 
 SQUAD_V2 = _register(
     name="squad_v2",
+    train_examples=130_319,
     kind=TaskKind.QA,
     reader="squad",
     splits=TRAIN_DEV,
@@ -126,6 +131,7 @@ SQUAD_V2 = _register(
 
 HELLASWAG = _register(
     name="hellaswag",
+    train_examples=39_905,
     kind=TaskKind.MULTIPLE_CHOICE,
     reader="hellaswag",
     splits=TRAIN_DEV,
@@ -142,6 +148,7 @@ HELLASWAG = _register(
 
 COSMOSQA = _register(
     name="cosmosqa",
+    train_examples=25_262,
     kind=TaskKind.MULTIPLE_CHOICE,
     reader="cosmosqa",
     splits=TRAIN_DEV,
@@ -158,6 +165,7 @@ COSMOSQA = _register(
 
 COMMONSENSEQA = _register(
     name="commonsenseqa",
+    train_examples=9_741,
     kind=TaskKind.MULTIPLE_CHOICE,
     reader="commonsenseqa",
     splits=TRAIN_DEV,
@@ -174,6 +182,7 @@ COMMONSENSEQA = _register(
 
 CCG = _register(
     name="ccg",
+    train_examples=38_015,
     kind=TaskKind.TAGGING,
     reader="ccg_auto",
     splits=TRAIN_DEV_TEST,

@@ -74,6 +74,7 @@ class KindOps:
     label_set: bool = False  # the head's outputs are the task's labels (their number is needed)
     bitext: bool = False  # a file holds one side of a bitext (LASER's pair files: English beside it)
     trivial_reads_training: bool = False  # the no-skill reference learns from the English training data
+    tokens_per_example: int = 64  # about how many tokens one example is (compute estimates)
     summary: Callable[[Mapping[str, float]], float | None] = _f1_or_accuracy  # metrics -> the number in the XTREME score
     labels_of: Callable[[Any], Iterable[str]] = lambda example: ()  # label values an example holds
     # default hyperparameters: fine-tuning on the target (phase 2; XTREME's reference scripts, see
@@ -131,25 +132,27 @@ KINDS: dict[TaskKind, KindOps] = {
     for ops in (
         KindOps(TaskKind.SENTENCE_PAIR, unit="pairs", gold=_label, reader="pair-tsv", submission="label",
                 max_length=128, has_head=True, label_set=True, trivial_reads_training=True, labels_of=_one_label,
+                tokens_per_example=64,
                 target_defaults=_fine_tuning(epochs=5, max_length=128, warmup_ratio=0.0, weight_decay=0.0)),
         KindOps(TaskKind.TAGGING, unit="sentences", gold=lambda ex: ex.tags, reader="tag-tsv", submission="tags",
                 max_length=128, has_head=True, token_level=True, label_set=True, trivial_reads_training=True,
-                labels_of=lambda ex: ex.tags or (),
+                labels_of=lambda ex: ex.tags or (), tokens_per_example=40,
                 target_defaults=_fine_tuning(epochs=10, max_length=128, warmup_ratio=0.0, weight_decay=0.0)),
         KindOps(TaskKind.QA, unit="questions", gold=lambda ex: ex.answers, reader="squad", submission="qa",
-                max_length=384, has_head=True, token_level=True, summary=_mean_em_f1,
+                max_length=384, has_head=True, token_level=True, summary=_mean_em_f1, tokens_per_example=384,
                 target_defaults=dict(learning_rate=3e-5, batch_size=4, grad_accum=8, epochs=3, max_length=384,
                                      doc_stride=128, warmup_steps=500, weight_decay=1e-4, pack_sequences=True),
                 intermediate_defaults=dict(max_length=384, doc_stride=128)),
         KindOps(TaskKind.MULTIPLE_CHOICE, unit="examples", gold=_label, submission="label", max_length=128,
-                has_head=True, trivial_reads_training=True,
+                has_head=True, trivial_reads_training=True, tokens_per_example=4 * 96,
                 target_defaults=_fine_tuning(epochs=5, max_length=128, warmup_ratio=0.0, weight_decay=0.0)),
         # BUCC's pairs or Tatoeba's nearest neighbours, from the encoder alone (no phase 2)
         KindOps(TaskKind.RETRIEVAL, unit="source sentences", gold=lambda ex: ex.gold, reader="tatoeba",
-                submission="index", formulation="contrastive", encoder_only=True, bitext=True),
+                submission="index", formulation="contrastive", encoder_only=True, bitext=True,
+                tokens_per_example=48),
         KindOps(TaskKind.GENERATION, unit="examples", gold=lambda ex: getattr(ex, "target", None),
-                formulation="generate"),
-        KindOps(TaskKind.MLM, unit="examples", gold=lambda ex: None, formulation="infill"),
+                formulation="generate", tokens_per_example=96),
+        KindOps(TaskKind.MLM, unit="examples", gold=lambda ex: None, formulation="infill", tokens_per_example=128),
     )
 }
 

@@ -56,6 +56,7 @@ _TYDIQA_NAMES = {
 XNLI = REGISTRY.register(
     Task(
         name="xnli",
+        train_examples=392_702,
         kind=TaskKind.SENTENCE_PAIR,
         splits={"train": EN, "dev": XNLI_LANGS, "test": XNLI_LANGS},
         metric="accuracy",
@@ -77,6 +78,7 @@ XNLI = REGISTRY.register(
 PAWSX = REGISTRY.register(
     Task(
         name="pawsx",
+        train_examples=49_401,
         kind=TaskKind.SENTENCE_PAIR,
         splits={"train": EN, "dev": PAWSX_LANGS, "test": PAWSX_LANGS},
         metric="accuracy",
@@ -97,6 +99,7 @@ PAWSX = REGISTRY.register(
 UDPOS = REGISTRY.register(
     Task(
         name="udpos",
+        train_examples=21_253,
         kind=TaskKind.TAGGING,
         splits={"train": EN, "dev": UDPOS_LANGS, "test": UDPOS_LANGS},
         metric="seqeval_f1",
@@ -119,6 +122,7 @@ UDPOS = REGISTRY.register(
 PANX = REGISTRY.register(
     Task(
         name="panx",
+        train_examples=20_000,
         kind=TaskKind.TAGGING,
         splits={"train": EN, "dev": PANX_LANGS, "test": PANX_LANGS},
         metric="seqeval_f1",
@@ -140,6 +144,7 @@ PANX = REGISTRY.register(
 XQUAD = REGISTRY.register(
     Task(
         name="xquad",
+        train_examples=87_599,
         kind=TaskKind.QA,
         # XQuAD has no training or dev data of its own: XTREME trains on SQuAD v1.1 (English).
         splits={"train": EN, "dev": EN, "test": XQUAD_LANGS},
@@ -163,6 +168,7 @@ XQUAD = REGISTRY.register(
 MLQA = REGISTRY.register(
     Task(
         name="mlqa",
+        train_examples=87_599,
         kind=TaskKind.QA,
         splits={"train": EN, "dev": MLQA_LANGS, "test": MLQA_LANGS},
         metric="mlqa",
@@ -189,6 +195,7 @@ MLQA = REGISTRY.register(
 TYDIQA = REGISTRY.register(
     Task(
         name="tydiqa",
+        train_examples=3_696,
         kind=TaskKind.QA,
         # XTREME uses the GoldP dev set as its test set.
         splits={"train": EN, "test": TYDIQA_LANGS},
