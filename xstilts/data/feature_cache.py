@@ -58,12 +58,10 @@ def examples_fingerprint(examples: Sequence[Any]) -> str:
 
 
 def _code_fingerprint() -> str:
-
     return hashlib.sha256(Path(features.__file__).read_bytes()).hexdigest()
 
 
 def cache_key(task: Any, examples: Sequence[Any], tokenizer: Any, settings: dict) -> str:
-
     kind, t = resolve_kind(task)
     parts = {
         "task": t.name if t is not None else None,

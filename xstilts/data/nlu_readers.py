@@ -663,24 +663,25 @@ def read_nlu_path(
 
 # Reader name (``Task.reader``) -> reader(path, task, split, sink) of one file.
 FILE_READERS: dict[str, Callable[..., Iterable[NLUExample]]] = {
-    "nli": lambda path, task, split, sink: _read_nli(path, task, split, ProblemSink.strict_unless(sink)),
-    "anli": lambda path, task, split, sink: _read_nli(path, task, split, ProblemSink.strict_unless(sink)),
-    "qqp": lambda path, task, split, sink: _read_qqp(path, task, split, ProblemSink.strict_unless(sink)),
-    "squad": lambda path, task, split, sink: _read_squad(path, task, split, sink),
-    "hellaswag": lambda path, task, split, sink: _read_jsonl_mc(path, task, ProblemSink.strict_unless(sink),
-                                                                _hellaswag_record),
-    "cosmosqa": lambda path, task, split, sink: _read_cosmosqa(path, task, split, ProblemSink.strict_unless(sink)),
-    "commonsenseqa": lambda path, task, split, sink: _read_jsonl_mc(path, task, ProblemSink.strict_unless(sink),
-                                                                    _csqa_record),
-    "ccg_auto": lambda path, task, split, sink: _read_auto(path, task, split, ProblemSink.strict_unless(sink)),
+    "nli": _read_nli,
+    "anli": _read_nli,
+    "qqp": _read_qqp,
+    "squad": _read_squad,
+    "hellaswag": lambda path, task, split, sink: _read_jsonl_mc(path, task, sink, _hellaswag_record),
+    "cosmosqa": _read_cosmosqa,
+    "commonsenseqa": lambda path, task, split, sink: _read_jsonl_mc(path, task, sink, _csqa_record),
+    "ccg_auto": _read_auto,
 }
+# Readers given the caller's sink as it is; the others get a strict one unless the caller collects.
+_OWN_SINK_POLICY = frozenset({"squad"})
 
 
 def _read_one(task: Task, path: Path, split: str, sink: Any) -> list[NLUExample]:
-    reader = FILE_READERS.get(task.reader or "")
+    name = task.reader or ""
+    reader = FILE_READERS.get(name)
     if reader is None:
         raise ConfigError(f"task {task.name}: no NLU reader {task.reader!r} for {path}")
-    return list(reader(path, task, split, sink))
+    return list(reader(path, task, split, sink if name in _OWN_SINK_POLICY else ProblemSink.strict_unless(sink)))
 
 
 def read_nlu_examples(

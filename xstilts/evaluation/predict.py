@@ -115,8 +115,8 @@ def run_model(
         [feature_length(f) for f in features], batch_size, max_tokens=max_tokens
     )
     packer = None
+    unpack_tokens = pack and kind_ops(model.kind).token_level  # per-token outputs laid back out
     if pack:
-
         packer = packed_collator(model.encoder)
     results: list = [None] * len(features)
     bar = progress.add_task(description, total=len(features)) if progress is not None else None
@@ -143,7 +143,7 @@ def run_model(
                          for k, v in batch.items()}  # fmt: skip
                 with autocast:
                     output = model(**batch)
-                    if packer is not None and kind_ops(model.kind).token_level:
+                    if unpack_tokens:
                         output = _unpacked(output, batch)
                     kept = extract.on_device(output)
                 fetched, ready = _fetch(kept, device)
@@ -386,7 +386,6 @@ def _load_for_task(task: Task, model_or_path: Any, tokenizer: Any, device: Any):
 def _load_encoder(model_or_path: Any, tokenizer: Any):
     """(encoder, tokenizer) for retrieval: a name or folder, a TaskModel, or an encoder."""
     if isinstance(model_or_path, (str, os.PathLike)):
-
         return load_encoder(os.fspath(model_or_path))
     if isinstance(model_or_path, tuple):
         return model_or_path

@@ -51,7 +51,7 @@ from xstilts.evaluation.layout import write_predictions
 from xstilts.evaluation.metrics.bucc import bucc_extract, bucc_f1, bucc_optimal_threshold
 from xstilts.models.device import autocast_for, check_precision
 from xstilts.models.loading import encoder_depth
-from xstilts.tasks import get_task
+from xstilts.tasks import Task, get_task
 from xstilts.tasks.kinds import kind_ops
 
 logger = logging.getLogger(__name__)
@@ -71,7 +71,6 @@ def default_layer(depth: int) -> int:
 
 
 def _depth(encoder) -> int:
-
     return encoder_depth(encoder)
 
 
@@ -346,11 +345,16 @@ class BuccResult:
 
 
 def _bitext(task, data_dir, split: str, lang: str):
-
     examples = read_examples(task, data_dir, split, lang)
     if len(examples) != 1:
         raise MissingDataError(f"expected one bitext for {split}/{lang}, found {len(examples)}")
     return examples[0]
+
+
+def mining_mode(task: Task) -> str:
+    """``margin`` (BUCC: pairs mined over whole corpora) or ``nearest`` (Tatoeba: each source
+    sentence's nearest target), as the task declares (``extra["mining"]``)."""
+    return str((task.extra or {}).get("mining", "nearest"))
 
 
 def predict_retrieval(
@@ -380,7 +384,7 @@ def predict_retrieval(
     t = get_task(task)
     if not kind_ops(t).encoder_only:
         raise ConfigError(f"{t.name} is not a retrieval task")
-    mode = (t.extra or {}).get("mining", "margin" if t.name.startswith("bucc") else "nearest")
+    mode = mining_mode(t)
     chosen = resolve_layer(encoder, layer)
     present = available(t, data_dir).get("test", [])
     if languages is None:

@@ -235,11 +235,9 @@ class _DataTree:
         return bool(self.languages(task))
 
     def languages(self, task: Task) -> set[str]:
-
         return set(readers.available(task, self.root).get(task.score_split, []))
 
     def gold(self, task: Task, lang: str) -> tuple[Any, Path | None]:
-
         examples = readers.read_examples(task, self.root, task.score_split, lang)
         path = readers.find_file(task, self.root, task.score_split, lang)
         if layout.file_format(task) == layout.QA:

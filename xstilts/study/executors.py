@@ -151,7 +151,6 @@ class LocalExecutor:
     def __init__(self, gpus: int = 0, workers: int = 1, threads: int | None = None,
                  processes_per_cell: int = 1) -> None:
         if workers < 1:
-
             raise ConfigError(f"executor workers must be >= 1, got {workers}")
         self.gpus = gpus
         self.workers = workers

@@ -34,7 +34,7 @@ from xstilts.data.readers import available, has_split, read_examples
 from xstilts.errors import ConfigError, MissingDataError
 from xstilts.evaluation.layout import gold_from_examples, write_labels, write_predictions
 from xstilts.evaluation.predict import PredictOptions, predict_examples, predict_task
-from xstilts.evaluation.retrieval import embed, tatoeba_predictions
+from xstilts.evaluation.retrieval import embed, mining_mode, tatoeba_predictions
 from xstilts.evaluation.scorer import score_directory, score_language
 from xstilts.fileio import write_json_atomic
 from xstilts.models.device import resolve_device
@@ -153,7 +153,6 @@ def prune_training_weights(train_dir: Path) -> None:
 
 
 def _read(task: Task, data_dir: str | Path, split: str, lang: str) -> list[Any]:
-
     return list(read_examples(task, data_dir, split, lang))
 
 
@@ -276,7 +275,6 @@ class Pipeline:
         return self.local_folder(self.encoder_source)
 
     def local_folder(self, source: str) -> Path | None:
-
         try:
             resolved = resolve_model(source)
         except Exception:  # noqa: BLE001 - a hub id without a local folder
@@ -537,7 +535,6 @@ class Pipeline:
     # phase 3 -------------------------------------------------------------------------------
 
     def eval_languages(self, task: Task, split: str) -> list[str]:
-
         present = available(task, self.config.data_dir).get(split, [])
         langs = self.config.languages or present
         missing = [l for l in langs if l not in present]
@@ -551,7 +548,6 @@ class Pipeline:
         return list(langs)
 
     def phase3(self, task: Task, model_and_tokenizer=None) -> dict[str, Any]:
-
         cfg = self.config
         split = cfg.eval_split or task.score_split
         # XTREME's submission layout names every file test-{lang}; predictions of another split
@@ -567,7 +563,7 @@ class Pipeline:
             encoder, tokenizer = self.load_encoder(self.encoder_source)
             encoder.eval()
             precision = cfg.phase_settings("target", task.kind.value)["mixed_precision"]
-            mining = (task.extra or {}).get("mining", "margin" if task.name.startswith("bucc") else "nearest")
+            mining = mining_mode(task)
             if cfg.eval_max_examples is not None and mining == "nearest":
                 per_lang = self.capped_tatoeba(task, encoder, tokenizer, split, langs, pred_root, label_root,
                                                precision)
@@ -579,7 +575,6 @@ class Pipeline:
                 for lang in langs:
                     write_labels(label_root, task, lang, _read(task, cfg.data_dir, split, lang))
         else:
-
             model, tokenizer = model_and_tokenizer
             device = resolve_device(cpu=cfg.cpu)
             model.to(device).eval()
@@ -751,7 +746,6 @@ def cap_bitext(bitext: Any, n: int) -> Any:
 
 
 def _len(feature: Any) -> int:
-
     return feature_length(feature) if isinstance(feature, dict) else len(feature)
 
 

@@ -134,7 +134,6 @@ def _pipeline_defaults(phase: str, kind: str) -> dict[str, Any]:
 
 
 def _train_tokens(task_names: list[str], budget, hparams: dict[str, Any], phase: str = "target") -> float:
-
     first = REGISTRY.get(task_names[0]).kind.value
     hp = {**_pipeline_defaults(phase, first), **hparams}
     batch = int(hp.get("batch_size", DEFAULT_BATCH)) * int(hp.get("grad_accum", 1))
@@ -163,7 +162,6 @@ def _train_tokens(task_names: list[str], budget, hparams: dict[str, Any], phase:
 
 
 def _eval_tokens(target: str, languages: tuple[str, ...] | None, cap: int | None) -> float:
-
     task = REGISTRY.get(target)
     n_langs = len(languages) if languages is not None else len(task.languages)  # upper bound
     per_lang = min(cap, EVAL_EXAMPLES_PER_LANGUAGE) if cap else EVAL_EXAMPLES_PER_LANGUAGE

@@ -149,7 +149,6 @@ def _fingerprint(files: list[Path]) -> tuple[tuple[str, int, int], ...]:
 
 
 def _check_text(need: Need) -> str | None:
-
     try:
         if not read_raw_text(need.location, max_lines=1):
             return f"{need.phase}: {need.location}: no text for masked-LM training (empty)"

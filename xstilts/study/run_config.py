@@ -117,7 +117,6 @@ class Hyperparameters(_Strict):
 
 
 def _check_task(name: str, allowed: list[str], what: str) -> str:
-
     if name not in REGISTRY or name not in allowed:
         raise ValueError(f"unknown {what} {name!r}; allowed: {', '.join(sorted(allowed))}")
     return name
@@ -131,7 +130,6 @@ def intermediate_task_names() -> list[str]:
 
 
 def target_task_names() -> list[str]:
-
     return REGISTRY.targets()
 
 
@@ -158,7 +156,6 @@ class IntermediateTaskSpec(_Strict):
 
     @model_validator(mode="after")
     def _check_spec(self) -> IntermediateTaskSpec:
-
         task = get_task(self.task)
         if self.train_split is not None and self.train_split not in task.splits:
             raise ValueError(f"train_split {self.train_split!r} of {self.task}; allowed: {', '.join(task.splits)}")
@@ -273,7 +270,6 @@ class RunConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
-
         if self.target is None and self.intermediate is None and self.mlm is None:
             raise ValueError("nothing to run: give a target task, an intermediate task or an mlm phase")
         if self.target is not None:

@@ -72,7 +72,6 @@ class IntermediateTask(IntermediateTaskSpec):
 
     @model_validator(mode="after")
     def _check_family(self) -> IntermediateTask:
-
         allowed = sorted(REGISTRY.names("nlu") + REGISTRY.names("code"))
         task = REGISTRY.get(self.task)
         if task.family not in ("nlu", "code"):
@@ -97,7 +96,6 @@ class IntermediateTask(IntermediateTaskSpec):
 
     @property
     def family(self) -> str:
-
         return REGISTRY.get(self.task).family
 
     @classmethod
@@ -350,7 +348,6 @@ class StudyConfig(_Strict):
     @field_validator("targets")
     @classmethod
     def _targets(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-
         allowed = REGISTRY.targets()
         bad = [t for t in value if t not in allowed]
         if bad:
@@ -359,7 +356,6 @@ class StudyConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> StudyConfig:
-
         names = [s.name for s in self.intermediate]
         if not names:
             raise ValueError("intermediate must list at least one setting (e.g. none)")

@@ -62,7 +62,6 @@ def _length(inp: FormulationInput, default: int) -> int:
     limits = [int(inp.tokenizer.model_max_length)] if inp.tokenizer.model_max_length < 1_000_000 else []
     positions = getattr(inp.encoder.config, "max_position_embeddings", None)
     if positions:
-
         limits.append(int(positions) - position_offset(inp.encoder.config))
     return min([want, *limits])
 
@@ -75,7 +74,6 @@ def _language(inp: FormulationInput) -> str | None:
 
 
 def build_generate(inp: FormulationInput) -> TrainablePart:
-
     s = inp.settings
     codec = WhitespaceCodec.for_tokenizer(inp.tokenizer)
     featurizer = GenerationFeaturizer(
@@ -127,7 +125,6 @@ def build_generate(inp: FormulationInput) -> TrainablePart:
 
 
 def build_contrastive(inp: FormulationInput) -> TrainablePart:
-
     s = inp.settings
     codec = WhitespaceCodec.for_tokenizer(inp.tokenizer)
     max_length = _length(inp, 128)
@@ -153,7 +150,6 @@ def build_contrastive(inp: FormulationInput) -> TrainablePart:
 
 
 def build_match(inp: FormulationInput) -> TrainablePart:
-
     s = inp.settings
     codec = WhitespaceCodec.for_tokenizer(inp.tokenizer)
     kwargs = {"negatives": int(s.get("negatives", 1)), "max_length": _length(inp, 256)}
@@ -193,7 +189,6 @@ def _match_eval(model, features, collate, batch_size: int = 32) -> dict[str, flo
 
 
 def build_infill(inp: FormulationInput) -> TrainablePart:
-
     s = inp.settings
     codec = WhitespaceCodec.for_tokenizer(inp.tokenizer)
     max_length = _length(inp, 256)

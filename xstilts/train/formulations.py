@@ -189,7 +189,6 @@ def build_head_part(inp: FormulationInput) -> TrainablePart:
     evaluate = None
     if scored:
         def evaluate(task_model: Any) -> dict[str, float]:
-
             device = next(task_model.parameters()).device
             metrics = intermediate_quality(task, task_model, inp.tokenizer, scored, PredictOptions(
                 **inp.prediction_batches,
@@ -211,7 +210,7 @@ def scorable_examples(task: Task, examples: Sequence[Any]) -> list[Any]:
     if task.metric == "squad_v2":
         return list(examples)
     gold = kind_ops(task).gold
-    return [ex for ex in examples if gold(ex) is not None and gold(ex) != []]
+    return [ex for ex in examples if gold(ex) not in (None, [])]
 
 
 def _has_gold(feature: dict) -> bool:
